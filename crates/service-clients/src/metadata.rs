@@ -1,0 +1,196 @@
+//! The video document as it crosses the wire, and calls to metadata-svc.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{send_json, ClientError};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoKind {
+    Live,
+    Upload,
+}
+
+/// Lifecycle. Upload: created -> uploading -> processing -> ready | failed.
+/// Live: live -> ended -> recorded (the recording is playable as VOD).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoStatus {
+    Created,
+    Uploading,
+    Processing,
+    Ready,
+    Failed,
+    Live,
+    Ended,
+    Recorded,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    #[default]
+    Public,
+    Unlisted,
+    Private,
+}
+
+/// Who may watch. `price_minor` and `currency` only for `purchase`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum AccessPolicy {
+    #[default]
+    Free,
+    Subscribers,
+    Purchase { price_minor: i64, currency: String },
+}
+
+/// One rung of the ladder as published in the master playlist.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Rendition {
+    /// e.g. `720p`, `source`.
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// Peak bits per second.
+    pub bandwidth: u64,
+    pub codecs: String,
+    pub frame_rate: f64,
+    /// Storage key of the rung's media playlist.
+    pub playlist: String,
+}
+
+/// Storage keys of the playlists (relative to the media root the edge serves).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PlaybackLocations {
+    /// Master playlist of the live stream (or of the upload).
+    pub master: Option<String>,
+    /// Master playlist of the whole recorded broadcast, once ended.
+    pub vod_master: Option<String>,
+}
+
+/// `POST /internal/v1/videos`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NewVideo {
+    /// Chosen by the caller (ingest names storage paths before metadata answers); the
+    /// service generates one when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub owner_id: String,
+    pub kind: VideoKind,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub visibility: Visibility,
+    #[serde(default)]
+    pub access: AccessPolicy,
+    /// Initial status: `live` for broadcasts, `created` for uploads (the default).
+    #[serde(default)]
+    pub status: Option<VideoStatus>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub renditions: Vec<Rendition>,
+    #[serde(default)]
+    pub playback: PlaybackLocations,
+}
+
+/// `POST /internal/v1/videos/{id}/status`: a lifecycle transition plus what became known.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct StatusChange {
+    pub status: Option<VideoStatus>,
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub duration_secs: Option<f64>,
+    #[serde(default)]
+    pub renditions: Option<Vec<Rendition>>,
+    #[serde(default)]
+    pub playback: Option<PlaybackLocations>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Counters {
+    pub views: i64,
+    pub likes: i64,
+}
+
+/// A video document as metadata-svc returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Video {
+    pub id: String,
+    pub owner_id: String,
+    pub kind: VideoKind,
+    pub status: VideoStatus,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub visibility: Visibility,
+    pub access: AccessPolicy,
+    #[serde(default)]
+    pub duration_secs: Option<f64>,
+    #[serde(default)]
+    pub renditions: Vec<Rendition>,
+    #[serde(default)]
+    pub playback: PlaybackLocations,
+    #[serde(default)]
+    pub poster: Option<String>,
+    #[serde(default)]
+    pub counters: Counters,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub published_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Optimistic-concurrency version; bumped on every write.
+    pub version: i64,
+}
+
+#[derive(Clone)]
+pub struct MetadataClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl MetadataClient {
+    /// `base` is metadata-svc's root URL, e.g. `http://127.0.0.1:8083`.
+    pub fn new(base: impl Into<String>, timeout: Duration) -> Self {
+        Self { base: base.into().trim_end_matches('/').to_string(), http: crate::http_client(timeout) }
+    }
+
+    pub async fn create_video(&self, v: &NewVideo) -> Result<Video, ClientError> {
+        send_json("metadata-svc", self.http.post(format!("{}/internal/v1/videos", self.base)).json(v)).await
+    }
+
+    pub async fn change_status(&self, id: &str, change: &StatusChange) -> Result<Video, ClientError> {
+        send_json(
+            "metadata-svc",
+            self.http.post(format!("{}/internal/v1/videos/{id}/status", self.base)).json(change),
+        )
+        .await
+    }
+
+    pub async fn get_video(&self, id: &str) -> Result<Option<Video>, ClientError> {
+        match send_json("metadata-svc", self.http.get(format!("{}/internal/v1/videos/{id}", self.base))).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+}

@@ -1,0 +1,163 @@
+//! Start-up plumbing shared by every Caudal service.
+//!
+//! - [`load_config`]: one typed struct per service, read from an optional TOML file and then
+//!   overridden by environment variables (`PREFIX_FIELD`, nested with `__`); any string field
+//!   may instead be given as `PREFIX_FIELD_FILE` pointing at a file (for secrets).
+//! - [`init_tracing`]: `RUST_LOG`-filtered tracing, JSON when `CAUDAL_LOG_JSON=1`.
+//! - [`metrics`]: a process-wide Prometheus recorder and a router that serves it.
+//! - [`shutdown_token`]: one cancellation token cancelled on SIGINT or SIGTERM.
+//! - [`error`]: the one JSON error shape every HTTP API answers with.
+
+pub mod error;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use axum::{routing::get, Router};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// Loads a service config: defaults, then the TOML file (when given and present), then
+/// environment variables with `env_prefix` (e.g. `CAUDAL_INGEST_`). `*_FILE` variables
+/// name a file whose trimmed contents become the value of the field without the suffix.
+pub fn load_config<T>(file: Option<&Path>, env_prefix: &str) -> anyhow::Result<T>
+where
+    T: DeserializeOwned + Serialize + Default,
+{
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            anyhow::bail!("config file {} does not exist", path.display());
+        }
+        fig = fig.merge(Toml::file(path));
+    }
+    // secrets: FOO_FILE=/path -> FOO=<contents>
+    let mut file_values = Vec::new();
+    for (key, value) in std::env::vars() {
+        if let Some(stripped) = key.strip_prefix(env_prefix) {
+            if let Some(field) = stripped.strip_suffix("_FILE") {
+                let contents = std::fs::read_to_string(&value)
+                    .map_err(|e| anyhow::anyhow!("reading {key}={value}: {e}"))?;
+                file_values.push((field.to_ascii_lowercase().replace("__", "."), contents.trim().to_string()));
+            }
+        }
+    }
+    fig = fig.merge(Env::prefixed(env_prefix).split("__").filter(|k| !k.as_str().ends_with("_file")));
+    for (field, value) in file_values {
+        fig = fig.merge((field.as_str(), value));
+    }
+    fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+/// Reads the config path from `--config PATH` or the `env_var` environment variable.
+pub fn config_path_from_args(env_var: &str) -> Option<std::path::PathBuf> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--config" {
+            return args.next().map(Into::into);
+        }
+        if let Some(p) = a.strip_prefix("--config=") {
+            return Some(p.into());
+        }
+    }
+    std::env::var_os(env_var).map(Into::into)
+}
+
+/// Installs the global tracing subscriber. Safe to call more than once (tests).
+pub fn init_tracing() {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("CAUDAL_LOG_JSON").is_ok_and(|v| v == "1");
+    let res = if json {
+        fmt().with_env_filter(filter).json().try_init()
+    } else {
+        fmt().with_env_filter(filter).try_init()
+    };
+    let _ = res;
+}
+
+pub mod metrics {
+    use super::*;
+    use std::sync::OnceLock;
+
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+    /// The process-wide Prometheus recorder, installed on first use.
+    pub fn handle() -> &'static PrometheusHandle {
+        HANDLE.get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+    }
+
+    /// A router serving `/metrics` in the Prometheus text format.
+    pub fn router() -> Router {
+        let h = handle();
+        Router::new().route("/metrics", get(move || async move { h.render() }))
+    }
+}
+
+/// A router with `/healthz` answering `ok`.
+pub fn health_router() -> Router {
+    Router::new().route("/healthz", get(|| async { "ok" }))
+}
+
+/// A token cancelled when the process receives SIGINT or SIGTERM.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        tracing::info!("shutdown signal received");
+        t.cancel();
+    });
+    token
+}
+
+/// Binds `addr` and serves `router` until `shutdown` is cancelled.
+/// Returns the bound address (useful with port 0) and the serving task.
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let res = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "http server stopped with an error");
+        }
+    });
+    Ok((local, task))
+}
+
+/// Serves the metrics router on `addr` (a separate port from the public API).
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve(addr, metrics::router().merge(health_router()), shutdown).await
+}

@@ -1,0 +1,230 @@
+use async_trait::async_trait;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::{validate_key, ObjectInfo, ObjectMeta, ObjectStore, StorageError};
+
+/// S3 backend settings. `endpoint` is empty for AWS itself; set it (with `path_style`) for
+/// S3-compatible servers. Credentials come from these fields when set, else from the
+/// standard AWS chain (env, profile, instance role).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:9000`; empty for AWS.
+    pub endpoint: String,
+    /// Must match the server's region (`us-east-1` for s3s-fs, `garage` for Garage).
+    pub region: String,
+    pub bucket: String,
+    /// Path-style URLs (`endpoint/bucket/key`); needed by most S3-compatible servers.
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Key prefix inside the bucket, e.g. `media/`.
+    pub prefix: String,
+    /// Create the bucket at start-up when it does not exist (local stacks and tests).
+    pub create_bucket: bool,
+}
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+fn backend_err<E: ProvideErrorMetadata + std::fmt::Debug, R>(e: SdkError<E, R>) -> StorageError {
+    let msg = match e.as_service_error() {
+        Some(se) => format!(
+            "{}: {}",
+            se.code().unwrap_or("error"),
+            se.message().unwrap_or("no message")
+        ),
+        None => format!("{e:?}").chars().take(300).collect(),
+    };
+    StorageError::Backend(msg)
+}
+
+impl S3Store {
+    pub async fn connect(cfg: S3Config) -> Result<Self, StorageError> {
+        if cfg.bucket.is_empty() {
+            return Err(StorageError::Backend("s3 bucket is not configured".into()));
+        }
+        let region = if cfg.region.is_empty() { "us-east-1".to_string() } else { cfg.region.clone() };
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
+        if !cfg.access_key_id.is_empty() {
+            loader = loader.credentials_provider(Credentials::new(
+                cfg.access_key_id.clone(),
+                cfg.secret_access_key.clone(),
+                None,
+                None,
+                "caudal-config",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(cfg.path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+        if !cfg.endpoint.is_empty() {
+            b = b.endpoint_url(cfg.endpoint.clone());
+        }
+        let client = Client::from_conf(b.build());
+        let store = Self { client, bucket: cfg.bucket.clone(), prefix: cfg.prefix.clone() };
+        if cfg.create_bucket {
+            store.ensure_bucket().await?;
+        }
+        Ok(store)
+    }
+
+    async fn ensure_bucket(&self) -> Result<(), StorageError> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                if code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
+                    Ok(())
+                } else {
+                    Err(backend_err(e))
+                }
+            }
+        }
+    }
+
+    fn full_key(&self, key: &str) -> Result<String, StorageError> {
+        validate_key(key)?;
+        Ok(format!("{}{}", self.prefix, key))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, body: Bytes, meta: &ObjectMeta) -> Result<(), StorageError> {
+        let k = self.full_key(key)?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(k)
+            .content_type(&meta.content_type)
+            .cache_control(&meta.cache_control)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        let k = self.full_key(key)?;
+        let out = self.client.get_object().bucket(&self.bucket).key(k).send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                StorageError::NotFound(key.to_string())
+            } else {
+                backend_err(e)
+            }
+        })?;
+        let data = out.body.collect().await.map_err(|e| StorageError::Backend(e.to_string()))?;
+        Ok(data.into_bytes())
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
+        let k = self.full_key(key)?;
+        let out = self.client.head_object().bucket(&self.bucket).key(k).send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_not_found()) {
+                StorageError::NotFound(key.to_string())
+            } else {
+                backend_err(e)
+            }
+        })?;
+        Ok(ObjectInfo {
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            meta: ObjectMeta {
+                content_type: out.content_type().unwrap_or("application/octet-stream").to_string(),
+                cache_control: out.cache_control().unwrap_or("").to_string(),
+            },
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let k = self.full_key(key)?;
+        self.client.delete_object().bucket(&self.bucket).key(k).send().await.map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let full = format!("{}{}", self.prefix, prefix);
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(full)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(backend_err)?;
+            for obj in page.contents() {
+                if let Some(k) = obj.key() {
+                    if let Some(rel) = k.strip_prefix(self.prefix.as_str()) {
+                        out.push(rel.to_string());
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn backend(&self) -> &'static str {
+        "s3"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the contract against the S3-compatible server the test stack started
+    /// (`CAUDAL_TEST_S3_ENDPOINT`); fails loudly when there is none.
+    #[tokio::test]
+    async fn s3_store_passes_the_contract_against_a_real_server() {
+        let endpoint = std::env::var("CAUDAL_TEST_S3_ENDPOINT").expect(
+            "CAUDAL_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh, which starts s3s-fs",
+        );
+        let cfg = S3Config {
+            endpoint,
+            region: std::env::var("CAUDAL_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into()),
+            bucket: format!("contract-{}", uuid::Uuid::new_v4().simple()),
+            path_style: true,
+            access_key_id: std::env::var("CAUDAL_TEST_S3_ACCESS_KEY").unwrap_or_else(|_| "caudal".into()),
+            secret_access_key: std::env::var("CAUDAL_TEST_S3_SECRET_KEY").unwrap_or_else(|_| "caudalsecret".into()),
+            prefix: "media/".into(),
+            create_bucket: true,
+        };
+        let store = S3Store::connect(cfg).await.expect("connect to the S3-compatible server");
+        crate::contract::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn wrong_credentials_are_a_clear_error() {
+        let endpoint = std::env::var("CAUDAL_TEST_S3_ENDPOINT").expect("CAUDAL_TEST_S3_ENDPOINT is not set");
+        let cfg = S3Config {
+            endpoint,
+            region: "us-east-1".into(),
+            bucket: "nope".into(),
+            path_style: true,
+            access_key_id: "wrong".into(),
+            secret_access_key: "wrong-secret".into(),
+            prefix: String::new(),
+            create_bucket: false,
+        };
+        let store = S3Store::connect(cfg).await.unwrap();
+        let meta = ObjectMeta::for_key("a.ts", crate::CachePolicy::Immutable);
+        let err = store.put("a.ts", Bytes::from_static(b"x"), &meta).await.unwrap_err();
+        assert!(matches!(err, StorageError::Backend(_)), "{err:?}");
+    }
+}

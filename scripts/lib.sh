@@ -1,0 +1,129 @@
+# Shared shell functions: install what is missing, start and stop the real servers.
+# Sourced by scripts/up.sh (the platform) and scripts/test.sh (every test).
+# shellcheck shell=bash
+
+CAUDAL_ROOT="${CAUDAL_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+CAUDAL_PIDS=()
+
+log() { printf '[caudal] %s\n' "$*" >&2; }
+die() { printf '[caudal] error: %s\n' "$*" >&2; exit 1; }
+
+APT_PACKAGES=(mariadb-server mariadb-client nginx libnginx-mod-rtmp ffmpeg libavcodec-dev libavformat-dev
+  libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev clang pkg-config
+  chromium nodejs npm curl procps)
+
+# Installs every missing system, Python, Node and cargo tool. Fast when all are present.
+install_deps() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # node and npm may come from elsewhere (the image ships them)
+  if command -v node >/dev/null && command -v npm >/dev/null; then
+    local filtered=()
+    for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || filtered+=("$p"); done
+    missing=("${filtered[@]}")
+  fi
+  if ((${#missing[@]})); then
+    log "installing apt packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed"
+  fi
+  if ! command -v secantusd-py >/dev/null; then
+    log "installing secantusdb (MongoDB-compatible server) from PyPI"
+    pip install -q secantusdb >/dev/null 2>&1 || pip install secantusdb || die "pip install secantusdb failed"
+    hash -r
+  fi
+  if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+    log "installing s3s-fs 0.14.1 (S3-compatible server)"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked -q ||
+      cargo install s3s-fs --version 0.14.1 --features binary -q || die "cargo install s3s-fs failed"
+  fi
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if [ -f "$CAUDAL_ROOT/web/package.json" ] && [ ! -d "$CAUDAL_ROOT/web/node_modules/hls.js" ]; then
+    log "installing web packages (hls.js, playwright-core)"
+    (cd "$CAUDAL_ROOT/web" && npm ci --no-audit --no-fund --silent) || die "npm ci failed in web/"
+  fi
+}
+
+# wait_port HOST PORT SECONDS NAME
+wait_port() {
+  local host=$1 port=$2 secs=$3 name=$4 i
+  for ((i = 0; i < secs * 10; i++)); do
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  die "$name did not start listening on $host:$port within ${secs}s (see its log)"
+}
+
+# start_mariadb DIR PORT -> exports CAUDAL_MYSQL_URL (app user) and CAUDAL_MYSQL_ROOT_SOCKET
+start_mariadb() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  if [ ! -d "$dir/data/mysql" ]; then
+    mariadb-install-db --no-defaults --datadir="$dir/data" --user=root --auth-root-authentication-method=socket \
+      >"$dir/install.log" 2>&1 || die "mariadb-install-db failed: see $dir/install.log"
+  fi
+  mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysql.sock" --port="$port" \
+    --bind-address=127.0.0.1 --user=root --pid-file="$dir/mariadb.pid" --innodb-buffer-pool-size=64M \
+    --max-connections=500 --skip-name-resolve >"$dir/mariadb.log" 2>&1 &
+  CAUDAL_PIDS+=($!)
+  wait_port 127.0.0.1 "$port" 60 mariadb
+  local i
+  for ((i = 0; i < 100; i++)); do
+    mariadb --no-defaults --socket="$dir/mysql.sock" -uroot -e 'select 1' >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  mariadb --no-defaults --socket="$dir/mysql.sock" -uroot <<'SQL' || die "could not create the caudal database user"
+CREATE DATABASE IF NOT EXISTS caudal;
+CREATE USER IF NOT EXISTS 'caudal'@'127.0.0.1' IDENTIFIED VIA mysql_native_password USING PASSWORD('caudal');
+CREATE USER IF NOT EXISTS 'caudal'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('caudal');
+GRANT ALL PRIVILEGES ON caudal.* TO 'caudal'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON caudal.* TO 'caudal'@'localhost';
+GRANT ALL PRIVILEGES ON `\_sqlx\_test\_%`.* TO 'caudal'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON `\_sqlx\_test\_%`.* TO 'caudal'@'localhost';
+GRANT ALL PRIVILEGES ON `caudal\_test\_%`.* TO 'caudal'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON `_sqlx_test`.* TO 'caudal'@'127.0.0.1';
+CREATE DATABASE IF NOT EXISTS _sqlx_test;
+FLUSH PRIVILEGES;
+SQL
+  export CAUDAL_MYSQL_URL="mysql://caudal:caudal@127.0.0.1:$port/caudal"
+  export CAUDAL_MYSQL_ROOT_SOCKET="$dir/mysql.sock"
+}
+
+# start_mongo DIR PORT -> exports CAUDAL_MONGO_URL
+start_mongo() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  secantusd-py --host 127.0.0.1 --port "$port" --storage-path "$dir/data" --log-level WARNING \
+    >"$dir/secantus.log" 2>&1 &
+  CAUDAL_PIDS+=($!)
+  wait_port 127.0.0.1 "$port" 60 "secantusd (MongoDB-compatible)"
+  export CAUDAL_MONGO_URL="mongodb://127.0.0.1:$port/?directConnection=true"
+}
+
+# start_s3 DIR PORT -> exports CAUDAL_S3_ENDPOINT, CAUDAL_S3_ACCESS_KEY, CAUDAL_S3_SECRET_KEY
+start_s3() {
+  local dir=$1 port=$2
+  mkdir -p "$dir/data"
+  export CAUDAL_S3_ACCESS_KEY=caudal CAUDAL_S3_SECRET_KEY=caudalsecret
+  s3s-fs --host 127.0.0.1 --port "$port" --access-key "$CAUDAL_S3_ACCESS_KEY" \
+    --secret-key "$CAUDAL_S3_SECRET_KEY" "$dir/data" >"$dir/s3s.log" 2>&1 &
+  CAUDAL_PIDS+=($!)
+  wait_port 127.0.0.1 "$port" 30 s3s-fs
+  export CAUDAL_S3_ENDPOINT="http://127.0.0.1:$port"
+}
+
+stop_all() {
+  local pid
+  for ((i = ${#CAUDAL_PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${CAUDAL_PIDS[$i]}
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${CAUDAL_PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  CAUDAL_PIDS=()
+}
