@@ -1,0 +1,140 @@
+//! RTMP ingest. Accepts publishers at `rtmp://HOST:PORT/<app>/<stream key>`, checks the key
+//! with user-svc, refuses a second publisher on a key that is already live, feeds the live
+//! transcoder, and records the broadcast in metadata-svc.
+//!
+//! rml_rtmp is sans-IO: one task per connection owns the socket, feeds bytes to the session
+//! and acts on the events it raises ([`connection`]).
+
+pub mod config;
+mod connection;
+mod metadata;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::{extract::State, routing::get, Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use service_clients::{metadata::MetadataClient, users::UserClient};
+use storage::DynStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// A broadcast in progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveEntry {
+    pub video_id: String,
+    pub owner_id: String,
+    pub started_at: DateTime<Utc>,
+    pub master_playlist: String,
+}
+
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub transcode: Arc<transcoder::LiveConfig>,
+    pub store: DynStore,
+    pub users: UserClient,
+    pub metadata: MetadataClient,
+    /// Live broadcasts by stream-key id.
+    pub live: Mutex<HashMap<String, LiveEntry>>,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+/// Addresses a started ingest listens on.
+pub struct Running {
+    pub rtmp_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    tasks: TaskTracker,
+    http: tokio::task::JoinHandle<()>,
+    metrics: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until every connection closed and every stream was finalised after shutdown.
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        let _ = self.http.await;
+        let _ = self.metrics.await;
+    }
+}
+
+/// Binds every port and starts serving; returns once listening.
+pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let store = cfg.storage.open().await.map_err(|e| anyhow::anyhow!("opening storage: {e}"))?;
+    let timeout = Duration::from_millis(cfg.service_timeout_ms);
+    let shared = Arc::new(Shared {
+        transcode: Arc::new(cfg.transcode.clone()),
+        store,
+        users: UserClient::new(cfg.user_svc_url.clone(), timeout),
+        metadata: MetadataClient::new(cfg.metadata_svc_url.clone(), timeout),
+        live: Mutex::new(HashMap::new()),
+        tasks: TaskTracker::new(),
+        shutdown: shutdown.clone(),
+        cfg,
+    });
+    let listener = TcpListener::bind(shared.cfg.rtmp_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for RTMP on {}: {e}", shared.cfg.rtmp_listen))?;
+    let rtmp_addr = listener.local_addr()?;
+    let router = Router::new()
+        .route("/v1/streams", get(list_streams))
+        .with_state(shared.clone())
+        .merge(service_kit::health_router());
+    let (http_addr, http) = service_kit::serve(shared.cfg.http_listen, router, shutdown.clone()).await?;
+    let (metrics_addr, metrics) = service_kit::serve_metrics(shared.cfg.metrics_listen, shutdown.clone()).await?;
+    let tasks = shared.tasks.clone();
+    tasks.spawn(accept_loop(listener, shared));
+    tracing::info!(%rtmp_addr, %http_addr, %metrics_addr, "ingest listening");
+    Ok(Running { rtmp_addr, http_addr, metrics_addr, tasks, http, metrics })
+}
+
+/// Runs until `shutdown` is cancelled, then finalises every stream.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let running = start(cfg, shutdown).await?;
+    running.wait().await;
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(shared.cfg.max_connections.max(1)));
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (socket, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many connections, closing");
+            metrics::counter!("caudal_rtmp_rejected_total", "reason" => "too_many_connections").increment(1);
+            continue;
+        };
+        metrics::counter!("caudal_rtmp_connections_total").increment(1);
+        let shared2 = shared.clone();
+        shared.tasks.spawn(async move {
+            connection::handle(socket, peer, shared2).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn list_streams(State(shared): State<Arc<Shared>>) -> Json<Vec<LiveEntry>> {
+    let live = shared.live.lock().expect("live map lock");
+    let mut v: Vec<LiveEntry> = live.values().cloned().collect();
+    v.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    Json(v)
+}

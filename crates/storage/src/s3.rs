@@ -35,7 +35,7 @@ pub struct S3Store {
     prefix: String,
 }
 
-fn backend_err<E: ProvideErrorMetadata + std::fmt::Debug, R>(e: SdkError<E, R>) -> StorageError {
+fn backend_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(e: SdkError<E, R>) -> StorageError {
     let msg = match e.as_service_error() {
         Some(se) => format!(
             "{}: {}",

@@ -1,0 +1,59 @@
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use storage::StoreConfig;
+use transcoder::LiveConfig;
+
+/// ingest-rtmp settings. File: `--config FILE` or `CAUDAL_INGEST_CONFIG`; every field can be
+/// overridden with `CAUDAL_INGEST_<FIELD>` (nested with `__`, e.g.
+/// `CAUDAL_INGEST_TRANSCODE__SEGMENT_SECS=4`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// RTMP listen address (publishers connect here).
+    pub rtmp_listen: SocketAddr,
+    /// HTTP: `/healthz` and `/v1/streams` (live broadcasts).
+    pub http_listen: SocketAddr,
+    /// Prometheus `/metrics`.
+    pub metrics_listen: SocketAddr,
+    /// RTMP application name: publishers use `rtmp://host/<app>/<key>`.
+    pub app: String,
+    /// user-svc base URL (stream-key checks).
+    pub user_svc_url: String,
+    /// metadata-svc base URL (the broadcast's video document).
+    pub metadata_svc_url: String,
+    /// Timeout of each call to user-svc or metadata-svc, ms.
+    pub service_timeout_ms: u64,
+    /// Where segments and playlists are stored.
+    pub storage: StoreConfig,
+    /// Key prefix of live broadcasts in storage: `<prefix>/<video id>/...`.
+    pub media_prefix: String,
+    /// The transcoding ladder and segmenting.
+    pub transcode: LiveConfig,
+    /// A connection that has not finished the RTMP handshake in this time is closed, s.
+    pub handshake_timeout_secs: u64,
+    /// A connection that sends nothing for this long is closed (stalled publisher), s.
+    pub idle_timeout_secs: u64,
+    /// Simultaneous RTMP connections.
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            rtmp_listen: "127.0.0.1:1935".parse().expect("valid address"),
+            http_listen: "127.0.0.1:8081".parse().expect("valid address"),
+            metrics_listen: "127.0.0.1:9081".parse().expect("valid address"),
+            app: "live".into(),
+            user_svc_url: "http://127.0.0.1:8082".into(),
+            metadata_svc_url: "http://127.0.0.1:8083".into(),
+            service_timeout_ms: 3000,
+            storage: StoreConfig::default(),
+            media_prefix: "live".into(),
+            transcode: LiveConfig::default(),
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 15,
+            max_connections: 512,
+        }
+    }
+}

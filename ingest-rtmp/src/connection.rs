@@ -1,0 +1,359 @@
+//! One RTMP connection: handshake, session, publish, media.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use transcoder::flv::{self, AudioTag, FlvError, Timeline, VideoTag};
+use transcoder::{LiveEvent, LiveStream, MediaInput};
+
+use crate::metadata::{self, MetaOp};
+use crate::{LiveEntry, Shared};
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake: {0:?}")]
+    Handshake(rml_rtmp::handshake::HandshakeError),
+    #[error("rtmp protocol: {0:?}")]
+    Session(rml_rtmp::sessions::ServerSessionError),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("unsupported media: {0}")]
+    Unsupported(FlvError),
+}
+
+struct Publishing {
+    key_id: String,
+    video_id: String,
+    stream: LiveStream,
+    timeline: Timeline,
+    meta: mpsc::Sender<MetaOp>,
+    audio_refused: bool,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    session: ServerSession,
+    out: Vec<u8>,
+    publishing: Option<Publishing>,
+    close_after_write: Option<String>,
+}
+
+pub async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = socket.set_nodelay(true);
+    let result = serve(&mut socket, peer, shared).await;
+    match result {
+        Ok(()) => tracing::info!(%peer, "rtmp connection closed"),
+        Err(ConnError::Refused(why)) => tracing::warn!(%peer, reason = %why, "rtmp publisher refused"),
+        Err(e) => tracing::warn!(%peer, error = %e, "rtmp connection closed on error"),
+    }
+}
+
+async fn read_some(socket: &mut TcpStream, buf: &mut [u8], secs: u64, what: &'static str) -> Result<usize, ConnError> {
+    match tokio::time::timeout(Duration::from_secs(secs.max(1)), socket.read(buf)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ConnError::Timeout(what)),
+    }
+}
+
+async fn serve(socket: &mut TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Result<(), ConnError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut hs = Handshake::new(PeerType::Server);
+    let hs_secs = shared.cfg.handshake_timeout_secs;
+    let remaining = loop {
+        let n = read_some(socket, &mut buf, hs_secs, "during the handshake").await?;
+        if n == 0 {
+            return Ok(());
+        }
+        match hs.process_bytes(&buf[..n]).map_err(ConnError::Handshake)? {
+            HandshakeProcessResult::InProgress { response_bytes } => socket.write_all(&response_bytes).await?,
+            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                socket.write_all(&response_bytes).await?;
+                break remaining_bytes;
+            }
+        }
+    };
+    let (session, initial) = ServerSession::new(ServerSessionConfig::new()).map_err(ConnError::Session)?;
+    let mut conn = Conn { shared: shared.clone(), peer, session, out: Vec::new(), publishing: None, close_after_write: None };
+    let res = async {
+        conn.results(initial).await?;
+        conn.input(&remaining).await?;
+        conn.flush(socket).await?;
+        let idle = shared.cfg.idle_timeout_secs;
+        loop {
+            let n = tokio::select! {
+                _ = shared.shutdown.cancelled() => return Ok(()),
+                n = read_some(socket, &mut buf, idle, "waiting for data (stalled publisher)") => n?,
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            conn.input(&buf[..n]).await?;
+            conn.flush(socket).await?;
+        }
+    }
+    .await;
+    // both endings (deleteStream or a closed socket) finalise the broadcast
+    conn.end_publish().await;
+    res
+}
+
+impl Conn {
+    async fn flush(&mut self, socket: &mut TcpStream) -> Result<(), ConnError> {
+        if !self.out.is_empty() {
+            socket.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        if let Some(why) = self.close_after_write.take() {
+            let _ = socket.shutdown().await;
+            return Err(ConnError::Refused(why));
+        }
+        Ok(())
+    }
+
+    async fn input(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let results = self.session.handle_input(bytes).map_err(ConnError::Session)?;
+        self.results(results).await
+    }
+
+    async fn results(&mut self, results: Vec<ServerSessionResult>) -> Result<(), ConnError> {
+        for r in results {
+            match r {
+                ServerSessionResult::OutboundResponse(p) => self.out.extend_from_slice(&p.bytes),
+                ServerSessionResult::RaisedEvent(e) => Box::pin(self.event(e)).await?,
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, request_id: u32) -> Vec<ServerSessionResult> {
+        self.session.accept_request(request_id).unwrap_or_default()
+    }
+
+    fn reject(&mut self, request_id: u32, code: &str, why: &str, reason_label: &'static str) {
+        metrics::counter!("caudal_rtmp_rejected_total", "reason" => reason_label).increment(1);
+        if let Ok(results) = self.session.reject_request(request_id, code, why) {
+            for r in results {
+                if let ServerSessionResult::OutboundResponse(p) = r {
+                    self.out.extend_from_slice(&p.bytes);
+                }
+            }
+        }
+        self.close_after_write = Some(why.to_string());
+    }
+
+    async fn event(&mut self, e: ServerSessionEvent) -> Result<(), ConnError> {
+        match e {
+            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+                if app_name.trim_matches('/') != self.shared.cfg.app {
+                    let why = format!("unknown application {app_name:?}");
+                    self.reject(request_id, "NetConnection.Connect.Rejected", &why, "unknown_app");
+                    return Ok(());
+                }
+                let r = self.accept(request_id);
+                Box::pin(self.results(r)).await?;
+            }
+            ServerSessionEvent::ReleaseStreamRequested { request_id, .. } => {
+                let r = self.accept(request_id);
+                Box::pin(self.results(r)).await?;
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                self.reject(request_id, "NetStream.Play.Failed", "playback over RTMP is not offered; watch over HLS", "play");
+            }
+            ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+                self.publish(request_id, stream_key).await?;
+            }
+            ServerSessionEvent::PublishStreamFinished { .. } => self.end_publish().await,
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                if let Some(p) = &self.publishing {
+                    let fps = metadata.video_frame_rate.map(|f| f as f64);
+                    p.stream.push(MediaInput::SourceInfo { frame_rate: fps });
+                }
+            }
+            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => self.video(data, timestamp.value)?,
+            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => self.audio(data, timestamp.value),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn publish(&mut self, request_id: u32, raw_key: String) -> Result<(), ConnError> {
+        if self.publishing.is_some() {
+            self.reject(request_id, "NetStream.Publish.BadName", "this connection is already publishing", "second_publish");
+            return Ok(());
+        }
+        let key = raw_key.split('?').next().unwrap_or("").to_string();
+        let owner = match self.shared.users.validate_stream_key(&key).await {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                tracing::warn!(peer = %self.peer, key_hint = %mask(&key), "invalid or revoked stream key");
+                self.reject(request_id, "NetStream.Publish.BadName", "invalid stream key", "invalid_key");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "cannot check the stream key");
+                self.reject(request_id, "NetStream.Publish.Failed", "stream keys cannot be checked right now", "user_svc_unavailable");
+                return Ok(());
+            }
+        };
+        let video_id = uuid::Uuid::now_v7().simple().to_string();
+        let prefix = format!("{}/{}", self.shared.cfg.media_prefix, video_id);
+        let started_at = Utc::now();
+        {
+            let mut live = self.shared.live.lock().expect("live map lock");
+            if live.contains_key(&owner.key_id) {
+                drop(live);
+                tracing::warn!(peer = %self.peer, owner = %owner.user_id, "stream key is already live");
+                self.reject(request_id, "NetStream.Publish.BadName", "this stream key is already live", "already_live");
+                return Ok(());
+            }
+            live.insert(
+                owner.key_id.clone(),
+                LiveEntry {
+                    video_id: video_id.clone(),
+                    owner_id: owner.user_id.clone(),
+                    started_at,
+                    master_playlist: format!("{prefix}/master.m3u8"),
+                },
+            );
+        }
+        let (events_tx, mut events_rx) = mpsc::channel::<LiveEvent>(16);
+        let stream = match LiveStream::start(self.shared.transcode.clone(), self.shared.store.clone(), prefix.clone(), Some(events_tx)) {
+            Ok(s) => s,
+            Err(e) => {
+                self.shared.live.lock().expect("live map lock").remove(&owner.key_id);
+                tracing::error!(error = %e, "cannot start the transcoder");
+                self.reject(request_id, "NetStream.Publish.Failed", "the transcoder could not start", "transcoder");
+                return Ok(());
+            }
+        };
+        let (meta_tx, meta_rx) = mpsc::channel::<MetaOp>(16);
+        let _ = meta_tx
+            .send(MetaOp::Create(metadata::new_live_video(
+                &video_id,
+                &owner.user_id,
+                &owner.display_name,
+                started_at,
+                format!("{prefix}/master.m3u8"),
+            )))
+            .await;
+        self.shared.tasks.spawn(metadata::run(self.shared.metadata.clone(), video_id.clone(), meta_rx));
+        // pipeline events become metadata updates
+        let meta_events = meta_tx.clone();
+        self.shared.tasks.spawn(async move {
+            while let Some(ev) = events_rx.recv().await {
+                let op = match ev {
+                    LiveEvent::Started { master_key, renditions } => MetaOp::Playable { master: master_key, renditions },
+                    LiveEvent::Finished { summary } => MetaOp::Recorded {
+                        duration_secs: summary.duration_secs,
+                        vod_master: summary.vod_master_key,
+                        renditions: summary.renditions,
+                    },
+                };
+                if meta_events.send(op).await.is_err() {
+                    break;
+                }
+            }
+        });
+        metrics::gauge!("caudal_rtmp_live_streams").increment(1.0);
+        tracing::info!(peer = %self.peer, video_id, owner = %owner.user_id, "publish started");
+        self.publishing = Some(Publishing {
+            key_id: owner.key_id,
+            video_id,
+            stream,
+            timeline: Timeline::new(),
+            meta: meta_tx,
+            audio_refused: false,
+        });
+        let r = self.accept(request_id);
+        Box::pin(self.results(r)).await
+    }
+
+    fn video(&mut self, data: Bytes, ts: u32) -> Result<(), ConnError> {
+        let Some(p) = self.publishing.as_mut() else { return Ok(()) };
+        match flv::parse_video(&data) {
+            Ok(VideoTag::SequenceHeader(avcc)) => {
+                p.stream.push(MediaInput::VideoConfig(avcc));
+            }
+            Ok(VideoTag::Frame { keyframe, cts_ms, data }) => {
+                let dts_ms = p.timeline.map(ts);
+                p.stream.push(MediaInput::Video { dts_ms, cts_ms, keyframe, data });
+            }
+            Ok(VideoTag::EndOfSequence | VideoTag::Command) => {}
+            Err(e @ FlvError::UnsupportedVideoCodec(_)) => {
+                metrics::counter!("caudal_rtmp_rejected_total", "reason" => "unsupported_codec").increment(1);
+                return Err(ConnError::Unsupported(e));
+            }
+            Err(e) => {
+                metrics::counter!("caudal_rtmp_bad_tags_total").increment(1);
+                tracing::debug!(error = %e, "skipping a malformed video tag");
+            }
+        }
+        Ok(())
+    }
+
+    fn audio(&mut self, data: Bytes, ts: u32) {
+        let Some(p) = self.publishing.as_mut() else { return };
+        match flv::parse_audio(&data) {
+            Ok(AudioTag::SequenceHeader(asc)) => {
+                p.stream.push(MediaInput::AudioConfig(asc));
+            }
+            Ok(AudioTag::Frame(frame)) => {
+                let pts_ms = p.timeline.map(ts);
+                p.stream.push(MediaInput::Audio { pts_ms, data: frame });
+            }
+            Err(e) => {
+                if !p.audio_refused {
+                    p.audio_refused = true;
+                    tracing::warn!(video_id = %p.video_id, error = %e, "audio ignored");
+                }
+            }
+        }
+    }
+
+    /// Finalises the broadcast in the background: the live map entry goes at once (so the
+    /// publisher can reconnect), the playlists are finalised once every segment is stored.
+    async fn end_publish(&mut self) {
+        let Some(p) = self.publishing.take() else { return };
+        self.shared.live.lock().expect("live map lock").remove(&p.key_id);
+        metrics::gauge!("caudal_rtmp_live_streams").decrement(1.0);
+        let dropped = p.stream.dropped();
+        tracing::info!(video_id = %p.video_id, dropped, "publish finished");
+        let _ = p.meta.send(MetaOp::Ended { at: Utc::now() }).await;
+        let video_id = p.video_id.clone();
+        self.shared.tasks.spawn(async move {
+            match p.stream.finish().await {
+                Ok(summary) => tracing::info!(
+                    video_id,
+                    segments = summary.segments,
+                    duration_secs = summary.duration_secs,
+                    "broadcast finalised"
+                ),
+                Err(e) => tracing::error!(video_id, error = %e, "broadcast could not be finalised"),
+            }
+            drop(p.meta);
+        });
+    }
+}
+
+/// The last four characters only, for logs.
+fn mask(key: &str) -> String {
+    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("****{tail}")
+}

@@ -1,0 +1,130 @@
+//! Keeps the broadcast's video document in step, in order, without ever holding up media:
+//! one task per broadcast applies the updates one after another, retrying while
+//! metadata-svc is unavailable.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use service_clients::metadata::{
+    MetadataClient, NewVideo, PlaybackLocations, Rendition, StatusChange, VideoKind, VideoStatus,
+};
+use service_clients::ClientError;
+use tokio::sync::mpsc;
+use transcoder::RenditionInfo;
+
+#[derive(Debug)]
+pub enum MetaOp {
+    Create(NewVideo),
+    Playable { master: String, renditions: Vec<RenditionInfo> },
+    Ended { at: DateTime<Utc> },
+    Recorded { duration_secs: f64, vod_master: Option<String>, renditions: Vec<RenditionInfo> },
+}
+
+pub fn new_live_video(id: &str, owner_id: &str, display_name: &str, started_at: DateTime<Utc>, master: String) -> NewVideo {
+    NewVideo {
+        id: Some(id.to_string()),
+        owner_id: owner_id.to_string(),
+        kind: VideoKind::Live,
+        title: format!("{display_name} is live"),
+        description: String::new(),
+        tags: Vec::new(),
+        visibility: Default::default(),
+        access: Default::default(),
+        status: Some(VideoStatus::Live),
+        started_at: Some(started_at),
+        renditions: Vec::new(),
+        playback: PlaybackLocations { master: Some(master), vod_master: None },
+    }
+}
+
+fn renditions(list: &[RenditionInfo]) -> Vec<Rendition> {
+    list.iter()
+        .map(|r| Rendition {
+            name: r.name.clone(),
+            width: r.width,
+            height: r.height,
+            bandwidth: r.bandwidth,
+            codecs: r.codecs.clone(),
+            frame_rate: r.frame_rate,
+            playlist: r.playlist.clone(),
+        })
+        .collect()
+}
+
+async fn apply(client: &MetadataClient, video_id: &str, op: &MetaOp) -> Result<(), ClientError> {
+    match op {
+        MetaOp::Create(v) => match client.create_video(v).await {
+            Ok(_) => Ok(()),
+            // already created by an earlier attempt whose answer was lost
+            Err(ClientError::Api { status: 409, .. }) => Ok(()),
+            Err(e) => Err(e),
+        },
+        MetaOp::Playable { master, renditions: r } => client
+            .change_status(
+                video_id,
+                &StatusChange {
+                    status: None,
+                    renditions: Some(renditions(r)),
+                    playback: Some(PlaybackLocations { master: Some(master.clone()), vod_master: None }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|_| ()),
+        MetaOp::Ended { at } => client
+            .change_status(video_id, &StatusChange { status: Some(VideoStatus::Ended), at: Some(*at), ..Default::default() })
+            .await
+            .map(|_| ()),
+        MetaOp::Recorded { duration_secs, vod_master, renditions: r } => {
+            let current = client.get_video(video_id).await?;
+            let master = current.and_then(|v| v.playback.master);
+            client
+                .change_status(
+                    video_id,
+                    &StatusChange {
+                        status: Some(VideoStatus::Recorded),
+                        at: Some(Utc::now()),
+                        duration_secs: Some(*duration_secs),
+                        renditions: if r.is_empty() { None } else { Some(renditions(r)) },
+                        playback: Some(PlaybackLocations { master, vod_master: vod_master.clone() }),
+                    },
+                )
+                .await
+                .map(|_| ())
+        }
+    }
+}
+
+/// Applies `ops` in order. An unavailable service is retried (1 s doubling to 10 s) for up
+/// to two minutes per update; a refusal is logged and the next update goes ahead.
+pub async fn run(client: MetadataClient, video_id: String, mut ops: mpsc::Receiver<MetaOp>) {
+    while let Some(op) = ops.recv().await {
+        let mut backoff = Duration::from_secs(1);
+        let started = std::time::Instant::now();
+        loop {
+            match apply(&client, &video_id, &op).await {
+                Ok(()) => break,
+                Err(e) if e.is_unavailable() && started.elapsed() < Duration::from_secs(120) => {
+                    tracing::warn!(video_id, error = %e, "metadata update failed, retrying");
+                    metrics::counter!("caudal_metadata_retries_total").increment(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    tracing::error!(video_id, error = %e, op = ?op_name(&op), "metadata update failed");
+                    metrics::counter!("caudal_metadata_failures_total").increment(1);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn op_name(op: &MetaOp) -> &'static str {
+    match op {
+        MetaOp::Create(_) => "create",
+        MetaOp::Playable { .. } => "playable",
+        MetaOp::Ended { .. } => "ended",
+        MetaOp::Recorded { .. } => "recorded",
+    }
+}

@@ -1,0 +1,192 @@
+//! Thin helpers over ffmpeg-next: codec contexts with extradata, the x264 encoder, and an
+//! MPEG-TS segment muxer. Everything here runs on media threads, never in async code.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use ffmpeg_next as ff;
+use ff::{codec, format, Dictionary, Packet, Rational};
+
+/// Milliseconds: the time base of every packet and frame inside the pipeline.
+pub const MS: Rational = Rational(1, 1000);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AvError {
+    #[error("{what}: {source}")]
+    Ffmpeg { what: &'static str, source: ff::Error },
+    #[error("{0}")]
+    Other(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) trait Ctx<T> {
+    fn ctx(self, what: &'static str) -> Result<T, AvError>;
+}
+impl<T> Ctx<T> for Result<T, ff::Error> {
+    fn ctx(self, what: &'static str) -> Result<T, AvError> {
+        self.map_err(|source| AvError::Ffmpeg { what, source })
+    }
+}
+
+/// Initialises libav once and quiets its logging to errors.
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        ff::init().expect("libav initialises");
+        ff::util::log::set_level(ff::util::log::Level::Error);
+    });
+}
+
+/// Copies `data` into the codec context's extradata (padded, owned by libav).
+fn set_extradata(ctx: &mut codec::Context, data: &[u8]) {
+    // Safety: `as_mut_ptr` is the live AVCodecContext owned by `ctx`; extradata is allocated
+    // with av_mallocz including the padding libav requires and is freed by avcodec_free_context.
+    // Any previous extradata is freed first so nothing leaks.
+    unsafe {
+        let raw = ctx.as_mut_ptr();
+        if !(*raw).extradata.is_null() {
+            ff::ffi::av_freep(&mut (*raw).extradata as *mut *mut u8 as *mut std::ffi::c_void);
+        }
+        let pad = ff::ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+        let buf = ff::ffi::av_mallocz(data.len() + pad) as *mut u8;
+        assert!(!buf.is_null(), "av_mallocz failed");
+        std::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
+        (*raw).extradata = buf;
+        (*raw).extradata_size = data.len() as i32;
+    }
+}
+
+/// An H.264 decoder for AVCC (length-prefixed) access units described by `avcc`.
+pub fn open_h264_decoder(avcc: &[u8]) -> Result<ff::decoder::Video, AvError> {
+    let codec = ff::decoder::find(codec::Id::H264).ok_or_else(|| AvError::Other("no H.264 decoder".into()))?;
+    let mut ctx = codec::Context::new_with_codec(codec);
+    set_extradata(&mut ctx, avcc);
+    // Safety: setting plain fields on the not-yet-opened context we own.
+    unsafe {
+        (*ctx.as_mut_ptr()).pkt_timebase = MS.into();
+        (*ctx.as_mut_ptr()).thread_count = 1;
+    }
+    ctx.decoder().video().ctx("opening the H.264 decoder")
+}
+
+/// Stream parameters for AAC copied from the source, described by its AudioSpecificConfig.
+pub fn aac_parameters(asc: &[u8]) -> Result<codec::Parameters, AvError> {
+    let codec = ff::decoder::find(codec::Id::AAC).ok_or_else(|| AvError::Other("no AAC decoder".into()))?;
+    let mut ctx = codec::Context::new_with_codec(codec);
+    set_extradata(&mut ctx, asc);
+    let dec = ctx.decoder().audio().ctx("reading the AAC AudioSpecificConfig")?;
+    Ok(codec::Parameters::from(&dec))
+}
+
+/// x264 settings for one rung.
+#[derive(Debug, Clone)]
+pub struct X264Settings {
+    pub width: u32,
+    pub height: u32,
+    pub kbps: u32,
+    pub frame_rate: Rational,
+    /// Maximum frames between keyframes (a safety net; segment cuts are forced).
+    pub keyint: u32,
+    pub preset: String,
+    pub tune: Option<String>,
+    pub threads: u32,
+}
+
+pub fn open_x264(s: &X264Settings) -> Result<ff::encoder::Video, AvError> {
+    let codec = ff::encoder::find_by_name("libx264")
+        .ok_or_else(|| AvError::Other("libx264 is not available in this FFmpeg build".into()))?;
+    let mut enc = codec::Context::new_with_codec(codec).encoder().video().ctx("creating the x264 encoder")?;
+    enc.set_width(s.width);
+    enc.set_height(s.height);
+    enc.set_format(ff::format::Pixel::YUV420P);
+    enc.set_time_base(MS);
+    enc.set_frame_rate(Some(s.frame_rate));
+    enc.set_bit_rate(s.kbps as usize * 1000);
+    enc.set_max_bit_rate(s.kbps as usize * 1200);
+    enc.set_gop(s.keyint);
+    // Safety: plain fields of the encoder context we own, before it is opened.
+    unsafe {
+        (*enc.as_mut_ptr()).rc_buffer_size = (s.kbps * 2000) as i32;
+    }
+    let mut opts = Dictionary::new();
+    opts.set("preset", &s.preset);
+    if let Some(t) = &s.tune {
+        opts.set("tune", t);
+    }
+    opts.set("forced-idr", "1");
+    opts.set("threads", &s.threads.to_string());
+    opts.set("x264-params", &format!("scenecut=0:open-gop=0:min-keyint={}", s.keyint));
+    enc.open_with(opts).ctx("opening libx264")
+}
+
+/// Writes one self-contained MPEG-TS segment to `path` from packets in milliseconds,
+/// ordered by decode time. Returns the file size.
+pub fn write_ts_segment(
+    path: &Path,
+    video_params: &codec::Parameters,
+    audio_params: Option<&codec::Parameters>,
+    video: Vec<Packet>,
+    audio: Vec<Packet>,
+) -> Result<u64, AvError> {
+    let mut octx = format::output_as(path, "mpegts").ctx("creating the MPEG-TS muxer")?;
+    let add = |octx: &mut format::context::Output, params: &codec::Parameters| -> Result<usize, AvError> {
+        let mut st = octx.add_stream(ff::encoder::find(codec::Id::None)).ctx("adding a stream")?;
+        st.set_parameters(params.clone());
+        // Safety: the stream's codecpar belongs to the muxer; clearing codec_tag lets the
+        // muxer choose its own tag for the codec.
+        unsafe {
+            (*st.parameters().as_mut_ptr()).codec_tag = 0;
+        }
+        Ok(st.index())
+    };
+    let vi = add(&mut octx, video_params)?;
+    let ai = match audio_params {
+        Some(p) => Some(add(&mut octx, p)?),
+        None => None,
+    };
+    octx.write_header().ctx("writing the MPEG-TS header")?;
+    let vtb = octx.stream(vi).map(|s| s.time_base()).unwrap_or(Rational(1, 90000));
+    let atb = ai.and_then(|i| octx.stream(i)).map(|s| s.time_base()).unwrap_or(Rational(1, 90000));
+    let mut all: Vec<(i64, usize, Packet)> = Vec::with_capacity(video.len() + audio.len());
+    for p in video {
+        all.push((p.dts().or(p.pts()).unwrap_or(0), vi, p));
+    }
+    if let Some(ai) = ai {
+        for p in audio {
+            all.push((p.dts().or(p.pts()).unwrap_or(0), ai, p));
+        }
+    }
+    all.sort_by_key(|(dts, idx, _)| (*dts, *idx));
+    for (_, idx, mut p) in all {
+        p.set_stream(idx);
+        p.set_position(-1);
+        p.rescale_ts(MS, if idx == vi { vtb } else { atb });
+        p.write_interleaved(&mut octx).ctx("writing a packet")?;
+    }
+    octx.write_trailer().ctx("finishing the MPEG-TS segment")?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// A packet in milliseconds holding a copy of `data`.
+pub fn packet(data: &Bytes, pts: i64, dts: i64, key: bool) -> Packet {
+    let mut p = Packet::copy(data);
+    p.set_pts(Some(pts));
+    p.set_dts(Some(dts));
+    if key {
+        p.set_flags(ff::packet::Flags::KEY);
+    }
+    p
+}
+
+/// A new reference to the same picture buffers (no pixel copy).
+pub fn frame_ref(src: &ff::frame::Video) -> ff::frame::Video {
+    let mut f = ff::frame::Video::empty();
+    // Safety: both pointers are valid AVFrames; av_frame_ref adds a reference to the
+    // refcounted buffers of `src` (decoder output is always refcounted) and copies its
+    // properties. The buffers are only read afterwards (scaled or encoded), never written,
+    // so sharing them across threads is sound.
+    let r = unsafe { ff::ffi::av_frame_ref(f.as_mut_ptr(), src.as_ptr()) };
+    assert!(r >= 0, "av_frame_ref failed: {r}");
+    f
+}

@@ -1,0 +1,258 @@
+//! HLS playlists, written with m3u8-rs. [`MediaWindow`] owns a rung's segment list, the live
+//! sliding window and the media sequence; every render is a whole playlist (uploaded in one PUT).
+
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution, VariantStream};
+
+/// One stored segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentEntry {
+    pub sequence: u64,
+    /// Relative to the playlist, e.g. `seg_00003.ts`.
+    pub uri: String,
+    pub duration_secs: f64,
+    /// Wall-clock time of the segment's first frame.
+    pub program_date_time: DateTime<Utc>,
+    pub size_bytes: u64,
+}
+
+/// A rung's playlist state.
+#[derive(Debug, Clone)]
+pub struct MediaWindow {
+    window: usize,
+    min_target_secs: u64,
+    segments: Vec<SegmentEntry>,
+}
+
+const HLS_VERSION: usize = 3;
+
+fn render<F: FnOnce(&mut Vec<u8>) -> std::io::Result<()>>(f: F) -> String {
+    // three decimals for EXTINF; the writer reads this global
+    m3u8_rs::WRITE_OPT_FLOAT_PRECISION.store(3, Ordering::Relaxed);
+    let mut out = Vec::new();
+    f(&mut out).expect("writing to a Vec cannot fail");
+    String::from_utf8(out).expect("m3u8-rs writes UTF-8")
+}
+
+impl MediaWindow {
+    /// `window`: how many segments a live playlist lists; `min_target_secs`: the configured
+    /// segment duration, a floor for EXT-X-TARGETDURATION.
+    pub fn new(window: usize, min_target_secs: u64) -> Self {
+        Self { window: window.max(3), min_target_secs: min_target_secs.max(1), segments: Vec::new() }
+    }
+
+    pub fn push(&mut self, seg: SegmentEntry) {
+        self.segments.push(seg);
+    }
+
+    pub fn segments(&self) -> &[SegmentEntry] {
+        &self.segments
+    }
+
+    /// Sum of segment durations.
+    pub fn total_duration_secs(&self) -> f64 {
+        self.segments.iter().map(|s| s.duration_secs).sum()
+    }
+
+    /// Peak and average bits per second over the stored segments.
+    pub fn measured_bandwidth(&self) -> Option<(u64, u64)> {
+        let total: f64 = self.total_duration_secs();
+        if self.segments.is_empty() || total <= 0.0 {
+            return None;
+        }
+        let peak = self
+            .segments
+            .iter()
+            .filter(|s| s.duration_secs > 0.1)
+            .map(|s| s.size_bytes as f64 * 8.0 / s.duration_secs)
+            .fold(0.0, f64::max);
+        let bytes: u64 = self.segments.iter().map(|s| s.size_bytes).sum();
+        let avg = bytes as f64 * 8.0 / total;
+        Some((peak.max(avg).round() as u64, avg.round() as u64))
+    }
+
+    /// EXT-X-TARGETDURATION: at least the configured duration and every EXTINF rounded to
+    /// the nearest integer (RFC 8216 section 4.3.3.1).
+    pub fn target_duration(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| s.duration_secs.round() as u64)
+            .fold(self.min_target_secs, u64::max)
+    }
+
+    fn playlist(&self, from: usize) -> MediaPlaylist {
+        let segs = &self.segments[from..];
+        MediaPlaylist {
+            version: Some(HLS_VERSION),
+            target_duration: self.target_duration(),
+            media_sequence: segs.first().map(|s| s.sequence).unwrap_or(0),
+            independent_segments: true,
+            segments: segs
+                .iter()
+                .map(|s| MediaSegment {
+                    uri: s.uri.clone(),
+                    duration: s.duration_secs as f32,
+                    program_date_time: Some(s.program_date_time.fixed_offset()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn window_start(&self) -> usize {
+        self.segments.len().saturating_sub(self.window)
+    }
+
+    /// The live playlist: the last `window` segments.
+    pub fn render_live(&self) -> String {
+        let pl = self.playlist(self.window_start());
+        render(|w| pl.write_to(w))
+    }
+
+    /// The live playlist after the broadcast ended: the same window plus EXT-X-ENDLIST.
+    pub fn render_ended(&self) -> String {
+        let mut pl = self.playlist(self.window_start());
+        pl.end_list = true;
+        render(|w| pl.write_to(w))
+    }
+
+    /// Every segment from the first: EXT-X-PLAYLIST-TYPE:VOD and EXT-X-ENDLIST.
+    pub fn render_vod(&self) -> String {
+        let mut pl = self.playlist(0);
+        pl.end_list = true;
+        pl.playlist_type = Some(MediaPlaylistType::Vod);
+        render(|w| pl.write_to(w))
+    }
+}
+
+/// One entry of a master playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub uri: String,
+    pub bandwidth: u64,
+    pub average_bandwidth: Option<u64>,
+    pub codecs: String,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: f64,
+}
+
+/// The master playlist listing every rung, in the order given.
+pub fn render_master(variants: &[Variant]) -> String {
+    let pl = MasterPlaylist {
+        version: Some(HLS_VERSION),
+        independent_segments: true,
+        variants: variants
+            .iter()
+            .map(|v| VariantStream {
+                uri: v.uri.clone(),
+                bandwidth: v.bandwidth,
+                average_bandwidth: v.average_bandwidth,
+                codecs: Some(v.codecs.clone()),
+                resolution: Some(Resolution { width: v.width as u64, height: v.height as u64 }),
+                frame_rate: Some((v.frame_rate * 1000.0).round() / 1000.0),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    render(|w| pl.write_to(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn seg(i: u64, d: f64) -> SegmentEntry {
+        SegmentEntry {
+            sequence: i,
+            uri: format!("seg_{i:05}.ts"),
+            duration_secs: d,
+            program_date_time: Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+                + chrono::Duration::milliseconds((i as i64) * 2000),
+            size_bytes: 500_000,
+        }
+    }
+
+    #[test]
+    fn live_window_slides_and_counts_the_media_sequence() {
+        let mut w = MediaWindow::new(3, 2);
+        for i in 0..5 {
+            w.push(seg(i, 2.0));
+        }
+        assert_eq!(
+            w.render_live(),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:2\n\
+#EXT-X-PROGRAM-DATE-TIME:2026-11-23T12:00:04.000Z\n#EXTINF:2.000,\nseg_00002.ts\n\
+#EXT-X-PROGRAM-DATE-TIME:2026-11-23T12:00:06.000Z\n#EXTINF:2.000,\nseg_00003.ts\n\
+#EXT-X-PROGRAM-DATE-TIME:2026-11-23T12:00:08.000Z\n#EXTINF:2.000,\nseg_00004.ts\n"
+        );
+        assert!(w.render_ended().ends_with("seg_00004.ts\n#EXT-X-ENDLIST\n"));
+        assert!(w.render_ended().contains("#EXT-X-MEDIA-SEQUENCE:2\n"));
+    }
+
+    #[test]
+    fn vod_lists_everything_from_the_first_segment() {
+        let mut w = MediaWindow::new(3, 2);
+        for i in 0..4 {
+            w.push(seg(i, 2.0));
+        }
+        w.push(seg(4, 0.967));
+        let vod = w.render_vod();
+        assert!(vod.starts_with(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n\
+#EXT-X-PROGRAM-DATE-TIME:2026-11-23T12:00:00.000Z\n#EXTINF:2.000,\nseg_00000.ts\n"
+        ));
+        assert!(!vod.contains("MEDIA-SEQUENCE"), "sequence 0 is implied");
+        assert!(vod.ends_with("#EXTINF:0.967,\nseg_00004.ts\n#EXT-X-ENDLIST\n"));
+        assert_eq!(vod.matches("#EXTINF").count(), 5);
+        assert!((w.total_duration_secs() - 8.967).abs() < 1e-9);
+    }
+
+    #[test]
+    fn target_duration_covers_long_segments() {
+        let mut w = MediaWindow::new(6, 2);
+        w.push(seg(0, 2.4));
+        assert_eq!(w.target_duration(), 2);
+        w.push(seg(1, 8.34));
+        assert_eq!(w.target_duration(), 8);
+        w.push(seg(2, 8.5));
+        assert_eq!(w.target_duration(), 9);
+    }
+
+    #[test]
+    fn master_lists_every_rung_with_attributes() {
+        let m = render_master(&[
+            Variant {
+                uri: "720p/index.m3u8".into(),
+                bandwidth: 3_500_000,
+                average_bandwidth: Some(2_900_000),
+                codecs: "avc1.64001f,mp4a.40.2".into(),
+                width: 1280,
+                height: 720,
+                frame_rate: 30.0,
+            },
+            Variant {
+                uri: "360p/index.m3u8".into(),
+                bandwidth: 1_100_000,
+                average_bandwidth: Some(900_000),
+                codecs: "avc1.64001e,mp4a.40.2".into(),
+                width: 640,
+                height: 360,
+                frame_rate: 29.97,
+            },
+        ]);
+        assert_eq!(
+            m,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+#EXT-X-STREAM-INF:BANDWIDTH=3500000,AVERAGE-BANDWIDTH=2900000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30\n720p/index.m3u8\n\
+#EXT-X-STREAM-INF:BANDWIDTH=1100000,AVERAGE-BANDWIDTH=900000,CODECS=\"avc1.64001e,mp4a.40.2\",RESOLUTION=640x360,FRAME-RATE=29.97\n360p/index.m3u8\n"
+        );
+        let parsed = m3u8_rs::parse_master_playlist_res(m.as_bytes()).expect("parses");
+        assert_eq!(parsed.variants.len(), 2);
+    }
+}
