@@ -76,7 +76,24 @@ pub fn aac_parameters(asc: &[u8]) -> Result<codec::Parameters, AvError> {
     let mut ctx = codec::Context::new_with_codec(codec);
     set_extradata(&mut ctx, asc);
     let dec = ctx.decoder().audio().ctx("reading the AAC AudioSpecificConfig")?;
-    Ok(codec::Parameters::from(&dec))
+    let mut params = codec::Parameters::from(&dec);
+    let (rate, channels) = crate::codecs::asc_sample_rate_channels(asc)
+        .ok_or_else(|| AvError::Other("unreadable AAC AudioSpecificConfig".into()))?;
+    // Safety: plain fields of parameters we own; av_channel_layout_default only writes the
+    // layout struct it is given.
+    unsafe {
+        let p = params.as_mut_ptr();
+        if (*p).sample_rate <= 0 {
+            (*p).sample_rate = rate as i32;
+        }
+        if (*p).ch_layout.nb_channels <= 0 {
+            ff::ffi::av_channel_layout_default(&mut (*p).ch_layout, channels.max(1) as i32);
+        }
+        if (*p).frame_size <= 0 {
+            (*p).frame_size = 1024;
+        }
+    }
+    Ok(params)
 }
 
 /// x264 settings for one rung.
