@@ -127,3 +127,16 @@ stop_all() {
   done
   CAUDAL_PIDS=()
 }
+
+# free_port: prints a TCP port nothing listens on
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_bg NAME LOGFILE CMD...: runs a command in the background, remembered for stop_all
+start_bg() {
+  local name=$1 logf=$2; shift 2
+  "$@" >"$logf" 2>&1 &
+  CAUDAL_PIDS+=($!)
+  log "started $name (pid $!, log $logf)"
+}

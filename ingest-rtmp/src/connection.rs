@@ -260,6 +260,8 @@ impl Conn {
             while let Some(ev) = events_rx.recv().await {
                 let op = match ev {
                     LiveEvent::Started { master_key, renditions } => MetaOp::Playable { master: master_key, renditions },
+                    // nothing was stored: the broadcast stays `ended`, with no recording
+                    LiveEvent::Finished { summary } if summary.segments == 0 => break,
                     LiveEvent::Finished { summary } => MetaOp::Recorded {
                         duration_secs: summary.duration_secs,
                         vod_master: summary.vod_master_key,

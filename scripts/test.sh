@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Command 2: installs whatever is missing, starts the real servers once (MariaDB, the
+# MongoDB-compatible server, s3s-fs) on free loopback ports, and runs every test.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$CAUDAL_ROOT"
+
+install_deps
+STATE="$CAUDAL_ROOT/.caudal/test-$$"
+rm -rf "$STATE" && mkdir -p "$STATE"
+cleanup() { stop_all; rm -rf "$STATE"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "building (one build for every test)"
+cargo build --workspace --all-targets --locked
+
+start_mariadb "$STATE/mysql" "$(free_port)"
+start_mongo "$STATE/mongo" "$(free_port)"
+start_s3 "$STATE/s3" "$(free_port)"
+export DATABASE_URL="$CAUDAL_MYSQL_URL"
+export CAUDAL_TEST_S3_ENDPOINT="$CAUDAL_S3_ENDPOINT" CAUDAL_TEST_S3_ACCESS_KEY="$CAUDAL_S3_ACCESS_KEY" \
+  CAUDAL_TEST_S3_SECRET_KEY="$CAUDAL_S3_SECRET_KEY" CAUDAL_TEST_S3_REGION=us-east-1
+export CAUDAL_MONGO_URL
+export CAUDAL_ROOT
+
+status=0
+log "running the Rust tests"
+cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee "$STATE/cargo-test.log" || status=1
+for extra in "$CAUDAL_ROOT"/scripts/tests.d/*.sh; do
+  [ -e "$extra" ] || continue
+  log "running $(basename "$extra")"
+  bash "$extra" || status=1
+done
+summary=$(grep -E '^test result:' "$STATE/cargo-test.log" | awk '{p+=$4; f+=$6} END {printf "%d passed, %d failed", p, f}')
+echo "rust: $summary"
+exit $status
