@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# start_platform STATE: starts the servers and every Caudal service from target/debug on the
+# ports in the CAUDAL_*_PORT variables (defaults below), data under STATE. Sets DEMO_KEY,
+# MEDIA_AT. Used by scripts/up.sh and by the browser tests.
+
+platform_defaults() {
+  : "${CAUDAL_MYSQL_PORT:=13306}" "${CAUDAL_MONGO_PORT:=27018}" "${CAUDAL_S3_PORT:=19000}"
+  : "${CAUDAL_RTMP_PORT:=1935}" "${CAUDAL_INGEST_HTTP_PORT:=8081}" "${CAUDAL_USER_PORT:=8082}"
+  : "${CAUDAL_METADATA_PORT:=8083}" "${CAUDAL_BFF_PORT:=8080}" "${CAUDAL_EDGE_PORT:=8090}"
+  : "${CAUDAL_METRICS_BASE:=9080}"
+  : "${CAUDAL_STORAGE:=s3}" # s3 (the S3-compatible server) or local (a folder)
+  export CAUDAL_MYSQL_PORT CAUDAL_MONGO_PORT CAUDAL_S3_PORT CAUDAL_RTMP_PORT CAUDAL_INGEST_HTTP_PORT \
+    CAUDAL_USER_PORT CAUDAL_METADATA_PORT CAUDAL_BFF_PORT CAUDAL_EDGE_PORT CAUDAL_METRICS_BASE CAUDAL_STORAGE
+}
+
+# platform_free_ports: every port picked free (tests)
+platform_free_ports() {
+  CAUDAL_MYSQL_PORT=$(free_port) CAUDAL_MONGO_PORT=$(free_port) CAUDAL_S3_PORT=$(free_port)
+  CAUDAL_RTMP_PORT=$(free_port) CAUDAL_INGEST_HTTP_PORT=$(free_port) CAUDAL_USER_PORT=$(free_port)
+  CAUDAL_METADATA_PORT=$(free_port) CAUDAL_BFF_PORT=$(free_port) CAUDAL_EDGE_PORT=$(free_port)
+  CAUDAL_METRICS_BASE=$(( $(free_port) / 10 * 10 ))
+  platform_defaults
+}
+
+start_platform() {
+  local STATE=$1
+  platform_defaults
+  mkdir -p "$STATE/logs"
+  start_mariadb "$STATE/mysql" "$CAUDAL_MYSQL_PORT"
+  start_mongo "$STATE/mongo" "$CAUDAL_MONGO_PORT"
+  start_s3 "$STATE/s3" "$CAUDAL_S3_PORT"
+  mkdir -p "$STATE/s3/data/media"
+
+  # secrets made once and kept
+  [ -s "$STATE/jwt-secret" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE/jwt-secret"
+  [ -s "$STATE/demo-stream-key" ] || echo "live_demo_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$STATE/demo-stream-key"
+  DEMO_KEY=$(cat "$STATE/demo-stream-key")
+  BIN="$CAUDAL_ROOT/target/debug"
+
+  export CAUDAL_USER_LISTEN="127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_USER_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 2))"
+  export CAUDAL_USER_DATABASE_URL="$CAUDAL_MYSQL_URL" CAUDAL_USER_JWT_SECRET_FILE="$STATE/jwt-secret"
+  export CAUDAL_USER_DEMO__ENABLED=true CAUDAL_USER_DEMO__EMAIL=demo@caudal.local CAUDAL_USER_DEMO__PASSWORD=demo-password-123
+  export CAUDAL_USER_DEMO__DISPLAY_NAME="Demo Creator" CAUDAL_USER_DEMO__STREAM_KEY="$DEMO_KEY"
+  start_bg user-svc "$STATE/logs/user-svc.log" "$BIN/user-svc"
+  wait_port 127.0.0.1 "$CAUDAL_USER_PORT" 60 user-svc
+
+  export CAUDAL_METADATA_LISTEN="127.0.0.1:$CAUDAL_METADATA_PORT" CAUDAL_METADATA_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 3))"
+  export CAUDAL_METADATA_MONGO_URL="$CAUDAL_MONGO_URL"
+  start_bg metadata-svc "$STATE/logs/metadata-svc.log" "$BIN/metadata-svc"
+  wait_port 127.0.0.1 "$CAUDAL_METADATA_PORT" 60 metadata-svc
+
+  export CAUDAL_INGEST_RTMP_LISTEN="127.0.0.1:$CAUDAL_RTMP_PORT" CAUDAL_INGEST_HTTP_LISTEN="127.0.0.1:$CAUDAL_INGEST_HTTP_PORT"
+  export CAUDAL_INGEST_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 1))"
+  export CAUDAL_INGEST_USER_SVC_URL="http://127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_INGEST_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
+  export CAUDAL_INGEST_TRANSCODE__SPOOL_DIR="$STATE/spool"
+  if [ "$CAUDAL_STORAGE" = s3 ]; then
+    export CAUDAL_INGEST_STORAGE__BACKEND=s3 CAUDAL_INGEST_STORAGE__ENDPOINT="$CAUDAL_S3_ENDPOINT"
+    export CAUDAL_INGEST_STORAGE__REGION=us-east-1 CAUDAL_INGEST_STORAGE__BUCKET=media CAUDAL_INGEST_STORAGE__PATH_STYLE=true
+    export CAUDAL_INGEST_STORAGE__ACCESS_KEY_ID="$CAUDAL_S3_ACCESS_KEY" CAUDAL_INGEST_STORAGE__SECRET_ACCESS_KEY="$CAUDAL_S3_SECRET_KEY"
+    export CAUDAL_INGEST_STORAGE__CREATE_BUCKET=true
+    MEDIA_AT="s3://media on $CAUDAL_S3_ENDPOINT (files under $STATE/s3/data/media)"
+  else
+    export CAUDAL_INGEST_STORAGE__BACKEND=local CAUDAL_INGEST_STORAGE__ROOT="$STATE/media"
+    MEDIA_AT="$STATE/media"
+  fi
+  start_bg ingest-rtmp "$STATE/logs/ingest-rtmp.log" "$BIN/ingest-rtmp"
+  wait_port 127.0.0.1 "$CAUDAL_RTMP_PORT" 60 ingest-rtmp
+
+  if [ -x "$BIN/bff" ]; then
+    export CAUDAL_BFF_LISTEN="127.0.0.1:$CAUDAL_BFF_PORT" CAUDAL_BFF_METRICS_LISTEN="127.0.0.1:$CAUDAL_METRICS_BASE"
+    export CAUDAL_BFF_USER_SVC_URL="http://127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_BFF_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
+    export CAUDAL_BFF_EDGE_URL="http://127.0.0.1:$CAUDAL_EDGE_PORT"
+    start_bg bff "$STATE/logs/bff.log" "$BIN/bff"
+    wait_port 127.0.0.1 "$CAUDAL_BFF_PORT" 60 bff
+  fi
+  if [ -f "$CAUDAL_ROOT/cdn-config/render.sh" ]; then
+    bash "$CAUDAL_ROOT/cdn-config/render.sh" "$STATE/edge" "$CAUDAL_EDGE_PORT" "$CAUDAL_STORAGE" >"$STATE/logs/edge-render.log" 2>&1
+    start_bg edge "$STATE/logs/edge.log" nginx -p "$STATE/edge" -c "$STATE/edge/nginx.conf" -g 'daemon off;'
+    wait_port 127.0.0.1 "$CAUDAL_EDGE_PORT" 30 edge
+  fi
+}
