@@ -210,3 +210,48 @@ async fn unsupported_video_codec_is_refused_with_the_connection_closed() {
     assert!(stack.live_streams().await.is_empty());
     stack.stop().await;
 }
+
+/// Issue 4 end to end: a key the creator revoked is refused by ingest; its fresh key works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_stream_key_is_refused_and_a_new_one_publishes() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", stack.users_addr);
+    let login: serde_json::Value = http
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({"email": stack.demo_email, "password": stack.demo_password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().expect("access token").to_string();
+    let created: serde_json::Value = http
+        .post(format!("{base}/v1/stream-keys"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"label": "second pc"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().expect("full key shown once").to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    let revoked = http.delete(format!("{base}/v1/stream-keys/{id}")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(revoked.status(), 204);
+
+    let p = Publisher { secs: 4, width: 320, height: 240, ..Default::default() }.spawn(&stack.rtmp_url(&key));
+    let (ok, _) = wait_child(p, Duration::from_secs(15)).await;
+    assert!(!ok, "a revoked key is refused");
+    assert!(stack.live_streams().await.is_empty());
+
+    // the demo key still publishes (short, small)
+    let p = Publisher { secs: 3, width: 320, height: 240, ..Default::default() }.spawn(&stack.rtmp_url(&stack.demo_key));
+    let video_id = wait_live(&stack, Duration::from_secs(10)).await;
+    let (ok, err) = wait_child(p, Duration::from_secs(20)).await;
+    assert!(ok, "{err}");
+    wait_status(&stack, &video_id, VideoStatus::Recorded, Duration::from_secs(30)).await;
+    stack.stop().await;
+}
