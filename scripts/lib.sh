@@ -8,7 +8,7 @@ CAUDAL_PIDS=()
 log() { printf '[caudal] %s\n' "$*" >&2; }
 die() { printf '[caudal] error: %s\n' "$*" >&2; exit 1; }
 
-APT_PACKAGES=(mariadb-server mariadb-client nginx libnginx-mod-rtmp ffmpeg libavcodec-dev libavformat-dev
+APT_PACKAGES=(mariadb-server mariadb-client nginx libnginx-mod-rtmp libnginx-mod-http-js ffmpeg libavcodec-dev libavformat-dev
   libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev clang pkg-config
   chromium nodejs npm curl procps)
 
