@@ -50,7 +50,10 @@ pub fn s3_store_config() -> StoreConfig {
 
 pub struct Stack {
     pub dir: tempfile::TempDir,
+    /// Stops metadata-svc and user-svc.
     pub shutdown: CancellationToken,
+    /// Stops ingest only.
+    pub ingest_shutdown: CancellationToken,
     pub metadata_addr: SocketAddr,
     pub users_addr: SocketAddr,
     pub ingest: ingest_rtmp::Running,
@@ -120,13 +123,16 @@ impl Stack {
             idle_timeout_secs: 3,
             ..Default::default()
         };
-        let ingest = ingest_rtmp::start(ingest_cfg, shutdown.clone()).await.expect("ingest starts");
+        // ingest stops first (Stack::stop): its last metadata updates need metadata-svc up
+        let ingest_shutdown = CancellationToken::new();
+        let ingest = ingest_rtmp::start(ingest_cfg, ingest_shutdown.clone()).await.expect("ingest starts");
         Stack {
             rtmp_addr: ingest.rtmp_addr,
             ingest_http: ingest.http_addr,
             ingest,
             dir,
             shutdown,
+            ingest_shutdown,
             metadata_addr,
             users_addr,
             store,
@@ -160,9 +166,13 @@ impl Stack {
         }
     }
 
+    /// Stops ingest (which finishes its broadcasts and their metadata), then the services.
     pub async fn stop(self) {
+        self.ingest_shutdown.cancel();
+        if tokio::time::timeout(Duration::from_secs(30), self.ingest.wait()).await.is_err() {
+            eprintln!("test-stack: ingest did not stop within 30 s");
+        }
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.ingest.wait()).await;
     }
 }
 

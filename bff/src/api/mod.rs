@@ -1,0 +1,151 @@
+//! The router: `/v1/...` (JSON), the web pages, and the layers every answer goes through.
+
+pub mod auth;
+pub mod screens;
+pub mod studio;
+pub mod viewer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderName, Method, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+use axum::Router;
+use chrono::TimeZone;
+use service_kit::error::ApiError;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::middleware::{self as mw, Deprecation};
+use crate::{web, AppState};
+
+/// `GET /v1/videos/{id}/playback`: deprecated 2026-01-01, answers until 2026-12-31.
+pub fn playback_deprecation() -> Deprecation {
+    Deprecation {
+        since: chrono::Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid date"),
+        sunset: chrono::Utc
+            .with_ymd_and_hms(2026, 12, 31, 0, 0, 0)
+            .single()
+            .expect("valid date"),
+        successor: "/v1/videos/{id}",
+    }
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<_> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+            HeaderName::from_static("deprecation"),
+            HeaderName::from_static("sunset"),
+            header::LINK,
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+async fn openapi_json(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        st.openapi.clone(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+#[allow(deprecated)] // routes the deprecated playback alias
+pub fn router(state: AppState) -> Router {
+    let auth_rl = from_fn_with_state(state.auth_limiter.clone(), mw::rate_limit);
+    let money_rl = from_fn_with_state(state.purchase_limiter.clone(), mw::rate_limit);
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/v1/auth/signup", post(auth::signup).layer(auth_rl.clone()))
+        .route("/v1/auth/login", post(auth::login).layer(auth_rl.clone()))
+        .route(
+            "/v1/auth/refresh",
+            post(auth::refresh).layer(auth_rl.clone()),
+        )
+        .route("/v1/auth/logout", post(auth::logout).layer(auth_rl))
+        .route("/v1/me", get(auth::me).patch(auth::edit_me))
+        .route("/v1/me/become-creator", post(auth::become_creator))
+        .route("/v1/home", get(screens::home))
+        .route("/v1/search", get(screens::search))
+        .route("/v1/videos/{id}", get(screens::video_detail))
+        .route("/v1/videos/{id}/views", post(screens::record_view))
+        .route(
+            "/v1/videos/{id}/playback",
+            get(screens::playback).layer(from_fn_with_state(
+                Arc::new(playback_deprecation()),
+                mw::deprecated,
+            )),
+        )
+        .route("/v1/studio/videos", get(studio::videos))
+        .route("/v1/studio/videos/{id}", patch(studio::edit_video))
+        .route(
+            "/v1/studio/stream-keys",
+            get(studio::stream_keys).post(studio::create_stream_key),
+        )
+        .route(
+            "/v1/studio/stream-keys/{id}",
+            delete(studio::revoke_stream_key),
+        )
+        .route(
+            "/v1/studio/stream-keys/{id}/rotate",
+            post(studio::rotate_stream_key),
+        )
+        .route("/v1/studio/obs", get(studio::obs_settings))
+        .route("/v1/studio/plan", get(studio::plan).put(studio::set_plan))
+        .route("/v1/studio/subscribers", get(studio::subscribers))
+        .route(
+            "/v1/subscriptions",
+            post(viewer::subscribe).layer(money_rl.clone()),
+        )
+        .route("/v1/subscriptions/{id}", delete(viewer::cancel))
+        .route("/v1/me/subscriptions", get(viewer::my_subscriptions))
+        .route("/v1/purchases", post(viewer::purchase).layer(money_rl))
+        .route("/v1/me/purchases", get(viewer::my_purchases))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/", get(web::index))
+        .route("/watch/{id}", get(web::watch))
+        .route("/static/{*path}", get(web::static_file))
+        .route("/vendor/hls.min.js", get(web::hls_js))
+        .route("/healthz", get(|| async { "ok" }))
+        .route_layer(from_fn(mw::track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(from_fn_with_state(max_body, mw::body_limit))
+        .layer(cors(&state.config.cors_origins))
+        .layer(from_fn(mw::request_context))
+        .with_state(state)
+}

@@ -1,0 +1,372 @@
+//! The creator studio: my videos (every status), editing them, stream keys, the OBS settings,
+//! my plan and my subscribers.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use utoipa::IntoParams;
+
+use crate::error::{Error, Result};
+use crate::extract::{AppJson, AppPath, AppQuery, Bearer};
+use crate::model::{
+    EncoderProfile, ErrorEnvelope, NewStreamKey, NewStreamKeyRequest, ObsSettings, Plan,
+    PlanAnswer, PlanRequest, StreamKeyList, StudioVideo, StudioVideoPage, SubscriberList,
+    VideoEdit,
+};
+use crate::upstream::CreatedKey;
+use crate::AppState;
+
+use super::screens::{page_limit, valid_video_id};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<usize>,
+}
+
+/// My videos, every status and visibility, newest first.
+#[utoipa::path(
+    get, path = "/v1/studio/videos", tag = "studio",
+    security(("bearer" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of my videos", body = StudioVideoPage),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+    )
+)]
+pub async fn videos(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    AppQuery(p): AppQuery<PageParams>,
+) -> Result<Json<StudioVideoPage>> {
+    let limit = page_limit(p.limit, st.config.page_size)?;
+    let me = st.user_id(&auth).await?;
+    let page = st
+        .catalog
+        .creator_videos(&me, p.cursor.as_deref().filter(|c| !c.is_empty()), limit)
+        .await?;
+    Ok(Json(StudioVideoPage {
+        items: page
+            .items
+            .iter()
+            .map(|v| StudioVideo::from_wire(v, &st.edge))
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Edits one of my videos: title, description, tags, visibility, access policy.
+#[utoipa::path(
+    patch, path = "/v1/studio/videos/{id}", tag = "studio",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Video id")),
+    request_body = VideoEdit,
+    responses(
+        (status = 200, description = "The video as changed (with its new version)", body = StudioVideo),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such video of mine", body = ErrorEnvelope),
+        (status = 409, description = "`version_conflict`: changed since `expected_version`; read it again", body = ErrorEnvelope),
+    )
+)]
+pub async fn edit_video(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    AppPath(id): AppPath<String>,
+    AppJson(edit): AppJson<VideoEdit>,
+) -> Result<Json<StudioVideo>> {
+    if !valid_video_id(&id) {
+        return Err(Error::NotFound("video"));
+    }
+    let (me, video) = tokio::join!(st.user_id(&auth), st.catalog.video(&id));
+    let me = me?;
+    match video? {
+        Some(v) if v.owner_id == me => {}
+        _ => return Err(Error::NotFound("video")),
+    }
+    let mut body = Map::new();
+    body.insert("expected_version".into(), json!(edit.expected_version));
+    if let Some(t) = &edit.title {
+        body.insert("title".into(), json!(t));
+    }
+    if let Some(d) = &edit.description {
+        body.insert("description".into(), json!(d));
+    }
+    if let Some(t) = &edit.tags {
+        body.insert("tags".into(), json!(t));
+    }
+    if let Some(v) = edit.visibility {
+        body.insert("visibility".into(), json!(v));
+    }
+    if let Some(a) = &edit.access {
+        body.insert(
+            "access".into(),
+            serde_json::to_value(a.to_wire()?).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+    }
+    if body.len() == 1 {
+        return Err(Error::invalid(
+            "body",
+            "nothing to change: send title, description, tags, visibility or access",
+        ));
+    }
+    let v = st.catalog.edit(&id, &Value::Object(body)).await;
+    st.videos.remove(&id);
+    let v = v?;
+    tracing::info!(video_id = %id, version = v.version, "video edited in the studio");
+    Ok(Json(StudioVideo::from_wire(&v, &st.edge)))
+}
+
+/// My active stream keys, masked.
+#[utoipa::path(
+    get, path = "/v1/studio/stream-keys", tag = "studio",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Active keys", body = StreamKeyList),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+    )
+)]
+pub async fn stream_keys(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+) -> Result<Json<StreamKeyList>> {
+    Ok(Json(st.users.stream_keys(&auth).await?))
+}
+
+fn new_key_answer(st: &AppState, k: CreatedKey) -> NewStreamKey {
+    let obs = obs(st, Some((&k.id, &k.key)), false);
+    NewStreamKey {
+        id: k.id,
+        masked: k.masked,
+        label: k.label,
+        created_at: k.created_at,
+        key: k.key,
+        obs,
+    }
+}
+
+/// Creates a stream key. The answer is the only one that shows the full key.
+#[utoipa::path(
+    post, path = "/v1/studio/stream-keys", tag = "studio",
+    security(("bearer" = [])),
+    request_body(content = Option<NewStreamKeyRequest>, description = "Optional label"),
+    responses(
+        (status = 201, description = "The new key, in full, with the OBS settings", body = NewStreamKey),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`: become a creator first", body = ErrorEnvelope),
+        (status = 409, description = "`too_many_stream_keys`", body = ErrorEnvelope),
+    )
+)]
+pub async fn create_stream_key(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse> {
+    // the body is optional: none, `null` or `{}` all mean no label
+    let req: NewStreamKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        NewStreamKeyRequest::default()
+    } else {
+        match serde_json::from_slice::<Value>(&body)
+            .map_err(|e| Error::invalid("body", e.to_string()))?
+        {
+            Value::Null => NewStreamKeyRequest::default(),
+            v @ Value::Object(_) => {
+                serde_json::from_value(v).map_err(|e| Error::invalid("body", e.to_string()))?
+            }
+            _ => return Err(Error::invalid("body", "must be a JSON object")),
+        }
+    };
+    let k = st.users.create_stream_key(&auth, &req).await?;
+    Ok((StatusCode::CREATED, Json(new_key_answer(&st, k))))
+}
+
+/// Replaces a key with a new one (the old one stops working at once).
+#[utoipa::path(
+    post, path = "/v1/studio/stream-keys/{id}/rotate", tag = "studio",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Stream key id")),
+    responses(
+        (status = 201, description = "The replacement key, in full", body = NewStreamKey),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`", body = ErrorEnvelope),
+    )
+)]
+pub async fn rotate_stream_key(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    AppPath(id): AppPath<String>,
+) -> Result<impl IntoResponse> {
+    let k = st.users.rotate_stream_key(&auth, &id).await?;
+    Ok((StatusCode::CREATED, Json(new_key_answer(&st, k))))
+}
+
+/// Revokes a key: publishing with it is refused from now on.
+#[utoipa::path(
+    delete, path = "/v1/studio/stream-keys/{id}", tag = "studio",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Stream key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`", body = ErrorEnvelope),
+    )
+)]
+pub async fn revoke_stream_key(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    AppPath(id): AppPath<String>,
+) -> Result<StatusCode> {
+    st.users.revoke_stream_key(&auth, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The recommended OBS encoder profiles: x264, CBR, keyframe every 2 s, AAC 160 kbit/s at
+/// 48 kHz; 1080p30 at 6000 kbit/s when the upload allows, else 720p30 at 3500 kbit/s.
+pub fn encoder_profiles() -> Vec<EncoderProfile> {
+    let p = |name: &str, width, height, kbps, min_upload| EncoderProfile {
+        name: name.into(),
+        encoder: "x264".into(),
+        rate_control: "CBR".into(),
+        video_bitrate_kbps: kbps,
+        keyframe_interval_secs: 2,
+        width,
+        height,
+        fps: 30,
+        audio_codec: "AAC".into(),
+        audio_bitrate_kbps: 160,
+        audio_sample_rate_hz: 48_000,
+        min_upload_kbps: min_upload,
+    };
+    vec![
+        p("1080p30", 1920, 1080, 6000, 8000),
+        p("720p30", 1280, 720, 3500, 5000),
+    ]
+}
+
+fn obs(st: &AppState, key: Option<(&str, &str)>, masked: bool) -> ObsSettings {
+    ObsSettings {
+        server_url: st.config.rtmp_url.clone(),
+        stream_key: key.map(|(_, k)| k.to_string()),
+        stream_key_masked: masked && key.is_some(),
+        stream_key_id: key.map(|(id, _)| id.to_string()),
+        profiles: encoder_profiles(),
+    }
+}
+
+/// What to type in OBS: server URL, my newest stream key (masked: the full key is shown
+/// only when created or rotated) and the recommended encoder settings.
+#[utoipa::path(
+    get, path = "/v1/studio/obs", tag = "studio",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "OBS settings", body = ObsSettings),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+    )
+)]
+pub async fn obs_settings(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+) -> Result<Json<ObsSettings>> {
+    let keys = st.users.stream_keys(&auth).await?;
+    let newest = keys.stream_keys.iter().max_by_key(|k| k.created_at);
+    Ok(Json(obs(
+        &st,
+        newest.map(|k| (k.id.as_str(), k.masked.as_str())),
+        true,
+    )))
+}
+
+/// My monthly plan (`null` until set).
+#[utoipa::path(
+    get, path = "/v1/studio/plan", tag = "studio",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "My plan", body = PlanAnswer),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+    )
+)]
+pub async fn plan(State(st): State<AppState>, Bearer(auth): Bearer) -> Result<Json<PlanAnswer>> {
+    Ok(Json(PlanAnswer {
+        plan: st.users.my_plan(&auth).await?,
+    }))
+}
+
+/// Sets my monthly plan's price (subscribers watch every `subscribers` video).
+#[utoipa::path(
+    put, path = "/v1/studio/plan", tag = "studio",
+    security(("bearer" = [])),
+    request_body = PlanRequest,
+    responses(
+        (status = 200, description = "The plan", body = Plan),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`: become a creator first", body = ErrorEnvelope),
+    )
+)]
+pub async fn set_plan(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    AppJson(body): AppJson<PlanRequest>,
+) -> Result<Json<Plan>> {
+    Ok(Json(st.users.set_plan(&auth, &body).await?))
+}
+
+/// My subscribers with access now.
+#[utoipa::path(
+    get, path = "/v1/studio/subscribers", tag = "studio",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Subscribers", body = SubscriberList),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+    )
+)]
+pub async fn subscribers(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+) -> Result<Json<SubscriberList>> {
+    Ok(Json(st.users.subscribers(&auth).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recommended_profiles() {
+        let p = encoder_profiles();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[0].width, p[0].height, p[0].fps, p[0].video_bitrate_kbps),
+            (1920, 1080, 30, 6000)
+        );
+        assert_eq!(
+            (p[1].width, p[1].height, p[1].fps, p[1].video_bitrate_kbps),
+            (1280, 720, 30, 3500)
+        );
+        for x in &p {
+            assert_eq!(
+                (
+                    x.encoder.as_str(),
+                    x.rate_control.as_str(),
+                    x.keyframe_interval_secs
+                ),
+                ("x264", "CBR", 2)
+            );
+            assert_eq!(
+                (
+                    x.audio_codec.as_str(),
+                    x.audio_bitrate_kbps,
+                    x.audio_sample_rate_hz
+                ),
+                ("AAC", 160, 48_000)
+            );
+        }
+    }
+}
