@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Browser tests (run by scripts/test.sh, or alone: bash scripts/tests.d/browser.sh).
+# Starts the whole platform on free ports (its own MariaDB, SecantusDB, s3s-fs, services, bff
+# and edge), publishes a 720p30 test stream with ffmpeg over RTMP, and runs
+# `node --test web/tests/`: headless Chromium (playwright-core, /usr/bin/chromium) plays the
+# live stream and then its recording through the edge. Prints `browser: N passed, M failed`
+# last and exits non-zero on any failure. About 1.5 minutes.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+source "$CAUDAL_ROOT/scripts/platform.sh"
+cd "$CAUDAL_ROOT"
+
+PUBLISH_SECS=${CAUDAL_TEST_PUBLISH_SECS:-40}
+STATE="$CAUDAL_ROOT/.caudal/browser-$$"
+rm -rf "$STATE" && mkdir -p "$STATE/logs"
+status=1
+summary="browser: 0 passed, 1 failed"
+cleanup() {
+  stop_all
+  if [ "$status" -ne 0 ]; then
+    for f in "$STATE"/logs/*.log; do
+      [ -s "$f" ] || continue
+      echo "----- last lines of $(basename "$f")"
+      tail -n 15 "$f"
+    done
+  fi
+  rm -rf "$STATE"
+  echo "$summary"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+install_deps
+[ -d web/node_modules/playwright-core ] || die "web/node_modules is incomplete: run (cd web && npm ci)"
+cargo build --workspace --bins --locked -q
+[ -x target/debug/bff ] || die "target/debug/bff was not built"
+[ -f cdn-config/render.sh ] || die "cdn-config/render.sh is missing: no edge to test through"
+
+platform_free_ports
+start_platform "$STATE"
+
+log "publishing a ${PUBLISH_SECS} s 720p30 test stream"
+ffmpeg -hide_banner -loglevel warning -nostdin -re \
+  -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 -t "$PUBLISH_SECS" \
+  -c:v libx264 -preset ultrafast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac \
+  -f flv "rtmp://127.0.0.1:$CAUDAL_RTMP_PORT/live/$DEMO_KEY" >"$STATE/logs/ffmpeg.log" 2>&1 &
+CAUDAL_PIDS+=($!)
+
+export CAUDAL_BFF_URL="http://127.0.0.1:$CAUDAL_BFF_PORT" CAUDAL_EDGE_URL="http://127.0.0.1:$CAUDAL_EDGE_PORT"
+export CAUDAL_TEST_PUBLISH_SECS="$PUBLISH_SECS"
+log "running the browser tests (web/tests/)"
+tap="$STATE/node-test.tap"
+node_status=0
+timeout 300 node --test \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tap" \
+  web/tests/ || node_status=$?
+
+passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n1)
+failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n1)
+passed=${passed:-0} failed=${failed:-0}
+# node itself failing (a crash, the timeout) with no failed test counted is a failure too
+if [ "$node_status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+summary="browser: $passed passed, $failed failed"
+if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then status=0; fi
+exit "$status"

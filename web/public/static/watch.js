@@ -1,0 +1,400 @@
+// The watch page: /watch/{id}. Asks the bff for the video (GET /v1/videos/{id}) and plays
+// playback.url (the master playlist through the edge) with hls.js, served by the bff at
+// /vendor/hls.min.js. Plain JS, no build step.
+//
+// For tests and benchmarks: window.caudalPlayer = { hls, video }, window.caudalErrors (the
+// fatal hls.js errors) and <body data-state="loading|playing|offline|notfound|denied|error">.
+'use strict';
+
+(function () {
+  const POLL_MS = 2000;
+  const RETRY_MS = 5000;
+
+  const body = document.body;
+  const video = document.getElementById('video');
+  const message = document.getElementById('message');
+  const titleEl = document.getElementById('title');
+  const liveBadge = document.getElementById('live-badge');
+  const creatorEl = document.getElementById('creator');
+  const descriptionEl = document.getElementById('description');
+  const qualityLabel = document.getElementById('quality-label');
+  const quality = document.getElementById('quality');
+
+  window.caudalErrors = [];
+  window.caudalPlayer = { hls: null, video };
+
+  // Browsers only autoplay muted video.
+  video.muted = true;
+
+  const id = videoIdFromPath(location.pathname);
+  let pollTimer = null;
+  let hls = null;
+  let playingUrl = null;
+  let playingLive = false;
+  let broadcastEnded = false;
+  let recoveries = 0;
+
+  function videoIdFromPath(path) {
+    const parts = path.split('/').filter(Boolean);
+    const i = parts.indexOf('watch');
+    if (i < 0 || i + 1 >= parts.length) return null;
+    try {
+      return decodeURIComponent(parts[i + 1]);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function setState(state, text) {
+    body.dataset.state = state;
+    if (text == null) {
+      message.hidden = true;
+      message.textContent = '';
+    } else {
+      message.hidden = false;
+      message.textContent = text;
+    }
+  }
+
+  function schedule(ms) {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(load, ms);
+  }
+
+  async function load() {
+    if (!id) {
+      setState('notfound', 'This video does not exist.');
+      return;
+    }
+    let resp;
+    try {
+      const early = window.caudalPrefetch;
+      window.caudalPrefetch = null;
+      if (early && early.id === encodeURIComponent(id)) {
+        // started by watch.html while the scripts loaded
+        resp = await early.response;
+      } else {
+        resp = await fetch('/v1/videos/' + encodeURIComponent(id), {
+          headers: authHeaders(),
+          cache: 'no-store',
+        });
+      }
+    } catch (_) {
+      if (!playingUrl) setState('error', 'Cannot reach Caudal. Retrying…');
+      schedule(RETRY_MS);
+      return;
+    }
+    if (resp.status === 404) {
+      stopPlayer();
+      document.title = 'Not found · Caudal';
+      titleEl.textContent = '';
+      setState('notfound', 'This video does not exist.');
+      return;
+    }
+    if (!resp.ok) {
+      if (!playingUrl) setState('error', await errorText(resp));
+      schedule(RETRY_MS);
+      return;
+    }
+    let detail;
+    try {
+      detail = await resp.json();
+    } catch (_) {
+      if (!playingUrl) setState('error', 'Something went wrong loading this video. Retrying…');
+      schedule(RETRY_MS);
+      return;
+    }
+    show(detail);
+  }
+
+  function authHeaders() {
+    // A signed-in viewer's token, when the sign-in page has stored one.
+    let token = null;
+    try {
+      token = localStorage.getItem('caudal.token');
+    } catch (_) {
+      /* storage disabled */
+    }
+    return token ? { Authorization: 'Bearer ' + token } : {};
+  }
+
+  async function errorText(resp) {
+    try {
+      const e = await resp.json();
+      if (e && e.error && e.error.code === 'unavailable') return 'Caudal is busy right now. Retrying…';
+    } catch (_) {
+      /* not JSON */
+    }
+    return 'Something went wrong loading this video (' + resp.status + '). Retrying…';
+  }
+
+  function show(detail) {
+    const v = detail.video || {};
+    const live = v.status === 'live';
+    titleEl.textContent = v.title || 'Untitled';
+    document.title = (v.title || 'Untitled') + ' · Caudal';
+    liveBadge.hidden = !live;
+    if (detail.creator) {
+      creatorEl.textContent = detail.creator.display_name;
+    } else {
+      creatorEl.textContent = detail.creator_unavailable ? 'Creator unavailable' : '';
+    }
+    descriptionEl.textContent = v.description || '';
+
+    const access = detail.access || { allowed: false, reason: 'unavailable' };
+    if (!access.allowed) {
+      stopPlayer();
+      setState('denied', deniedText(access, detail.creator));
+      body.dataset.reason = access.reason || '';
+      // the access service may come back; a purchase may complete in another tab
+      if (access.reason === 'unavailable') schedule(RETRY_MS);
+      return;
+    }
+    delete body.dataset.reason;
+
+    const playback = detail.playback;
+    // A broadcast's playback URL is known from its first second, but the master playlist is
+    // written once every rung has a segment; the renditions are filled in with it. Asking
+    // earlier gets a 404, which the edge keeps for a second.
+    const notYet = live && playback && playback.live && !(v.renditions && v.renditions.length);
+    if (!playback || !playback.url || notYet) {
+      stopPlayer();
+      if (v.status === 'failed') {
+        setState('error', 'This video could not be processed.');
+        return;
+      }
+      setState('offline', broadcastEnded ? 'The broadcast has ended. The recording will be here shortly.' : offlineText(v.status));
+      schedule(POLL_MS);
+      return;
+    }
+    if (broadcastEnded && playback.live) {
+      setState('offline', 'The broadcast has ended.');
+      schedule(POLL_MS);
+      return;
+    }
+    if (broadcastEnded) {
+      // the viewer was watching the broadcast when it ended: offer the recording, do not
+      // jump back to its start by surprise
+      offerRecording(playback.url);
+      return;
+    }
+    if (playingUrl !== playback.url) {
+      play(playback.url, playback.live);
+    }
+  }
+
+  function offerRecording(url) {
+    setState('offline', 'The broadcast has ended. ');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'link';
+    button.textContent = 'Watch the recording';
+    button.addEventListener('click', () => {
+      broadcastEnded = false;
+      play(url, false);
+    });
+    message.appendChild(button);
+  }
+
+  function offlineText(status) {
+    switch (status) {
+      case 'created':
+      case 'uploading':
+        return 'This video is not uploaded yet.';
+      case 'processing':
+        return 'This video is still processing.';
+      default:
+        // live but not playable yet, or ended and the recording is not ready
+        return 'This stream is offline.';
+    }
+  }
+
+  function money(minor, currency) {
+    try {
+      return new Intl.NumberFormat(undefined, { style: 'currency', currency }).format(minor / 100);
+    } catch (_) {
+      return (minor / 100).toFixed(2) + ' ' + currency;
+    }
+  }
+
+  function deniedText(access, creator) {
+    const who = creator ? creator.display_name : 'the creator';
+    const offer = access.offer;
+    switch (access.reason) {
+      case 'login_required':
+        return 'Access denied: sign in to watch this video.';
+      case 'not_subscribed':
+        return (
+          'Access denied: this video is for subscribers of ' +
+          who +
+          (offer && offer.kind === 'subscription'
+            ? ' (' + money(offer.price_minor, offer.currency) + ' per ' + offer.interval + ').'
+            : '.')
+        );
+      case 'not_purchased':
+        return (
+          'Access denied: buy this video to watch it' +
+          (offer && offer.kind === 'purchase' ? ' (' + money(offer.price_minor, offer.currency) + ').' : '.')
+        );
+      case 'unavailable':
+        return 'Access denied for now: access cannot be checked at the moment. Retrying…';
+      default:
+        return 'Access denied (' + (access.reason || 'unknown reason') + ').';
+    }
+  }
+
+  function stopPlayer() {
+    const had = hls !== null || video.hasAttribute('src');
+    if (hls) {
+      hls.destroy();
+      hls = null;
+    }
+    playingUrl = null;
+    window.caudalPlayer.hls = null;
+    qualityLabel.hidden = true;
+    if (had) {
+      video.removeAttribute('src');
+      video.load();
+    }
+  }
+
+  function play(url, live) {
+    stopPlayer();
+    playingUrl = url;
+    playingLive = !!live;
+    recoveries = 0;
+    setState('loading', 'Loading…');
+    clearTimeout(pollTimer);
+
+    if (!window.Hls || !window.Hls.isSupported()) {
+      if (video.canPlayType('application/vnd.apple.mpegurl')) {
+        // Safari plays HLS itself
+        video.src = url;
+        startPlayback();
+        return;
+      }
+      setState('error', 'This browser cannot play HLS video.');
+      return;
+    }
+    // hls.js defaults: the benchmarks compare them with nginx-rtmp under the same settings.
+    hls = new window.Hls();
+    window.caudalPlayer.hls = hls;
+    hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
+      fillQualityMenu();
+      startPlayback();
+    });
+    hls.on(window.Hls.Events.LEVEL_SWITCHED, () => updateAutoLabel());
+    hls.on(window.Hls.Events.ERROR, (_event, data) => onHlsError(data, live));
+    hls.loadSource(url);
+    hls.attachMedia(video);
+  }
+
+  function startPlayback() {
+    const p = video.play();
+    if (p && p.catch) {
+      p.catch(() => {
+        // autoplay refused (should not happen muted): the controls let the viewer start
+        if (body.dataset.state === 'loading') setState('loading', 'Press play to start.');
+      });
+    }
+  }
+
+  function onHlsError(data, live) {
+    if (!data.fatal) return;
+    window.caudalErrors.push({
+      type: data.type,
+      details: data.details,
+      url: (data.frag && data.frag.url) || data.url || null,
+      at: new Date().toISOString(),
+    });
+    const E = window.Hls.ErrorTypes;
+    const D = window.Hls.ErrorDetails;
+    const manifest = [D.MANIFEST_LOAD_ERROR, D.MANIFEST_LOAD_TIMEOUT, D.MANIFEST_PARSING_ERROR].includes(data.details);
+    if (!manifest && recoveries < 3 && data.type === E.MEDIA_ERROR) {
+      recoveries += 1;
+      hls.recoverMediaError();
+      return;
+    }
+    if (!manifest && recoveries < 3 && data.type === E.NETWORK_ERROR) {
+      recoveries += 1;
+      setTimeout(() => hls && hls.startLoad(), 1000);
+      return;
+    }
+    stopPlayer();
+    if (live) {
+      // the broadcast may have just started or ended: ask again
+      setState('offline', 'This stream is offline.');
+      schedule(POLL_MS);
+    } else {
+      setState('error', 'This video cannot be played right now.');
+      schedule(RETRY_MS);
+    }
+  }
+
+  // Quality menu: Auto (-1) plus every level, highest first. Choosing one sets
+  // hls.currentLevel (switches now, flushing what is buffered); Auto gives ABR back.
+  function fillQualityMenu() {
+    quality.textContent = '';
+    const auto = document.createElement('option');
+    auto.value = '-1';
+    auto.textContent = 'Auto';
+    quality.appendChild(auto);
+    const levels = hls.levels.map((l, i) => ({ i, height: l.height, bitrate: l.bitrate }));
+    levels.sort((a, b) => b.height - a.height || b.bitrate - a.bitrate);
+    const heights = levels.map((l) => l.height);
+    for (const l of levels) {
+      const o = document.createElement('option');
+      o.value = String(l.i);
+      let label = l.height ? l.height + 'p' : Math.round(l.bitrate / 1000) + ' kbit/s';
+      if (l.height && heights.filter((h) => h === l.height).length > 1) {
+        label += ' (' + Math.round(l.bitrate / 1000) + ' kbit/s)';
+      }
+      o.textContent = label;
+      o.dataset.height = String(l.height || 0);
+      quality.appendChild(o);
+    }
+    quality.value = '-1';
+    qualityLabel.hidden = levels.length < 1;
+  }
+
+  function updateAutoLabel() {
+    if (!hls || !quality.options.length) return;
+    const level = hls.levels[hls.currentLevel];
+    quality.options[0].textContent = hls.autoLevelEnabled && level && level.height ? 'Auto (' + level.height + 'p)' : 'Auto';
+  }
+
+  quality.addEventListener('change', () => {
+    if (!hls) return;
+    const level = Number(quality.value);
+    hls.currentLevel = level;
+    updateAutoLabel();
+  });
+
+  // One view per page load, counted when playback first starts (trending ranks by views).
+  let viewCounted = false;
+  video.addEventListener('playing', () => {
+    recoveries = 0;
+    setState('playing', null);
+    if (!viewCounted && id) {
+      viewCounted = true;
+      fetch('/v1/videos/' + encodeURIComponent(id) + '/views', {
+        method: 'POST',
+        headers: authHeaders(),
+      }).catch(() => {}); // a lost view count never disturbs playback
+    }
+  });
+  video.addEventListener('waiting', () => {
+    if (body.dataset.state === 'playing') message.hidden = true;
+  });
+  video.addEventListener('ended', () => {
+    if (!playingLive) return;
+    // the live playlist got EXT-X-ENDLIST and everything was played
+    stopPlayer();
+    broadcastEnded = true;
+    liveBadge.hidden = true;
+    setState('offline', 'The broadcast has ended.');
+    schedule(POLL_MS);
+  });
+
+  load();
+})();
