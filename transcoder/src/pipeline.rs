@@ -234,6 +234,8 @@ struct Decoder {
     next_key_ms: i64,
     frame_rate: Option<f64>,
     origin: Option<DateTime<Utc>>,
+    /// False once the ladder runs without an encoded rung: nothing needs pictures then.
+    decode: bool,
 }
 
 impl Decoder {
@@ -251,6 +253,7 @@ impl Decoder {
             next_key_ms: 0,
             frame_rate: None,
             origin: None,
+            decode: true,
         }
     }
 
@@ -347,6 +350,10 @@ impl Decoder {
                 self.early.push(RungMsg::Packet(pkt.clone()));
             }
         }
+        if !self.decode {
+            // a passthrough-only ladder copies packets; decoding would only discard pictures
+            return Ok(());
+        }
         if let Err(e) = dec.send_packet(&pkt) {
             // a damaged access unit: skip it, the decoder recovers at the next keyframe
             tracing::debug!(error = %e, "decoder refused a packet");
@@ -416,6 +423,8 @@ impl Decoder {
             return Err(AvError::Other("uploader is gone".into()));
         }
         self.started = true;
+        // the first picture gave the source size; only encoded rungs need more pictures
+        self.decode = self.rungs.iter().any(|r| !r.passthrough);
         // hand every rung the stream state it joined late for
         if let Some((p, c)) = &self.audio_params {
             for r in &self.rungs {
