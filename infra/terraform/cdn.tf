@@ -1,0 +1,326 @@
+# CloudFront: the one public HTTPS entry point (it replaces the nginx edge of the local stack).
+#
+#   live/*.ts, live/*.m4s -> S3 (OAC)  segments: immutable, cached up to a year
+#   live/*.m3u8           -> S3 (OAC)  playlists: cached at most 1 s (live windows move)
+#   live/*                -> S3 (OAC)  anything else the transcoder writes: origin Cache-Control
+#   /v1/*                 -> ALB/bff   API: not cached, every method and header forwarded
+#   everything else       -> ALB/bff   pages: not cached
+#
+# The ALB accepts only CloudFront's origin-facing addresses (security_groups.tf) that also
+# carry the secret X-Caudal-Origin-Verify header (loadbalancers.tf).
+
+resource "aws_cloudfront_origin_access_control" "media" {
+  name                              = "${local.name}-media"
+  description                       = "CloudFront signs its requests to the private media bucket"
+  origin_access_control_origin_type = "s3"
+  signing_behavior                  = "always"
+  signing_protocol                  = "sigv4"
+}
+
+# Segments never change once written (ingest stores them with Cache-Control immutable, one year).
+resource "aws_cloudfront_cache_policy" "hls_segments" {
+  name        = "${local.name}-hls-segments"
+  comment     = "HLS/CMAF segments: immutable, long TTL"
+  min_ttl     = 0
+  default_ttl = 31536000
+  max_ttl     = 31536000
+
+  parameters_in_cache_key_and_forwarded_to_origin {
+    enable_accept_encoding_gzip   = false
+    enable_accept_encoding_brotli = false
+
+    cookies_config {
+      cookie_behavior = "none"
+    }
+    headers_config {
+      header_behavior = "none"
+    }
+    query_strings_config {
+      query_string_behavior = "none"
+    }
+  }
+}
+
+# Live playlists change every segment: never cached longer than 1 s, whatever the origin says.
+resource "aws_cloudfront_cache_policy" "hls_playlists" {
+  name        = "${local.name}-hls-playlists"
+  comment     = "HLS playlists: at most 1 s"
+  min_ttl     = 0
+  default_ttl = 1
+  max_ttl     = 1
+
+  parameters_in_cache_key_and_forwarded_to_origin {
+    enable_accept_encoding_gzip   = true
+    enable_accept_encoding_brotli = true
+
+    cookies_config {
+      cookie_behavior = "none"
+    }
+    headers_config {
+      header_behavior = "none"
+    }
+    query_strings_config {
+      query_string_behavior = "none"
+    }
+  }
+}
+
+# Media may be played from other sites (embeds, native players): CloudFront adds the CORS
+# headers itself and answers preflights (functions/cors-preflight.js), so the bucket needs no
+# CORS configuration.
+resource "aws_cloudfront_response_headers_policy" "media" {
+  #checkov:skip=CKV_AWS_259:HSTS is sent for a year with override; includeSubDomains and preload would commit every subdomain of the operator's domain to HTTPS (and to browser preload lists), which only the domain owner can decide.
+  name    = "${local.name}-media"
+  comment = "CORS and security headers for HLS media"
+
+  cors_config {
+    access_control_allow_credentials = false
+    access_control_max_age_sec       = 86400
+    origin_override                  = true
+
+    access_control_allow_headers {
+      items = ["*"]
+    }
+    access_control_allow_methods {
+      items = ["GET", "HEAD", "OPTIONS"]
+    }
+    access_control_allow_origins {
+      items = var.cors_allowed_origins
+    }
+    access_control_expose_headers {
+      items = ["Content-Length", "Content-Range", "Accept-Ranges", "Age", "Date"]
+    }
+  }
+
+  security_headers_config {
+    content_type_options {
+      override = true
+    }
+    strict_transport_security {
+      access_control_max_age_sec = 31536000
+      include_subdomains         = false
+      override                   = true
+    }
+  }
+}
+
+# Pages and API: bff answers CORS itself (CAUDAL_BFF_CORS_ORIGINS); CloudFront adds HSTS.
+resource "aws_cloudfront_response_headers_policy" "app" {
+  #checkov:skip=CKV_AWS_259:HSTS is sent for a year with override; includeSubDomains and preload would commit every subdomain of the operator's domain to HTTPS (and to browser preload lists), which only the domain owner can decide.
+  name    = "${local.name}-app"
+  comment = "Security headers for the pages and the API"
+
+  security_headers_config {
+    content_type_options {
+      override = true
+    }
+    referrer_policy {
+      referrer_policy = "strict-origin-when-cross-origin"
+      override        = false
+    }
+    strict_transport_security {
+      access_control_max_age_sec = 31536000
+      include_subdomains         = false
+      override                   = true
+    }
+  }
+}
+
+resource "aws_cloudfront_function" "cors_preflight" {
+  name    = "${local.name}-cors-preflight"
+  runtime = "cloudfront-js-2.0"
+  comment = "Answers CORS preflight for media at the edge"
+  publish = true
+  code = templatefile("${path.module}/functions/cors-preflight.js", {
+    allowed_origins = jsonencode(var.cors_allowed_origins)
+  })
+}
+
+data "aws_cloudfront_cache_policy" "caching_disabled" {
+  name = "Managed-CachingDisabled"
+}
+
+data "aws_cloudfront_cache_policy" "caching_optimized" {
+  name = "Managed-CachingOptimized"
+}
+
+# Everything the viewer sent (Authorization, cookies, query) except Host: the ALB's
+# certificate is for origin_domain_name.
+data "aws_cloudfront_origin_request_policy" "all_viewer_except_host" {
+  name = "Managed-AllViewerExceptHostHeader"
+}
+
+resource "random_password" "origin_verify" {
+  length  = 48
+  special = false
+}
+
+resource "aws_cloudfront_distribution" "main" {
+  #checkov:skip=CKV_AWS_310:Origin failover needs a second copy of the media bucket (replication) and of the API; out of scope for one region.
+  #checkov:skip=CKV2_AWS_47:The web ACL is optional and managed outside this stack (cloudfront_web_acl_arn), so its rule groups (Log4j included) cannot be checked here; media is static objects and the API has bff's own rate limits.
+  #checkov:skip=CKV_AWS_174:TLSv1.2_2021 is set whenever cloudfront_certificate_arn is given; with the default *.cloudfront.net certificate CloudFront only accepts TLSv1 as the setting.
+  #checkov:skip=CKV2_AWS_42:A custom certificate is optional (site_aliases + cloudfront_certificate_arn); without one the *.cloudfront.net certificate is used.
+  #checkov:skip=CKV_AWS_374:A public video platform serves every country; geo restriction is a business decision, not a default.
+  #checkov:skip=CKV_AWS_305:The default behaviour goes to bff, which serves "/" itself; a default root object would only apply to S3 origins.
+  enabled         = true
+  is_ipv6_enabled = true
+  http_version    = "http2and3"
+  price_class     = var.cloudfront_price_class
+  comment         = "${local.name}: pages, /v1 API and HLS media"
+  aliases         = var.site_aliases
+  web_acl_id      = var.cloudfront_web_acl_arn == "" ? null : var.cloudfront_web_acl_arn
+
+  origin {
+    origin_id                = "media"
+    domain_name              = aws_s3_bucket.media.bucket_regional_domain_name
+    origin_access_control_id = aws_cloudfront_origin_access_control.media.id
+
+    dynamic "origin_shield" {
+      for_each = var.origin_shield_region == "" ? [] : [var.origin_shield_region]
+      content {
+        enabled              = true
+        origin_shield_region = origin_shield.value
+      }
+    }
+  }
+
+  origin {
+    origin_id   = "bff"
+    domain_name = var.origin_domain_name
+
+    custom_origin_config {
+      http_port                = 80
+      https_port               = 443
+      origin_protocol_policy   = "https-only"
+      origin_ssl_protocols     = ["TLSv1.2"]
+      origin_read_timeout      = 30
+      origin_keepalive_timeout = 5
+    }
+
+    custom_header {
+      name  = "X-Caudal-Origin-Verify"
+      value = random_password.origin_verify.result
+    }
+  }
+
+  # Pages (/, watch pages, static files): bff, not cached.
+  default_cache_behavior {
+    target_origin_id           = "bff"
+    viewer_protocol_policy     = "redirect-to-https"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = data.aws_cloudfront_cache_policy.caching_disabled.id
+    origin_request_policy_id   = data.aws_cloudfront_origin_request_policy.all_viewer_except_host.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.app.id
+  }
+
+  ordered_cache_behavior {
+    path_pattern               = "/v1/*"
+    target_origin_id           = "bff"
+    viewer_protocol_policy     = "https-only"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = data.aws_cloudfront_cache_policy.caching_disabled.id
+    origin_request_policy_id   = data.aws_cloudfront_origin_request_policy.all_viewer_except_host.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.app.id
+  }
+
+  ordered_cache_behavior {
+    path_pattern               = "/${local.media_prefix}/*.m3u8"
+    target_origin_id           = "media"
+    viewer_protocol_policy     = "https-only"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = aws_cloudfront_cache_policy.hls_playlists.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.cors_preflight.arn
+    }
+  }
+
+  ordered_cache_behavior {
+    path_pattern               = "/${local.media_prefix}/*.ts"
+    target_origin_id           = "media"
+    viewer_protocol_policy     = "https-only"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = false
+    cache_policy_id            = aws_cloudfront_cache_policy.hls_segments.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.cors_preflight.arn
+    }
+  }
+
+  ordered_cache_behavior {
+    path_pattern               = "/${local.media_prefix}/*.m4s"
+    target_origin_id           = "media"
+    viewer_protocol_policy     = "https-only"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = false
+    cache_policy_id            = aws_cloudfront_cache_policy.hls_segments.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.cors_preflight.arn
+    }
+  }
+
+  ordered_cache_behavior {
+    path_pattern               = "/${local.media_prefix}/*"
+    target_origin_id           = "media"
+    viewer_protocol_policy     = "https-only"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = data.aws_cloudfront_cache_policy.caching_optimized.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.cors_preflight.arn
+    }
+  }
+
+  # A playlist or segment asked for a moment before it exists must not stay "missing" for
+  # CloudFront's default 10 s (S3 answers 403 for a missing key when the reader cannot list).
+  custom_error_response {
+    error_code            = 403
+    error_caching_min_ttl = 1
+  }
+
+  custom_error_response {
+    error_code            = 404
+    error_caching_min_ttl = 1
+  }
+
+  restrictions {
+    geo_restriction {
+      restriction_type = "none"
+    }
+  }
+
+  viewer_certificate {
+    cloudfront_default_certificate = var.cloudfront_certificate_arn == ""
+    acm_certificate_arn            = var.cloudfront_certificate_arn == "" ? null : var.cloudfront_certificate_arn
+    ssl_support_method             = var.cloudfront_certificate_arn == "" ? null : "sni-only"
+    minimum_protocol_version       = var.cloudfront_certificate_arn == "" ? "TLSv1" : "TLSv1.2_2021"
+  }
+
+  logging_config {
+    bucket          = aws_s3_bucket.logs.bucket_domain_name
+    prefix          = "cloudfront/"
+    include_cookies = false
+  }
+
+  depends_on = [aws_s3_bucket_ownership_controls.logs]
+}

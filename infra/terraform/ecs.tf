@@ -1,0 +1,285 @@
+# ECS on Fargate: one service per Caudal process, all in the app subnets without public IPs.
+#   bff           <- ALB (target group bff)
+#   ingest-rtmp   <- NLB (target group rtmp); runs the transcoder in-process
+#   user-svc, metadata-svc: internal only, found through Cloud Map DNS (<name>.<project>.internal)
+#
+# Configuration is the services' own CAUDAL_* environment variables (README "Configuration");
+# secrets come from Secrets Manager through the task definitions' `secrets`.
+
+resource "aws_ecs_cluster" "main" {
+  name = local.name
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_ecs_cluster_capacity_providers" "main" {
+  cluster_name       = aws_ecs_cluster.main.name
+  capacity_providers = ["FARGATE"]
+
+  default_capacity_provider_strategy {
+    capacity_provider = "FARGATE"
+    weight            = 1
+  }
+}
+
+resource "aws_service_discovery_private_dns_namespace" "internal" {
+  name        = local.namespace
+  description = "Internal service names of ${local.name}"
+  vpc         = aws_vpc.main.id
+}
+
+resource "aws_service_discovery_service" "internal" {
+  for_each = toset(["user-svc", "metadata-svc"])
+
+  name = each.value
+
+  dns_config {
+    namespace_id   = aws_service_discovery_private_dns_namespace.internal.id
+    routing_policy = "MULTIVALUE"
+
+    dns_records {
+      type = "A"
+      ttl  = 10
+    }
+  }
+
+  health_check_custom_config {
+    failure_threshold = 1
+  }
+}
+
+resource "aws_cloudwatch_log_group" "service" {
+  for_each = local.services
+
+  name              = "/ecs/${local.name}/${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.main.arn
+}
+
+locals {
+  common_env = {
+    CAUDAL_LOG_JSON = "1"
+    RUST_LOG        = "info"
+  }
+
+  # Keys (not ARNs) so that which services sit behind a load balancer is known at plan time.
+  target_groups = {
+    bff  = aws_lb_target_group.bff.arn
+    rtmp = aws_lb_target_group.rtmp.arn
+  }
+
+  services = {
+    "bff" = {
+      image          = var.container_images.bff
+      port           = 8080
+      extra_ports    = [9080]
+      security_group = aws_security_group.bff.id
+      target_group   = "bff"
+      discovery      = false
+      stop_timeout   = 30
+      ephemeral_gib  = 0
+      env = {
+        CAUDAL_BFF_LISTEN                          = "0.0.0.0:8080"
+        CAUDAL_BFF_METRICS_LISTEN                  = "0.0.0.0:9080"
+        CAUDAL_BFF_USER_SVC_URL                    = local.user_svc_url
+        CAUDAL_BFF_METADATA_SVC_URL                = local.metadata_svc_url
+        CAUDAL_BFF_EDGE_URL                        = local.site_url
+        CAUDAL_BFF_RTMP_URL                        = local.rtmps_enabled ? local.rtmps_url : local.rtmp_url
+        CAUDAL_BFF_CORS_ORIGINS                    = jsonencode([local.site_url])
+        CAUDAL_BFF_RATE_LIMIT__TRUST_FORWARDED_FOR = tostring(var.bff_trust_forwarded_for)
+      }
+      secrets = {}
+    }
+
+    "user-svc" = {
+      image          = var.container_images.user_svc
+      port           = 8082
+      extra_ports    = [9082]
+      security_group = aws_security_group.user_svc.id
+      target_group   = ""
+      discovery      = true
+      stop_timeout   = 30
+      ephemeral_gib  = 0
+      env = {
+        CAUDAL_USER_LISTEN         = "0.0.0.0:8082"
+        CAUDAL_USER_METRICS_LISTEN = "0.0.0.0:9082"
+        CAUDAL_USER_DEMO__ENABLED  = "false"
+      }
+      secrets = {
+        CAUDAL_USER_DATABASE_URL = aws_secretsmanager_secret.user_database_url.arn
+        CAUDAL_USER_JWT_SECRET   = aws_secretsmanager_secret.jwt.arn
+      }
+    }
+
+    "metadata-svc" = {
+      image          = var.container_images.metadata_svc
+      port           = 8083
+      extra_ports    = [9083]
+      security_group = aws_security_group.metadata_svc.id
+      target_group   = ""
+      discovery      = true
+      stop_timeout   = 30
+      ephemeral_gib  = 0
+      env = {
+        CAUDAL_METADATA_LISTEN         = "0.0.0.0:8083"
+        CAUDAL_METADATA_METRICS_LISTEN = "0.0.0.0:9083"
+        CAUDAL_METADATA_DATABASE       = "caudal"
+      }
+      secrets = {
+        CAUDAL_METADATA_MONGO_URL = aws_secretsmanager_secret.metadata_mongo_url.arn
+      }
+    }
+
+    "ingest-rtmp" = {
+      image          = var.container_images.ingest_rtmp
+      port           = 1935
+      extra_ports    = [8081, 9081]
+      security_group = aws_security_group.ingest.id
+      target_group   = "rtmp"
+      discovery      = false
+      # Fargate's maximum: a stopping task flushes every rung and writes the VOD playlists.
+      stop_timeout  = 120
+      ephemeral_gib = 50
+      env = {
+        CAUDAL_INGEST_RTMP_LISTEN             = "0.0.0.0:1935"
+        CAUDAL_INGEST_HTTP_LISTEN             = "0.0.0.0:8081"
+        CAUDAL_INGEST_METRICS_LISTEN          = "0.0.0.0:9081"
+        CAUDAL_INGEST_APP                     = "live"
+        CAUDAL_INGEST_USER_SVC_URL            = local.user_svc_url
+        CAUDAL_INGEST_METADATA_SVC_URL        = local.metadata_svc_url
+        CAUDAL_INGEST_MAX_CONNECTIONS         = tostring(var.ingest_max_publishers)
+        CAUDAL_INGEST_MEDIA_PREFIX            = local.media_prefix
+        CAUDAL_INGEST_STORAGE__BACKEND        = "s3"
+        CAUDAL_INGEST_STORAGE__BUCKET         = aws_s3_bucket.media.id
+        CAUDAL_INGEST_STORAGE__REGION         = var.region
+        CAUDAL_INGEST_STORAGE__PATH_STYLE     = "false"
+        CAUDAL_INGEST_STORAGE__CREATE_BUCKET  = "false"
+        CAUDAL_INGEST_TRANSCODE__SEGMENT_SECS = tostring(var.hls_segment_secs)
+        CAUDAL_INGEST_TRANSCODE__SPOOL_DIR    = "/spool"
+      }
+      # No secrets: S3 credentials come from the task role (empty access_key_id -> AWS chain).
+      secrets = {}
+    }
+  }
+}
+
+resource "aws_ecs_task_definition" "service" {
+  for_each = local.services
+
+  family                   = "${local.name}-${each.key}"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.service_sizes[each.key].cpu
+  memory                   = var.service_sizes[each.key].memory
+  execution_role_arn       = aws_iam_role.execution.arn
+  # Only ingest-rtmp calls AWS (S3); the others get no task role at all.
+  task_role_arn = each.key == "ingest-rtmp" ? aws_iam_role.ingest_task.arn : null
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+
+  dynamic "ephemeral_storage" {
+    for_each = each.value.ephemeral_gib > 0 ? [each.value.ephemeral_gib] : []
+    content {
+      size_in_gib = ephemeral_storage.value
+    }
+  }
+
+  # Writable scratch space on a read-only root file system.
+  volume {
+    name = "tmp"
+  }
+
+  dynamic "volume" {
+    for_each = each.key == "ingest-rtmp" ? ["spool"] : []
+    content {
+      name = volume.value
+    }
+  }
+
+  container_definitions = jsonencode([{
+    name                   = each.key
+    image                  = each.value.image
+    essential              = true
+    readonlyRootFilesystem = true
+    stopTimeout            = each.value.stop_timeout
+    linuxParameters        = { initProcessEnabled = true }
+
+    portMappings = [for p in concat([each.value.port], each.value.extra_ports) : {
+      containerPort = p
+      protocol      = "tcp"
+    }]
+
+    environment = [for k, v in merge(local.common_env, each.value.env) : { name = k, value = v }]
+    secrets     = [for k, arn in each.value.secrets : { name = k, valueFrom = arn }]
+
+    mountPoints = concat(
+      [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }],
+      each.key == "ingest-rtmp" ? [{ sourceVolume = "spool", containerPath = "/spool", readOnly = false }] : [],
+    )
+
+    ulimits = [{ name = "nofile", softLimit = 65536, hardLimit = 65536 }]
+
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.service[each.key].name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = each.key
+      }
+    }
+  }])
+}
+
+resource "aws_ecs_service" "service" {
+  for_each = local.services
+
+  name                   = each.key
+  cluster                = aws_ecs_cluster.main.id
+  task_definition        = aws_ecs_task_definition.service[each.key].arn
+  desired_count          = var.service_sizes[each.key].desired_count
+  launch_type            = "FARGATE"
+  platform_version       = "LATEST"
+  propagate_tags         = "SERVICE"
+  enable_execute_command = false
+
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  network_configuration {
+    subnets          = aws_subnet.app[*].id
+    security_groups  = [each.value.security_group]
+    assign_public_ip = false
+  }
+
+  dynamic "load_balancer" {
+    for_each = each.value.target_group == "" ? [] : [each.value.target_group]
+    content {
+      target_group_arn = local.target_groups[load_balancer.value]
+      container_name   = each.key
+      container_port   = each.value.port
+    }
+  }
+
+  dynamic "service_registries" {
+    for_each = each.value.discovery ? [each.key] : []
+    content {
+      registry_arn = aws_service_discovery_service.internal[service_registries.value].arn
+    }
+  }
+
+  health_check_grace_period_seconds = each.value.target_group == "" ? null : 60
+
+  # A target group must be attached to its load balancer (listener rule) before a service uses it.
+  depends_on = [aws_lb_listener_rule.bff_from_cloudfront, aws_lb_listener.rtmp, aws_iam_role_policy.execution]
+}

@@ -1,0 +1,88 @@
+# IAM for the ECS tasks.
+#   execution role (ECS agent): pull images, write logs, read exactly the three secrets.
+#   ingest-rtmp task role: put/get objects under live/ and list the media bucket, nothing else.
+#   bff, user-svc, metadata-svc: no task role (they call no AWS API).
+
+data "aws_iam_policy_document" "ecs_tasks_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  name               = "${local.name}-ecs-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "execution" {
+  role       = aws_iam_role.execution.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+resource "aws_iam_role_policy" "execution" {
+  name = "read-service-secrets"
+  role = aws_iam_role.execution.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect = "Allow"
+        Action = "secretsmanager:GetSecretValue"
+        Resource = [
+          aws_secretsmanager_secret.jwt.arn,
+          aws_secretsmanager_secret.user_database_url.arn,
+          aws_secretsmanager_secret.metadata_mongo_url.arn,
+        ]
+      },
+      {
+        Effect   = "Allow"
+        Action   = "kms:Decrypt"
+        Resource = aws_kms_key.main.arn
+        Condition = {
+          StringEquals = { "kms:ViaService" = "secretsmanager.${var.region}.amazonaws.com" }
+        }
+      },
+    ]
+  })
+}
+
+resource "aws_iam_role" "ingest_task" {
+  name               = "${local.name}-ingest-rtmp-task"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+resource "aws_iam_role_policy" "ingest_media" {
+  name = "media-bucket-read-write"
+  role = aws_iam_role.ingest_task.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "SegmentsAndPlaylists"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject", "s3:GetObject"]
+        Resource = "${aws_s3_bucket.media.arn}/${local.media_prefix}/*"
+      },
+      {
+        # Also makes a read of a missing key answer 404 (not 403), which the store maps to NotFound.
+        Sid      = "ListMediaBucket"
+        Effect   = "Allow"
+        Action   = "s3:ListBucket"
+        Resource = aws_s3_bucket.media.arn
+      },
+    ]
+  })
+}

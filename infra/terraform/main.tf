@@ -1,0 +1,46 @@
+# Names, shared values and look-ups used across the files.
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+# Zones are picked by name (not "the first two of whatever exists"), so the set never changes
+# under a running deployment when AWS adds a zone.
+data "aws_availability_zones" "selected" {
+  state = "available"
+
+  filter {
+    name   = "zone-name"
+    values = length(var.availability_zones) > 0 ? var.availability_zones : ["${var.region}a", "${var.region}b", "${var.region}c"]
+  }
+}
+
+locals {
+  name       = "${var.project}-${var.environment}"
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  azs        = slice(sort(data.aws_availability_zones.selected.names), 0, 2)
+
+  tags = merge(var.tags, {
+    Project     = var.project
+    Environment = var.environment
+    ManagedBy   = "terraform"
+  })
+
+  # Storage key prefix of broadcasts (CAUDAL_INGEST_MEDIA_PREFIX); CloudFront routes it to S3.
+  media_prefix = "live"
+
+  # Internal service discovery (Cloud Map private DNS): <service>.<namespace>
+  namespace        = "${var.project}.internal"
+  user_svc_url     = "http://user-svc.${local.namespace}:8082"
+  metadata_svc_url = "http://metadata-svc.${local.namespace}:8083"
+
+  # Public URLs: the site (pages, /v1 API, media) is served by CloudFront.
+  site_domain = length(var.site_aliases) > 0 ? var.site_aliases[0] : aws_cloudfront_distribution.main.domain_name
+  site_url    = "https://${local.site_domain}"
+  rtmp_host   = var.rtmp_domain_name != "" ? var.rtmp_domain_name : aws_lb.rtmp.dns_name
+  rtmp_url    = "rtmp://${local.rtmp_host}:1935/live"
+  rtmps_url   = var.rtmps_certificate_arn != "" ? "rtmps://${local.rtmp_host}:443/live" : ""
+
+  rtmps_enabled = var.rtmps_certificate_arn != ""
+}

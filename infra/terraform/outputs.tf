@@ -1,0 +1,75 @@
+# What operators and streamers need after `terraform apply`.
+
+output "rtmp_url" {
+  description = "RTMP server URL for OBS (\"Server\"); the stream key is the user's key from the studio."
+  value       = local.rtmp_url
+}
+
+output "rtmps_url" {
+  description = "RTMPS server URL for OBS when rtmps_certificate_arn is set (empty otherwise)."
+  value       = local.rtmps_url
+}
+
+output "cloudfront_domain_name" {
+  description = "CloudFront domain serving the pages, the API and the HLS media (point site_aliases here)."
+  value       = aws_cloudfront_distribution.main.domain_name
+}
+
+output "site_url" {
+  description = "Public URL of the site (first site alias, else the CloudFront domain)."
+  value       = local.site_url
+}
+
+output "api_url" {
+  description = "Base URL of the /v1 API used by the web and mobile apps."
+  value       = "${local.site_url}/v1"
+}
+
+output "playback_url_example" {
+  description = "Shape of a live stream's master playlist URL."
+  value       = "${local.site_url}/${local.media_prefix}/<video id>/master.m3u8"
+}
+
+output "alb_dns_name" {
+  description = "DNS name of the bff ALB: origin_domain_name must resolve to it (alias/CNAME)."
+  value       = aws_lb.app.dns_name
+}
+
+output "nlb_dns_name" {
+  description = "DNS name of the RTMP NLB: rtmp_domain_name, when set, must resolve to it."
+  value       = aws_lb.rtmp.dns_name
+}
+
+output "media_bucket" {
+  description = "S3 bucket holding segments, playlists and recordings."
+  value       = aws_s3_bucket.media.id
+}
+
+output "logs_bucket" {
+  description = "S3 bucket receiving CloudFront, ALB and S3 access logs."
+  value       = aws_s3_bucket.logs.id
+}
+
+output "ecs_cluster_name" {
+  description = "ECS cluster running the four services."
+  value       = aws_ecs_cluster.main.name
+}
+
+output "mariadb_endpoint" {
+  description = "RDS MariaDB endpoint (private; user-svc only)."
+  value       = aws_db_instance.user.endpoint
+}
+
+output "docdb_endpoint" {
+  description = "DocumentDB cluster endpoint (private; metadata-svc only)."
+  value       = aws_docdb_cluster.metadata.endpoint
+}
+
+output "secret_arns" {
+  description = "Secrets Manager secrets handed to the services."
+  value = {
+    jwt_secret         = aws_secretsmanager_secret.jwt.arn
+    user_database_url  = aws_secretsmanager_secret.user_database_url.arn
+    metadata_mongo_url = aws_secretsmanager_secret.metadata_mongo_url.arn
+  }
+}

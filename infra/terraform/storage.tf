@@ -1,0 +1,256 @@
+# S3: the media bucket (HLS segments, playlists, recordings) and the access-logs bucket.
+#
+# The media bucket is private; viewers get objects only through CloudFront (Origin Access
+# Control, cdn.tf), ingest-rtmp writes with its task role (iam.tf). CloudFront adds the CORS
+# headers, so the bucket has no CORS configuration.
+
+# --- media ---------------------------------------------------------------------------------
+
+resource "aws_s3_bucket" "media" {
+  #checkov:skip=CKV_AWS_144:Cross-region replication would double the storage of every segment; versioning and the lifecycle rules cover deletes. Add a replication rule if recordings must survive the loss of a region.
+  #checkov:skip=CKV_AWS_145:SSE-S3 on purpose. The objects are HLS media that CloudFront hands to any viewer; SSE-KMS would add a KMS request to every edge miss (every segment of every rung) for no confidentiality gain.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes object events: ingest-rtmp tells metadata-svc about renditions itself.
+  bucket = "${local.name}-media-${local.account_id}"
+}
+
+resource "aws_s3_bucket_ownership_controls" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_versioning" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  rule {
+    id     = "abort-incomplete-multipart-uploads"
+    status = "Enabled"
+
+    filter {}
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  # Live playlists are rewritten after every segment: each rewrite leaves a noncurrent version.
+  rule {
+    id     = "expire-replaced-versions"
+    status = "Enabled"
+
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.media_noncurrent_days
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  rule {
+    id     = "recordings-to-standard-ia"
+    status = var.recordings_ia_after_days > 0 ? "Enabled" : "Disabled"
+
+    filter {
+      prefix = "${local.media_prefix}/"
+    }
+
+    transition {
+      days          = max(var.recordings_ia_after_days, 30)
+      storage_class = "STANDARD_IA"
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.media]
+}
+
+resource "aws_s3_bucket_logging" "media" {
+  bucket        = aws_s3_bucket.media.id
+  target_bucket = aws_s3_bucket.logs.id
+  target_prefix = "s3/media/"
+}
+
+# Reads only by this account's CloudFront distribution; TLS only.
+resource "aws_s3_bucket_policy" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "CloudFrontReadsThroughOriginAccessControl"
+        Effect    = "Allow"
+        Principal = { Service = "cloudfront.amazonaws.com" }
+        Action    = "s3:GetObject"
+        Resource  = "${aws_s3_bucket.media.arn}/*"
+        Condition = {
+          StringEquals = { "AWS:SourceArn" = aws_cloudfront_distribution.main.arn }
+        }
+      },
+      {
+        Sid       = "DenyPlainHttp"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.media.arn, "${aws_s3_bucket.media.arn}/*"]
+        Condition = {
+          Bool = { "aws:SecureTransport" = "false" }
+        }
+      },
+    ]
+  })
+
+  depends_on = [aws_s3_bucket_public_access_block.media]
+}
+
+# --- access logs (S3 server access logs, ALB access logs, CloudFront standard logs) --------
+
+data "aws_elb_service_account" "current" {}
+
+resource "aws_s3_bucket" "logs" {
+  #checkov:skip=CKV_AWS_144:Access logs are kept for access_log_retention_days in one region; replicating them is not worth the cost.
+  #checkov:skip=CKV_AWS_145:ALB access logs can only be delivered to SSE-S3 buckets (AES256), not SSE-KMS.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes log object events.
+  bucket = "${local.name}-logs-${local.account_id}"
+}
+
+resource "aws_s3_bucket_ownership_controls" "logs" {
+  #checkov:skip=CKV2_AWS_65:CloudFront standard logging delivers through bucket ACLs, so this bucket (logs only) must keep ACLs enabled (BucketOwnerPreferred).
+  bucket = aws_s3_bucket.logs.id
+
+  rule {
+    object_ownership = "BucketOwnerPreferred"
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_versioning" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  rule {
+    id     = "expire-access-logs"
+    status = "Enabled"
+
+    filter {}
+
+    expiration {
+      days = var.access_log_retention_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.logs]
+}
+
+resource "aws_s3_bucket_policy" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "S3ServerAccessLogs"
+        Effect    = "Allow"
+        Principal = { Service = "logging.s3.amazonaws.com" }
+        Action    = "s3:PutObject"
+        Resource  = "${aws_s3_bucket.logs.arn}/s3/*"
+        Condition = {
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+          ArnLike      = { "aws:SourceArn" = aws_s3_bucket.media.arn }
+        }
+      },
+      {
+        # Regions opened before August 2022 deliver ALB logs from a regional ELB account ...
+        Sid       = "AlbAccessLogsLegacyRegions"
+        Effect    = "Allow"
+        Principal = { AWS = data.aws_elb_service_account.current.arn }
+        Action    = "s3:PutObject"
+        Resource  = "${aws_s3_bucket.logs.arn}/alb/AWSLogs/${local.account_id}/*"
+      },
+      {
+        # ... newer regions from this service principal.
+        Sid       = "AlbAccessLogs"
+        Effect    = "Allow"
+        Principal = { Service = "logdelivery.elasticloadbalancing.amazonaws.com" }
+        Action    = "s3:PutObject"
+        Resource  = "${aws_s3_bucket.logs.arn}/alb/AWSLogs/${local.account_id}/*"
+      },
+      {
+        Sid       = "DenyPlainHttp"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
+        Condition = {
+          Bool = { "aws:SecureTransport" = "false" }
+        }
+      },
+    ]
+  })
+
+  depends_on = [aws_s3_bucket_public_access_block.logs]
+}

@@ -1,0 +1,700 @@
+#!/usr/bin/env python3
+"""Named checks of the important properties of infra/terraform, read from hcl2json's output.
+
+    python3 check_terraform.py PARSED.json
+
+PARSED.json maps file names to what @cdktf/hcl2json made of them (tests/hcl2json.js). Blocks
+are lists; expressions are strings such as "${var.region}". Only the standard library is used.
+Prints one "PASS: <name>" or "FAIL: <name>: <why>" line per check; exits 1 if any failed.
+Then a self-test: each of a list of deliberate breakages of the parsed configuration (a public
+database, a 60 s playlist TTL, ...) must make its check fail, so a check cannot silently turn
+into one that always passes.
+"""
+
+import json
+import re
+import sys
+
+CHECKS = []
+
+
+def check(name):
+    def register(fn):
+        CHECKS.append((name, fn))
+        return fn
+
+    return register
+
+
+class Failed(Exception):
+    pass
+
+
+def expect(cond, why):
+    if not cond:
+        raise Failed(why)
+
+
+# --- reading the parsed configuration -------------------------------------------------------
+
+
+class Config:
+    def __init__(self, files):
+        self.files = files
+        self.resources = {}  # (type, name) -> body
+        self.data = {}
+        self.variables = {}
+        self.outputs = {}
+        self.locals = {}
+        self.terraform = []
+        for fname, doc in files.items():
+            if not fname.endswith(".tf"):
+                continue
+            for rtype, by_name in doc.get("resource", {}).items():
+                for rname, bodies in by_name.items():
+                    self.resources[(rtype, rname)] = bodies[0]
+            for dtype, by_name in doc.get("data", {}).items():
+                for dname, bodies in by_name.items():
+                    self.data[(dtype, dname)] = bodies[0]
+            for vname, bodies in doc.get("variable", {}).items():
+                self.variables[vname] = bodies[0]
+            for oname, bodies in doc.get("output", {}).items():
+                self.outputs[oname] = bodies[0]
+            for block in doc.get("locals", []):
+                self.locals.update(block)
+            self.terraform.extend(doc.get("terraform", []))
+
+    def of_type(self, rtype):
+        return {name: body for (t, name), body in self.resources.items() if t == rtype}
+
+    def resolve(self, value):
+        """Replaces ${local.X} by X's value where that value is a plain string."""
+        if not isinstance(value, str):
+            return value
+
+        def repl(m):
+            v = self.locals.get(m.group(1))
+            return v if isinstance(v, str) and "${" not in v else m.group(0)
+
+        return re.sub(r"\$\{local\.([A-Za-z0-9_]+)\}", repl, value)
+
+
+def ref(rtype, name, attr=None):
+    """The expression string hcl2json gives for a reference, e.g. ${aws_s3_bucket.media.id}."""
+    return "${%s.%s%s}" % (rtype, name, "." + attr if attr else "")
+
+
+def refers_to(value, rtype, name=None):
+    pattern = r"\$\{%s\.%s\b" % (re.escape(rtype), re.escape(name) if name else r"[A-Za-z0-9_-]+")
+    return isinstance(value, str) and re.search(pattern, value) is not None
+
+
+def for_bucket(cfg, rtype, bucket):
+    """Bodies of the per-bucket resources (versioning, encryption, ...) of one bucket."""
+    return [b for b in cfg.of_type(rtype).values() if refers_to(b.get("bucket"), "aws_s3_bucket", bucket)]
+
+
+def blocks(body, key):
+    v = body.get(key, [])
+    return v if isinstance(v, list) else [v]
+
+
+def as_number(v):
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return v
+    if isinstance(v, str) and re.fullmatch(r"-?\d+(\.\d+)?", v):
+        return float(v)
+    return None
+
+
+def all_strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield k
+            yield from all_strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from all_strings(v)
+
+
+# --- versions and inputs --------------------------------------------------------------------
+
+
+@check("versions: terraform >= 1.0 and hashicorp/aws ~> 5.x")
+def _(cfg):
+    expect(cfg.terraform, "no terraform block")
+    tf = cfg.terraform[0]
+    expect(re.fullmatch(r">=\s*1\.0(\.0)?", tf.get("required_version", "")), "required_version is not '>= 1.0'")
+    aws = blocks(tf, "required_providers")[0].get("aws", {})
+    expect(aws.get("source") == "hashicorp/aws", "aws provider source is not hashicorp/aws")
+    expect(re.fullmatch(r"~>\s*5\.\d+", aws.get("version", "")), "aws provider version is not '~> 5.x'")
+
+
+@check("variables: every variable has a description and a type")
+def _(cfg):
+    bad = [n for n, v in cfg.variables.items() if not v.get("description") or "type" not in v]
+    expect(not bad, "missing description or type: %s" % ", ".join(sorted(bad)))
+
+
+@check("tfvars example: sets every required variable and only declared ones")
+def _(cfg):
+    example = cfg.files.get("terraform.tfvars.example")
+    expect(example is not None, "terraform.tfvars.example is missing")
+    required = {n for n, v in cfg.variables.items() if "default" not in v}
+    expect(not required - set(example), "required but not in the example: %s" % sorted(required - set(example)))
+    expect(not set(example) - set(cfg.variables), "not declared: %s" % sorted(set(example) - set(cfg.variables)))
+
+
+@check("references: every var., local., resource and data reference is declared")
+def _(cfg):
+    missing = set()
+    declared_res = {"%s.%s" % k for k in cfg.resources}
+    declared_data = {"%s.%s" % k for k in cfg.data}
+    for fname, doc in cfg.files.items():
+        if not fname.endswith(".tf"):
+            continue
+        for s in all_strings(doc):
+            if "${" not in s:
+                continue
+            for m in re.finditer(r"(?<![\w.])var\.([A-Za-z0-9_]+)", s):
+                if m.group(1) not in cfg.variables:
+                    missing.add("var." + m.group(1))
+            for m in re.finditer(r"(?<![\w.])local\.([A-Za-z0-9_]+)", s):
+                if m.group(1) not in cfg.locals:
+                    missing.add("local." + m.group(1))
+            for m in re.finditer(r"(?<![\w.])data\.([a-z0-9_]+\.[A-Za-z0-9_]+)", s):
+                if m.group(1) not in declared_data:
+                    missing.add("data." + m.group(1))
+            for m in re.finditer(r"(?<![\w.:/-])((?:aws|random)_[a-z0-9_]+\.[A-Za-z0-9_]+)", s):
+                if m.group(1) not in declared_res:
+                    missing.add(m.group(1))
+    expect(not missing, "undeclared: %s" % ", ".join(sorted(missing)))
+
+
+@check("outputs: RTMP URL, CloudFront domain and API URL are exported")
+def _(cfg):
+    for name in ("rtmp_url", "cloudfront_domain_name", "api_url"):
+        expect(name in cfg.outputs, "output %s is missing" % name)
+        expect(cfg.outputs[name].get("description"), "output %s has no description" % name)
+    expect("rtmp://" in cfg.resolve(cfg.locals.get("rtmp_url", "")), "local.rtmp_url is not an rtmp:// URL")
+    expect(":1935/" in cfg.locals.get("rtmp_url", ""), "local.rtmp_url does not use port 1935")
+
+
+# --- S3 -------------------------------------------------------------------------------------
+
+
+@check("s3: every bucket blocks public access (all four settings)")
+def _(cfg):
+    buckets = cfg.of_type("aws_s3_bucket")
+    expect(buckets, "no aws_s3_bucket")
+    for name in buckets:
+        pabs = for_bucket(cfg, "aws_s3_bucket_public_access_block", name)
+        expect(pabs, "bucket %s has no public access block" % name)
+        for key in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
+            expect(pabs[0].get(key) is True, "bucket %s: %s is not true" % (name, key))
+
+
+@check("s3: every bucket has default encryption")
+def _(cfg):
+    for name in cfg.of_type("aws_s3_bucket"):
+        sse = for_bucket(cfg, "aws_s3_bucket_server_side_encryption_configuration", name)
+        expect(sse, "bucket %s has no encryption configuration" % name)
+        algo = blocks(blocks(sse[0], "rule")[0], "apply_server_side_encryption_by_default")[0].get("sse_algorithm")
+        expect(algo in ("AES256", "aws:kms", "aws:kms:dsse"), "bucket %s: sse_algorithm is %r" % (name, algo))
+
+
+@check("s3: media bucket is versioned, owner-enforced and has a TLS-only policy")
+def _(cfg):
+    expect(("aws_s3_bucket", "media") in cfg.resources, "no aws_s3_bucket.media")
+    ver = for_bucket(cfg, "aws_s3_bucket_versioning", "media")
+    expect(ver and blocks(ver[0], "versioning_configuration")[0].get("status") == "Enabled", "versioning is not Enabled")
+    own = for_bucket(cfg, "aws_s3_bucket_ownership_controls", "media")
+    expect(own and blocks(own[0], "rule")[0].get("object_ownership") == "BucketOwnerEnforced", "ACLs are not disabled")
+    pol = for_bucket(cfg, "aws_s3_bucket_policy", "media")
+    expect(pol, "no bucket policy")
+    text = pol[0].get("policy", "")
+    expect('"aws:SecureTransport" = "false"' in text, "no deny of plain-HTTP requests")
+    expect("cloudfront.amazonaws.com" in text and "AWS:SourceArn" in text, "CloudFront read is not scoped to the distribution")
+    expect(not for_bucket(cfg, "aws_s3_bucket_acl", "media"), "media bucket has an ACL resource")
+    expect(not for_bucket(cfg, "aws_s3_bucket_cors_configuration", "media"), "media bucket has CORS (CloudFront adds it)")
+
+
+@check("s3: media lifecycle aborts incomplete multipart uploads and expires old versions")
+def _(cfg):
+    lc = for_bucket(cfg, "aws_s3_bucket_lifecycle_configuration", "media")
+    expect(lc, "no lifecycle configuration")
+    rules = [r for r in blocks(lc[0], "rule") if r.get("status") == "Enabled"]
+    abort = [r for r in rules if r.get("abort_incomplete_multipart_upload")]
+    expect(abort, "no enabled rule aborts incomplete multipart uploads")
+    days = as_number(blocks(abort[0], "abort_incomplete_multipart_upload")[0].get("days_after_initiation"))
+    expect(days is not None and days <= 7, "multipart uploads are aborted after %r days (want <= 7)" % days)
+    expect(any(r.get("noncurrent_version_expiration") for r in rules), "noncurrent versions never expire")
+
+
+# --- CloudFront -----------------------------------------------------------------------------
+
+
+def distribution(cfg):
+    dists = cfg.of_type("aws_cloudfront_distribution")
+    expect(len(dists) == 1, "expected one aws_cloudfront_distribution, found %d" % len(dists))
+    return next(iter(dists.values()))
+
+
+def behaviours(cfg, suffix):
+    d = distribution(cfg)
+    found = [b for b in blocks(d, "ordered_cache_behavior") if cfg.resolve(b.get("path_pattern", "")).endswith(suffix)]
+    expect(found, "no cache behaviour for *%s" % suffix)
+    return found
+
+
+def media_origin_id(cfg):
+    d = distribution(cfg)
+    s3 = [o for o in blocks(d, "origin") if refers_to(o.get("domain_name"), "aws_s3_bucket", "media")]
+    expect(len(s3) == 1, "no single origin on aws_s3_bucket.media")
+    return s3[0]["origin_id"]
+
+
+def cache_policy(cfg, behaviour):
+    m = re.fullmatch(r"\$\{aws_cloudfront_cache_policy\.([A-Za-z0-9_-]+)\.id\}", behaviour.get("cache_policy_id", ""))
+    expect(m, "behaviour %s does not use a cache policy defined here" % behaviour.get("path_pattern"))
+    return cfg.resources[("aws_cloudfront_cache_policy", m.group(1))]
+
+
+@check("cloudfront: the media bucket is reached through Origin Access Control (sigv4, always)")
+def _(cfg):
+    d = distribution(cfg)
+    origin_id = media_origin_id(cfg)
+    origin = [o for o in blocks(d, "origin") if o["origin_id"] == origin_id][0]
+    expect(refers_to(origin.get("origin_access_control_id"), "aws_cloudfront_origin_access_control"), "origin has no OAC")
+    expect(not origin.get("s3_origin_config"), "origin still uses a legacy origin access identity")
+    oacs = cfg.of_type("aws_cloudfront_origin_access_control")
+    name = re.search(r"aws_cloudfront_origin_access_control\.([A-Za-z0-9_-]+)", origin["origin_access_control_id"]).group(1)
+    oac = oacs[name]
+    expect(oac.get("origin_access_control_origin_type") == "s3", "OAC origin type is not s3")
+    expect(oac.get("signing_behavior") == "always" and oac.get("signing_protocol") == "sigv4", "OAC does not always sign with sigv4")
+
+
+@check("cloudfront: *.m3u8 goes to the bucket with max TTL <= 1 s")
+def _(cfg):
+    origin_id = media_origin_id(cfg)
+    for b in behaviours(cfg, ".m3u8"):
+        expect(b.get("target_origin_id") == origin_id, "*.m3u8 does not go to the media bucket")
+        policy = cache_policy(cfg, b)
+        for key in ("max_ttl", "default_ttl"):
+            v = as_number(policy.get(key))
+            expect(v is not None and v <= 1, "playlist %s is %r (want <= 1)" % (key, policy.get(key)))
+
+
+@check("cloudfront: *.ts and *.m4s go to the bucket with a long TTL (>= 1 day)")
+def _(cfg):
+    origin_id = media_origin_id(cfg)
+    for suffix in (".ts", ".m4s"):
+        for b in behaviours(cfg, suffix):
+            expect(b.get("target_origin_id") == origin_id, "*%s does not go to the media bucket" % suffix)
+            policy = cache_policy(cfg, b)
+            for key in ("default_ttl", "max_ttl"):
+                v = as_number(policy.get(key))
+                expect(v is not None and v >= 86400, "segment %s is %r (want >= 86400)" % (key, policy.get(key)))
+
+
+@check("cloudfront: media carries CORS headers (response headers policy) and preflights are answered at the edge")
+def _(cfg):
+    for suffix in (".m3u8", ".ts", ".m4s"):
+        for b in behaviours(cfg, suffix):
+            m = re.fullmatch(r"\$\{aws_cloudfront_response_headers_policy\.([A-Za-z0-9_-]+)\.id\}", b.get("response_headers_policy_id", ""))
+            expect(m, "*%s has no response headers policy defined here" % suffix)
+            pol = cfg.resources[("aws_cloudfront_response_headers_policy", m.group(1))]
+            cors = blocks(pol, "cors_config")
+            expect(cors, "policy %s has no cors_config" % m.group(1))
+            expect(blocks(cors[0], "access_control_allow_origins")[0].get("items"), "no allowed origins")
+            fa = [a for a in blocks(b, "function_association") if a.get("event_type") == "viewer-request"]
+            expect(fa and refers_to(fa[0].get("function_arn"), "aws_cloudfront_function", "cors_preflight"),
+                   "*%s does not answer preflights (no viewer-request cors_preflight function)" % suffix)
+    fn = cfg.resources.get(("aws_cloudfront_function", "cors_preflight"))
+    expect(fn and "functions/cors-preflight.js" in fn.get("code", ""), "the preflight function is not functions/cors-preflight.js")
+
+
+@check("cloudfront: HTTPS only for viewers and for the custom origin")
+def _(cfg):
+    d = distribution(cfg)
+    for b in blocks(d, "default_cache_behavior") + blocks(d, "ordered_cache_behavior"):
+        expect(b.get("viewer_protocol_policy") in ("https-only", "redirect-to-https"),
+               "behaviour %s allows plain HTTP" % b.get("path_pattern", "(default)"))
+    for o in blocks(d, "origin"):
+        for c in blocks(o, "custom_origin_config"):
+            expect(c.get("origin_protocol_policy") == "https-only", "origin %s is not https-only" % o["origin_id"])
+
+
+@check("cloudfront: /v1/* and the pages go to the bff ALB origin with caching disabled")
+def _(cfg):
+    d = distribution(cfg)
+    api = [b for b in blocks(d, "ordered_cache_behavior") if b.get("path_pattern") in ("/v1/*", "v1/*")]
+    expect(api, "no /v1/* behaviour")
+    disabled = {k for (t, k), v in cfg.data.items() if t == "aws_cloudfront_cache_policy" and v.get("name") == "Managed-CachingDisabled"}
+    expect(disabled, "no data source for Managed-CachingDisabled")
+    custom = {o["origin_id"] for o in blocks(d, "origin") if blocks(o, "custom_origin_config")}
+    for b in api + blocks(d, "default_cache_behavior"):
+        expect(b.get("target_origin_id") in custom, "behaviour %s does not go to the ALB origin" % b.get("path_pattern", "(default)"))
+        expect(any(b.get("cache_policy_id") == "${data.aws_cloudfront_cache_policy.%s.id}" % k for k in disabled),
+               "behaviour %s is cached" % b.get("path_pattern", "(default)"))
+    expect("POST" in api[0].get("allowed_methods", []), "/v1/* does not allow POST")
+
+
+# --- load balancers -------------------------------------------------------------------------
+
+
+def lb_of(cfg, listener):
+    m = re.fullmatch(r"\$\{aws_lb\.([A-Za-z0-9_-]+)\.arn\}", listener.get("load_balancer_arn", ""))
+    expect(m, "listener is not on an aws_lb defined here")
+    return cfg.resources[("aws_lb", m.group(1))]
+
+
+@check("nlb: RTMP listener on TCP 1935 forwards to a TCP 1935 target group")
+def _(cfg):
+    listeners = [l for l in cfg.of_type("aws_lb_listener").values() if as_number(l.get("port")) == 1935]
+    expect(len(listeners) == 1, "expected one listener on 1935, found %d" % len(listeners))
+    l = listeners[0]
+    expect(l.get("protocol") == "TCP", "1935 listener protocol is %r" % l.get("protocol"))
+    lb = lb_of(cfg, l)
+    expect(lb.get("load_balancer_type") == "network", "1935 listener is not on a network load balancer")
+    expect(lb.get("internal") is False, "the RTMP NLB is internal")
+    action = blocks(l, "default_action")[0]
+    m = re.fullmatch(r"\$\{aws_lb_target_group\.([A-Za-z0-9_-]+)\.arn\}", action.get("target_group_arn", ""))
+    expect(action.get("type") == "forward" and m, "1935 listener does not forward to a target group")
+    tg = cfg.resources[("aws_lb_target_group", m.group(1))]
+    expect(tg.get("protocol") == "TCP" and as_number(tg.get("port")) == 1935, "RTMP target group is not TCP 1935")
+
+
+@check("alb: bff is served on HTTPS 443 with the ACM certificate variable and a TLS 1.2+ policy")
+def _(cfg):
+    listeners = [l for l in cfg.of_type("aws_lb_listener").values()
+                 if as_number(l.get("port")) == 443 and l.get("protocol") == "HTTPS"]
+    expect(len(listeners) == 1, "expected one HTTPS listener on 443, found %d" % len(listeners))
+    l = listeners[0]
+    expect(lb_of(cfg, l).get("load_balancer_type") == "application", "HTTPS listener is not on an ALB")
+    expect(l.get("certificate_arn") == "${var.alb_certificate_arn}", "certificate is not var.alb_certificate_arn")
+    expect(re.search(r"TLS13|TLS-1-2", l.get("ssl_policy", "")), "ssl_policy %r allows TLS < 1.2" % l.get("ssl_policy"))
+    plain = [x for x in cfg.of_type("aws_lb_listener").values() if x.get("protocol") == "HTTP"]
+    expect(not plain, "a plain HTTP listener exists")
+
+
+# --- databases ------------------------------------------------------------------------------
+
+
+@check("rds: MariaDB is not publicly accessible, encrypted, backed up, in the database subnets")
+def _(cfg):
+    dbs = cfg.of_type("aws_db_instance")
+    expect(dbs, "no aws_db_instance")
+    for name, db in dbs.items():
+        expect(db.get("engine") == "mariadb", "%s engine is %r" % (name, db.get("engine")))
+        expect(db.get("publicly_accessible") is False, "%s: publicly_accessible is not false" % name)
+        expect(db.get("storage_encrypted") is True, "%s: storage_encrypted is not true" % name)
+        expect(db.get("backup_retention_period") not in (None, 0, "0"), "%s: no backups" % name)
+        expect(db.get("multi_az") == "${var.db_multi_az}", "%s: multi_az is not var.db_multi_az" % name)
+        m = re.fullmatch(r"\$\{aws_db_subnet_group\.([A-Za-z0-9_-]+)\.name\}", db.get("db_subnet_group_name", ""))
+        expect(m, "%s: no subnet group defined here" % name)
+        sg = cfg.resources[("aws_db_subnet_group", m.group(1))]
+        expect(sg.get("subnet_ids") == "${aws_subnet.database[*].id}", "%s: not in the database subnets" % name)
+
+
+@check("docdb: DocumentDB is encrypted, TLS-only, backed up, in the database subnets")
+def _(cfg):
+    clusters = cfg.of_type("aws_docdb_cluster")
+    expect(clusters, "no aws_docdb_cluster")
+    for name, c in clusters.items():
+        expect(c.get("storage_encrypted") is True, "%s: storage_encrypted is not true" % name)
+        expect(c.get("backup_retention_period") not in (None, 0, "0"), "%s: no backups" % name)
+        m = re.fullmatch(r"\$\{aws_docdb_subnet_group\.([A-Za-z0-9_-]+)\.name\}", c.get("db_subnet_group_name", ""))
+        expect(m, "%s: no subnet group defined here" % name)
+        sg = cfg.resources[("aws_docdb_subnet_group", m.group(1))]
+        expect(sg.get("subnet_ids") == "${aws_subnet.database[*].id}", "%s: not in the database subnets" % name)
+        m = re.fullmatch(r"\$\{aws_docdb_cluster_parameter_group\.([A-Za-z0-9_-]+)\.name\}", c.get("db_cluster_parameter_group_name", ""))
+        expect(m, "%s: no parameter group defined here" % name)
+        params = {p["name"]: p["value"] for p in blocks(cfg.resources[("aws_docdb_cluster_parameter_group", m.group(1))], "parameter")}
+        expect(params.get("tls") == "enabled", "%s: tls is not enabled" % name)
+    for name, inst in cfg.of_type("aws_docdb_cluster_instance").items():
+        expect(inst.get("publicly_accessible") in (None, False), "instance %s is publicly accessible" % name)
+
+
+@check("network: database subnets have no route out of the VPC")
+def _(cfg):
+    for name, rt in cfg.of_type("aws_route_table").items():
+        if any(refers_to(a.get("route_table_id"), "aws_route_table", name) and refers_to(a.get("subnet_id"), "aws_subnet", "database")
+               for a in cfg.of_type("aws_route_table_association").values()):
+            expect(not rt.get("route"), "route table %s of the database subnets has routes" % name)
+    for name, s in cfg.of_type("aws_subnet").items():
+        expect(s.get("map_public_ip_on_launch") in (None, False), "subnet %s gives public IPs" % name)
+
+
+# --- security groups ------------------------------------------------------------------------
+
+DB_PORTS = (3306, 27017)
+WORLD = ("0.0.0.0/0", "::/0")
+
+
+def ingress_rules(cfg):
+    """(owner expression, rule dict with from/to/protocol/cidrs/source) for every ingress rule."""
+    out = []
+    for name, r in cfg.of_type("aws_vpc_security_group_ingress_rule").items():
+        cidrs = [c for c in (r.get("cidr_ipv4"), r.get("cidr_ipv6")) if c]
+        if r.get("for_each") and cidrs == ["${each.value}"]:
+            cidrs = ["(from %s)" % r["for_each"]]
+        out.append((name, r.get("security_group_id"), r.get("from_port"), r.get("to_port"), r.get("ip_protocol"),
+                    cidrs, r.get("referenced_security_group_id") or r.get("prefix_list_id")))
+    for name, r in cfg.of_type("aws_security_group_rule").items():
+        if r.get("type") == "ingress":
+            out.append((name, r.get("security_group_id"), r.get("from_port"), r.get("to_port"), r.get("protocol"),
+                        (r.get("cidr_blocks") or []) + (r.get("ipv6_cidr_blocks") or []), r.get("source_security_group_id")))
+    for name, sg in cfg.of_type("aws_security_group").items():
+        for r in blocks(sg, "ingress"):
+            out.append((name, ref("aws_security_group", name, "id"), r.get("from_port"), r.get("to_port"), r.get("protocol"),
+                        (r.get("cidr_blocks") or []) + (r.get("ipv6_cidr_blocks") or []), r.get("security_groups")))
+    return out
+
+
+def covers(frm, to, proto, port):
+    if str(proto) in ("-1", "all"):
+        return True
+    lo, hi = as_number(frm), as_number(to)
+    return lo is None or hi is None or lo <= port <= hi
+
+
+def world_open(cidrs):
+    return any(c in WORLD or "rtmp_allowed_cidrs" in c for c in cidrs if isinstance(c, str))
+
+
+@check("security groups: nothing opens the database ports (3306, 27017) to 0.0.0.0/0")
+def _(cfg):
+    bad = [name for name, _sg, frm, to, proto, cidrs, _src in ingress_rules(cfg)
+           if world_open(cidrs) and any(covers(frm, to, proto, p) for p in DB_PORTS)]
+    expect(not bad, "open to the internet on a database port: %s" % ", ".join(bad))
+
+
+@check("security groups: databases accept only their owning service's security group")
+def _(cfg):
+    owners = {"rds": ("user_svc", 3306), "docdb": ("metadata_svc", 27017)}
+    for db_sg, (svc_sg, port) in owners.items():
+        expect(("aws_security_group", db_sg) in cfg.resources, "no aws_security_group.%s" % db_sg)
+        rules = [r for r in ingress_rules(cfg) if r[1] == ref("aws_security_group", db_sg, "id")]
+        expect(rules, "no ingress rule on %s" % db_sg)
+        for name, _sg, frm, to, proto, cidrs, src in rules:
+            expect(not cidrs, "%s allows CIDRs" % name)
+            expect(src == ref("aws_security_group", svc_sg, "id"), "%s allows %r, not %s" % (name, src, svc_sg))
+            expect(as_number(frm) == port and as_number(to) == port and proto == "tcp", "%s is not tcp %d only" % (name, port))
+
+
+@check("security groups: only the NLB takes traffic from the internet (RTMP 1935/443)")
+def _(cfg):
+    for name, sg, frm, to, proto, cidrs, _src in ingress_rules(cfg):
+        if world_open(cidrs):
+            expect(sg == ref("aws_security_group", "nlb", "id"), "%s opens %s to the internet" % (name, sg))
+            expect(as_number(frm) in (1935, 443) and frm == to and proto == "tcp", "%s opens %s-%s/%s" % (name, frm, to, proto))
+    ingest = [r for r in ingress_rules(cfg) if r[1] == ref("aws_security_group", "ingest", "id")]
+    expect(ingest and all(r[6] == ref("aws_security_group", "nlb", "id") for r in ingest), "ingest accepts more than the NLB")
+    alb = [r for r in ingress_rules(cfg) if r[1] == ref("aws_security_group", "alb", "id")]
+    expect(alb and all(r[6] == "${data.aws_ec2_managed_prefix_list.cloudfront.id}" for r in alb), "the ALB accepts more than CloudFront")
+
+
+# --- ECS, IAM, logs -------------------------------------------------------------------------
+
+
+def services(cfg):
+    svcs = cfg.locals.get("services")
+    expect(isinstance(svcs, dict), "local.services is missing")
+    expect(set(svcs) == {"bff", "user-svc", "metadata-svc", "ingest-rtmp"}, "services are %s" % sorted(svcs))
+    return svcs
+
+
+@check("ecs: tasks run in the app subnets without public IPs; one service per process")
+def _(cfg):
+    services(cfg)
+    ecs = cfg.of_type("aws_ecs_service")
+    expect(ecs, "no aws_ecs_service")
+    for name, s in ecs.items():
+        net = blocks(s, "network_configuration")[0]
+        expect(net.get("assign_public_ip") is False, "%s assigns public IPs" % name)
+        expect(net.get("subnets") == "${aws_subnet.app[*].id}", "%s is not in the app subnets" % name)
+        expect(s.get("launch_type") == "FARGATE", "%s is not on Fargate" % name)
+
+
+@check("ecs: task configuration mirrors the CAUDAL_* settings (s3 storage, service URLs, secrets)")
+def _(cfg):
+    svcs = services(cfg)
+    prefixes = {"bff": "CAUDAL_BFF_", "user-svc": "CAUDAL_USER_", "metadata-svc": "CAUDAL_METADATA_", "ingest-rtmp": "CAUDAL_INGEST_"}
+    for name, svc in svcs.items():
+        for var in list(svc.get("env", {})) + list(svc.get("secrets", {})):
+            expect(var.startswith(prefixes[name]), "%s: %s does not start with %s" % (name, var, prefixes[name]))
+            expect(not var.endswith("_FILE"), "%s: %s uses _FILE (secrets come from ECS secrets)" % (name, var))
+        for k, v in svc.get("secrets", {}).items():
+            expect(refers_to(v, "aws_secretsmanager_secret"), "%s: secret %s is not a Secrets Manager secret" % (name, k))
+    env = svcs["ingest-rtmp"]["env"]
+    expect(env.get("CAUDAL_INGEST_STORAGE__BACKEND") == "s3", "ingest storage backend is not s3")
+    expect(env.get("CAUDAL_INGEST_STORAGE__BUCKET") == ref("aws_s3_bucket", "media", "id"), "ingest bucket is not the media bucket")
+    expect(env.get("CAUDAL_INGEST_STORAGE__REGION") == "${var.region}", "ingest region is not var.region")
+    expect(not any("ACCESS_KEY" in k for k in env), "ingest has static S3 keys (use the task role)")
+    expect(env.get("CAUDAL_INGEST_RTMP_LISTEN") == "0.0.0.0:1935", "ingest does not listen on 0.0.0.0:1935")
+    for svc, var in (("user-svc", "CAUDAL_USER_JWT_SECRET"), ("user-svc", "CAUDAL_USER_DATABASE_URL"),
+                     ("metadata-svc", "CAUDAL_METADATA_MONGO_URL")):
+        expect(var in svcs[svc].get("secrets", {}), "%s: %s is not an ECS secret" % (svc, var))
+        expect(var not in svcs[svc].get("env", {}), "%s: %s is a plain environment variable" % (svc, var))
+    for svc in ("bff", "ingest-rtmp"):
+        pre = prefixes[svc]
+        expect(svcs[svc]["env"].get(pre + "USER_SVC_URL") == "${local.user_svc_url}", "%s does not find user-svc" % svc)
+        expect(svcs[svc]["env"].get(pre + "METADATA_SVC_URL") == "${local.metadata_svc_url}", "%s does not find metadata-svc" % svc)
+
+
+@check("iam: ingest task role may only put/get/list in the media bucket")
+def _(cfg):
+    td = cfg.of_type("aws_ecs_task_definition")
+    expect(td, "no task definition")
+    policies = [p for p in cfg.of_type("aws_iam_role_policy").values() if refers_to(p.get("role"), "aws_iam_role", "ingest_task")]
+    expect(len(policies) == 1, "expected one inline policy on the ingest task role")
+    attached = [a for a in cfg.of_type("aws_iam_role_policy_attachment").values() if refers_to(a.get("role"), "aws_iam_role", "ingest_task")]
+    expect(not attached, "managed policies are attached to the ingest task role")
+    text = policies[0]["policy"]
+    actions = set(re.findall(r'"((?:s3|kms|iam|sts|\*)[:A-Za-z*]*)"', text))
+    expect(actions == {"s3:PutObject", "s3:GetObject", "s3:ListBucket"}, "actions are %s" % sorted(actions))
+    resources = re.findall(r"Resource\s*=\s*(\S+)", text)
+    expect(resources and all("aws_s3_bucket.media.arn" in r for r in resources), "resources are %s" % resources)
+    expect('"Deny"' not in text and '"*"' not in text, "policy has a wildcard")
+
+
+@check("logs: every CloudWatch log group has a retention and a KMS key")
+def _(cfg):
+    groups = cfg.of_type("aws_cloudwatch_log_group")
+    expect(groups, "no log groups")
+    for name, g in groups.items():
+        expect(g.get("retention_in_days") is not None, "%s has no retention" % name)
+        expect(g.get("kms_key_id"), "%s is not encrypted with a KMS key" % name)
+
+
+def run(cfg, fn):
+    """None when the check passes, else why it failed."""
+    try:
+        fn(cfg)
+        return None
+    except Failed as e:
+        return str(e)
+    except (KeyError, IndexError, TypeError, AttributeError) as e:
+        return "configuration shape not understood (%s: %s)" % (type(e).__name__, e)
+
+
+# --- self-test: each mutation of the real configuration must make its check fail ------------
+
+
+def res(files, fname, rtype, name):
+    return files[fname]["resource"][rtype][name][0]
+
+
+def _add_world_db_rule(files):
+    files["security_groups.tf"]["resource"]["aws_vpc_security_group_ingress_rule"]["bad"] = [{
+        "security_group_id": "${aws_security_group.bff.id}", "ip_protocol": "tcp", "from_port": 3000,
+        "to_port": 3400, "cidr_ipv4": "0.0.0.0/0", "description": "x"}]
+
+
+def _add_world_all_ports_inline(files):
+    res(files, "security_groups.tf", "aws_security_group", "docdb")["ingress"] = [{
+        "from_port": 0, "to_port": 0, "protocol": "-1", "cidr_blocks": ["0.0.0.0/0"]}]
+
+
+def _service_env(files, service):
+    block = [b for b in files["ecs.tf"]["locals"] if "services" in b][0]
+    return block["services"][service]["env"]
+
+
+def _ordered(files):
+    return res(files, "cdn.tf", "aws_cloudfront_distribution", "main")["ordered_cache_behavior"]
+
+
+MUTATIONS = [
+    ("rds:", "a public MariaDB",
+     lambda f: res(f, "database.tf", "aws_db_instance", "user").update(publicly_accessible=True)),
+    ("rds:", "an unencrypted MariaDB",
+     lambda f: res(f, "database.tf", "aws_db_instance", "user").update(storage_encrypted=False)),
+    ("docdb:", "an unencrypted DocumentDB",
+     lambda f: res(f, "database.tf", "aws_docdb_cluster", "metadata").update(storage_encrypted=False)),
+    ("docdb:", "DocumentDB without TLS",
+     lambda f: res(f, "database.tf", "aws_docdb_cluster_parameter_group", "metadata")["parameter"][0].update(value="disabled")),
+    ("s3: every bucket blocks", "a media bucket allowing public policies",
+     lambda f: res(f, "storage.tf", "aws_s3_bucket_public_access_block", "media").update(block_public_policy=False)),
+    ("s3: every bucket has default encryption", "a media bucket without encryption",
+     lambda f: f["storage.tf"]["resource"]["aws_s3_bucket_server_side_encryption_configuration"].pop("media")),
+    ("cloudfront: *.m3u8", "playlists cached for 60 s",
+     lambda f: res(f, "cdn.tf", "aws_cloudfront_cache_policy", "hls_playlists").update(max_ttl=60)),
+    ("cloudfront: *.m3u8", "no playlist behaviour",
+     lambda f: _ordered(f).pop(1)),
+    ("cloudfront: *.ts", "segments cached for 60 s",
+     lambda f: res(f, "cdn.tf", "aws_cloudfront_cache_policy", "hls_segments").update(default_ttl=60)),
+    ("cloudfront: the media bucket", "a media origin without OAC",
+     lambda f: res(f, "cdn.tf", "aws_cloudfront_distribution", "main")["origin"][0].pop("origin_access_control_id")),
+    ("cloudfront: HTTPS only", "a behaviour allowing HTTP",
+     lambda f: _ordered(f)[0].update(viewer_protocol_policy="allow-all")),
+    ("nlb:", "an RTMP listener on UDP",
+     lambda f: res(f, "loadbalancers.tf", "aws_lb_listener", "rtmp").update(protocol="UDP")),
+    ("security groups: nothing opens", "3306 in a 0.0.0.0/0 port range",
+     _add_world_db_rule),
+    ("security groups: nothing opens", "an all-ports inline rule from 0.0.0.0/0",
+     _add_world_all_ports_inline),
+    ("security groups: databases accept", "DocumentDB open to bff",
+     lambda f: res(f, "security_groups.tf", "aws_vpc_security_group_ingress_rule", "docdb_from_metadata_svc")
+     .update(referenced_security_group_id="${aws_security_group.bff.id}")),
+    ("iam:", "s3:* for ingest",
+     lambda f: res(f, "iam.tf", "aws_iam_role_policy", "ingest_media").update(
+         policy=res(f, "iam.tf", "aws_iam_role_policy", "ingest_media")["policy"].replace('"s3:GetObject"', '"s3:*"'))),
+    ("ecs: task configuration", "ingest storing media locally",
+     lambda f: _service_env(f, "ingest-rtmp").update(CAUDAL_INGEST_STORAGE__BACKEND="local")),
+    ("ecs: task configuration", "the JWT secret as a plain variable",
+     lambda f: _service_env(f, "user-svc").update(CAUDAL_USER_JWT_SECRET="x")),
+    ("references:", "an undeclared variable",
+     lambda f: res(f, "network.tf", "aws_vpc", "main").update(cidr_block="${var.nope}")),
+]
+
+
+def self_test(files):
+    failed = 0
+    for prefix, what, mutate in MUTATIONS:
+        name = "self-test: check '%s' rejects %s" % (prefix.rstrip(":"), what)
+        mutated = json.loads(json.dumps(files))
+        try:
+            mutate(mutated)
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            failed += 1
+            print("FAIL: %s: the mutation no longer applies (%s: %s)" % (name, type(e).__name__, e))
+            continue
+        cfg = Config(mutated)
+        targets = [fn for n, fn in CHECKS if n.startswith(prefix)]
+        if len(targets) != 1:
+            failed += 1
+            print("FAIL: %s: %d checks start with %r" % (name, len(targets), prefix))
+        elif run(cfg, targets[0]) is None:
+            failed += 1
+            print("FAIL: %s: the check still passes" % name)
+        else:
+            print("PASS: %s" % name)
+    return failed
+
+
+def main(path):
+    with open(path) as f:
+        files = json.load(f)
+    cfg = Config(files)
+    failed = 0
+    for name, fn in CHECKS:
+        why = run(cfg, fn)
+        if why is None:
+            print("PASS: %s" % name)
+        else:
+            failed += 1
+            print("FAIL: %s: %s" % (name, why))
+    failed += self_test(files)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: check_terraform.py PARSED.json")
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,37 @@
+# Terraform and provider versions, and the one AWS provider every resource uses.
+
+terraform {
+  required_version = ">= 1.0"
+
+  required_providers {
+    # Any 5.x from 5.30 on: early 5.x releases do not know the cloudfront-js-2.0 runtime
+    # (cdn.tf) and predate security groups on network load balancers.
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.30"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.5"
+    }
+  }
+
+  # The state holds generated secrets (database passwords, the JWT key, the origin header):
+  # keep it in an encrypted, access-controlled backend, for example
+  #
+  # backend "s3" {
+  #   bucket         = "my-terraform-state"
+  #   key            = "caudal/prod.tfstate"
+  #   region         = "eu-west-1"
+  #   encrypt        = true
+  #   dynamodb_table = "terraform-locks"
+  # }
+}
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = local.tags
+  }
+}
