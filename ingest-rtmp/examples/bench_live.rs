@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+    PublishRequestType, StreamMetadata,
 };
 use rml_rtmp::time::RtmpTimestamp;
 use test_stack::{Stack, StackOptions};
@@ -58,8 +59,14 @@ impl Tag {
 }
 
 fn read_flv(path: &Path) -> Vec<Tag> {
-    let data = Bytes::from(std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())));
-    assert!(data.len() > 13 && &data[..3] == b"FLV", "{} is not an FLV file", path.display());
+    let data = Bytes::from(
+        std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())),
+    );
+    assert!(
+        data.len() > 13 && &data[..3] == b"FLV",
+        "{} is not an FLV file",
+        path.display()
+    );
     let header = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize;
     let mut pos = header + 4;
     let mut tags = Vec::new();
@@ -71,7 +78,11 @@ fn read_flv(path: &Path) -> Vec<Tag> {
         if end > data.len() {
             break;
         }
-        tags.push(Tag { kind, ts, body: data.slice(pos + 11..end) });
+        tags.push(Tag {
+            kind,
+            ts,
+            body: data.slice(pos + 11..end),
+        });
         pos = end + 4;
     }
     tags
@@ -86,10 +97,16 @@ struct KeySent {
     at: Instant,
 }
 
-fn write_results(sock: &mut TcpStream, results: Vec<ClientSessionResult>, events: &mut Vec<ClientSessionEvent>) {
+fn write_results(
+    sock: &mut TcpStream,
+    results: Vec<ClientSessionResult>,
+    events: &mut Vec<ClientSessionEvent>,
+) {
     for r in results {
         match r {
-            ClientSessionResult::OutboundResponse(p) => sock.write_all(&p.bytes).expect("rtmp write"),
+            ClientSessionResult::OutboundResponse(p) => {
+                sock.write_all(&p.bytes).expect("rtmp write")
+            }
             ClientSessionResult::RaisedEvent(e) => events.push(e),
             ClientSessionResult::UnhandleableMessageReceived(_) => {}
         }
@@ -97,7 +114,12 @@ fn write_results(sock: &mut TcpStream, results: Vec<ClientSessionResult>, events
 }
 
 /// Reads from the server until `done` says yes about one of the events raised.
-fn wait_event(sock: &mut TcpStream, session: &mut ClientSession, what: &str, done: impl Fn(&ClientSessionEvent) -> bool) {
+fn wait_event(
+    sock: &mut TcpStream,
+    session: &mut ClientSession,
+    what: &str,
+    done: impl Fn(&ClientSessionEvent) -> bool,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     let until = Instant::now() + Duration::from_secs(10);
     loop {
@@ -105,7 +127,9 @@ fn wait_event(sock: &mut TcpStream, session: &mut ClientSession, what: &str, don
         let n = sock.read(&mut buf).expect("rtmp read");
         assert!(n > 0, "the server closed the connection during {what}");
         let mut events = Vec::new();
-        let results = session.handle_input(&buf[..n]).unwrap_or_else(|e| panic!("rtmp session error during {what}: {e:?}"));
+        let results = session
+            .handle_input(&buf[..n])
+            .unwrap_or_else(|e| panic!("rtmp session error during {what}: {e:?}"));
         write_results(sock, results, &mut events);
         for e in &events {
             if let ClientSessionEvent::ConnectionRequestRejected { description } = e {
@@ -123,16 +147,26 @@ fn wait_event(sock: &mut TcpStream, session: &mut ClientSession, what: &str, don
 fn publish_paced(addr: SocketAddr, app: &str, key: &str, tags: &[Tag]) -> Vec<KeySent> {
     let mut sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     sock.set_nodelay(true).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut hs = Handshake::new(PeerType::Client);
-    sock.write_all(&hs.generate_outbound_p0_and_p1().expect("handshake p0/p1")).unwrap();
+    sock.write_all(&hs.generate_outbound_p0_and_p1().expect("handshake p0/p1"))
+        .unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     let remaining = loop {
         let n = sock.read(&mut buf).expect("handshake read");
-        assert!(n > 0, "the server closed the connection during the handshake");
+        assert!(
+            n > 0,
+            "the server closed the connection during the handshake"
+        );
         match hs.process_bytes(&buf[..n]).expect("handshake") {
-            HandshakeProcessResult::InProgress { response_bytes } => sock.write_all(&response_bytes).unwrap(),
-            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                sock.write_all(&response_bytes).unwrap()
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
                 sock.write_all(&response_bytes).unwrap();
                 break remaining_bytes;
             }
@@ -147,12 +181,20 @@ fn publish_paced(addr: SocketAddr, app: &str, key: &str, tags: &[Tag]) -> Vec<Ke
         let r = session.handle_input(&remaining).expect("rtmp input");
         write_results(&mut sock, r, &mut events);
     }
-    let r = session.request_connection(app.to_string()).expect("connect request");
+    let r = session
+        .request_connection(app.to_string())
+        .expect("connect request");
     write_results(&mut sock, vec![r], &mut events);
-    wait_event(&mut sock, &mut session, "connect", |e| matches!(e, ClientSessionEvent::ConnectionRequestAccepted));
-    let r = session.request_publishing(key.to_string(), PublishRequestType::Live).expect("publish request");
+    wait_event(&mut sock, &mut session, "connect", |e| {
+        matches!(e, ClientSessionEvent::ConnectionRequestAccepted)
+    });
+    let r = session
+        .request_publishing(key.to_string(), PublishRequestType::Live)
+        .expect("publish request");
     write_results(&mut sock, vec![r], &mut events);
-    wait_event(&mut sock, &mut session, "publish", |e| matches!(e, ClientSessionEvent::PublishRequestAccepted));
+    wait_event(&mut sock, &mut session, "publish", |e| {
+        matches!(e, ClientSessionEvent::PublishRequestAccepted)
+    });
     let mut meta = StreamMetadata::new();
     meta.video_width = Some(1280);
     meta.video_height = Some(720);
@@ -174,7 +216,11 @@ fn publish_paced(addr: SocketAddr, app: &str, key: &str, tags: &[Tag]) -> Vec<Ke
 
     let mut sent = Vec::new();
     let t0 = Instant::now();
-    let first_ts = tags.iter().find(|t| t.kind == 8 || t.kind == 9).map(|t| t.ts).unwrap_or(0);
+    let first_ts = tags
+        .iter()
+        .find(|t| t.kind == 8 || t.kind == 9)
+        .map(|t| t.ts)
+        .unwrap_or(0);
     for tag in tags.iter().filter(|t| t.kind == 8 || t.kind == 9) {
         let rel = tag.ts.saturating_sub(first_ts);
         let due = t0 + Duration::from_millis(rel as u64);
@@ -193,7 +239,10 @@ fn publish_paced(addr: SocketAddr, app: &str, key: &str, tags: &[Tag]) -> Vec<Ke
             sock.write_all(&p.bytes).expect("rtmp media write");
         }
         if tag.is_key_picture() {
-            sent.push(KeySent { ts_ms: rel as i64, at: Instant::now() });
+            sent.push(KeySent {
+                ts_ms: rel as i64,
+                at: Instant::now(),
+            });
         }
     }
     if let Ok(results) = session.stop_publishing() {
@@ -234,7 +283,11 @@ impl Sightings {
             for (i, s) in pl.segments.iter().enumerate() {
                 let sequence = pl.media_sequence + i as u64;
                 if self.seen.iter().all(|x| x.sequence != sequence) {
-                    self.seen.push(Seen { sequence, duration: s.duration as f64, at });
+                    self.seen.push(Seen {
+                        sequence,
+                        duration: s.duration as f64,
+                        at,
+                    });
                 }
             }
         }
@@ -249,7 +302,11 @@ impl Sightings {
 
 /// Reads the playlist every `every`, until `stop` is set (then once more). `fetch` returns
 /// None while there is no playlist. A sighting's time is taken after the read returned.
-fn watch(mut fetch: impl FnMut() -> Option<Vec<u8>>, every: Duration, stop: Arc<AtomicBool>) -> Vec<Seen> {
+fn watch(
+    mut fetch: impl FnMut() -> Option<Vec<u8>>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> Vec<Seen> {
     let mut sightings = Sightings::default();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
@@ -287,7 +344,10 @@ async fn watch_store(
             tasks.spawn(async move {
                 let sent = Instant::now();
                 let r = store.get(&k).await.ok();
-                get_ms.lock().unwrap().push(sent.elapsed().as_secs_f64() * 1000.0);
+                get_ms
+                    .lock()
+                    .unwrap()
+                    .push(sent.elapsed().as_secs_f64() * 1000.0);
                 r.map(|b| (sent, b))
             });
         }
@@ -317,7 +377,9 @@ enum Watcher {
 impl Watcher {
     async fn join(self) -> Vec<Seen> {
         match self {
-            Watcher::Thread(h) => tokio::task::spawn_blocking(move || h.join().expect("watcher")).await.expect("join"),
+            Watcher::Thread(h) => tokio::task::spawn_blocking(move || h.join().expect("watcher"))
+                .await
+                .expect("join"),
             Watcher::Task(h) => h.await.expect("watcher"),
         }
     }
@@ -330,12 +392,18 @@ fn latencies(seen: &[Seen], sent: &[KeySent], label: &str) -> Vec<f64> {
     let mut expect = seen.first().map(|s| s.sequence);
     for s in seen {
         if Some(s.sequence) != expect {
-            eprintln!("{label}: segment {} missing from the watch (started late?)", expect.unwrap_or(0));
+            eprintln!(
+                "{label}: segment {} missing from the watch (started late?)",
+                expect.unwrap_or(0)
+            );
         }
         expect = Some(s.sequence + 1);
         end += s.duration * 1000.0;
         // the keyframe that closed this segment: the one sent at its end time
-        let Some(k) = sent.iter().min_by(|a, b| ((a.ts_ms as f64 - end).abs()).total_cmp(&(b.ts_ms as f64 - end).abs())) else {
+        let Some(k) = sent
+            .iter()
+            .min_by(|a, b| ((a.ts_ms as f64 - end).abs()).total_cmp(&(b.ts_ms as f64 - end).abs()))
+        else {
             continue;
         };
         if (k.ts_ms as f64 - end).abs() > 150.0 {
@@ -371,7 +439,10 @@ struct Row {
 fn print_rows(title: &str, rows: &[Row]) {
     println!();
     println!("{title}");
-    println!("{:<44} {:>4} {:>9} {:>9} {:>9} {:>9}", "", "n", "median ms", "p95 ms", "min ms", "max ms");
+    println!(
+        "{:<44} {:>4} {:>9} {:>9} {:>9} {:>9}",
+        "", "n", "median ms", "p95 ms", "min ms", "max ms"
+    );
     for r in rows {
         println!(
             "{:<44} {:>4} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
@@ -389,23 +460,33 @@ fn print_rows(title: &str, rows: &[Row]) {
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     let flag = format!("--{name}");
-    args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn clock_ticks() -> f64 {
     let out = Command::new("getconf").arg("CLK_TCK").output().ok();
-    out.and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(100.0)
+    out.and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// (ppid, utime + stime in ticks) of a process.
 fn proc_stat(pid: &str) -> Option<(u32, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    Some((f.get(1)?.parse().ok()?, f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?))
+    Some((
+        f.get(1)?.parse().ok()?,
+        f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+    ))
 }
 
 fn cpu_ticks(pids: &[u32]) -> u64 {
-    pids.iter().filter_map(|p| proc_stat(&p.to_string())).map(|(_, t)| t).sum()
+    pids.iter()
+        .filter_map(|p| proc_stat(&p.to_string()))
+        .map(|(_, t)| t)
+        .sum()
 }
 
 fn children_of(parent: u32) -> Vec<u32> {
@@ -423,7 +504,16 @@ fn children_of(parent: u32) -> Vec<u32> {
 
 fn spawn_looping_publisher(flv: &Path, url: &str) -> Child {
     Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1", "-i"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+        ])
         .arg(flv)
         .args(["-c", "copy", "-f", "flv", url])
         .stdin(Stdio::null())
@@ -444,16 +534,30 @@ fn stop_children(children: &mut [Child]) {
 
 fn live_config(passthrough: bool, rungs: Option<Vec<transcoder::RungSpec>>) -> LiveConfig {
     let d = LiveConfig::default();
-    LiveConfig { passthrough, rungs: rungs.unwrap_or(d.rungs.clone()), ..d }
+    LiveConfig {
+        passthrough,
+        rungs: rungs.unwrap_or(d.rungs.clone()),
+        ..d
+    }
 }
 
 // ---------------------------------------------------------------- latency
 
 /// One Caudal run: publishes to a fresh stack, watches the given rungs' playlists in its
 /// store (a local folder, or the S3-compatible server).
-async fn caudal_latency(tags: Arc<Vec<Tag>>, cfg: LiveConfig, rungs: &[&str], label: &str, s3: bool) -> Vec<Row> {
+async fn caudal_latency(
+    tags: Arc<Vec<Tag>>,
+    cfg: LiveConfig,
+    rungs: &[&str],
+    label: &str,
+    s3: bool,
+) -> Vec<Row> {
     let storage = s3.then(test_stack::s3_store_config);
-    let stack = Stack::start(StackOptions { transcode: cfg, storage }).await;
+    let stack = Stack::start(StackOptions {
+        transcode: cfg,
+        storage,
+    })
+    .await;
     let media_root = stack.dir.path().join("media");
     // `live/<video id>`, known once ingest accepted the publisher
     let prefix: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
@@ -463,7 +567,13 @@ async fn caudal_latency(tags: Arc<Vec<Tag>>, cfg: LiveConfig, rungs: &[&str], la
     let get_times: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
     for rung in rungs {
         let (stop, prefix, name) = (stop.clone(), prefix.clone(), rung.to_string());
-        let key = move || prefix.lock().unwrap().clone().map(|p| format!("{p}/{name}/index.m3u8"));
+        let key = move || {
+            prefix
+                .lock()
+                .unwrap()
+                .clone()
+                .map(|p| format!("{p}/{name}/index.m3u8"))
+        };
         let watcher = if s3 {
             let (store, gets) = (stack.store.clone(), get_times.clone());
             Watcher::Task(tokio::spawn(watch_store(store, key, every, stop, gets)))
@@ -475,7 +585,10 @@ async fn caudal_latency(tags: Arc<Vec<Tag>>, cfg: LiveConfig, rungs: &[&str], la
         watchers.push((rung.to_string(), watcher));
     }
     let (addr, key) = (stack.rtmp_addr, stack.demo_key.clone());
-    eprintln!("{label}: publishing {:.0} s", tags.last().map(|t| t.ts).unwrap_or(0) as f64 / 1000.0);
+    eprintln!(
+        "{label}: publishing {:.0} s",
+        tags.last().map(|t| t.ts).unwrap_or(0) as f64 / 1000.0
+    );
     let publisher = tokio::task::spawn_blocking(move || publish_paced(addr, "live", &key, &tags));
     let t = Instant::now();
     loop {
@@ -484,22 +597,40 @@ async fn caudal_latency(tags: Arc<Vec<Tag>>, cfg: LiveConfig, rungs: &[&str], la
             *prefix.lock().unwrap() = Some(master.trim_end_matches("/master.m3u8").to_string());
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "{label}: the stream did not go live");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{label}: the stream did not go live"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let sent = publisher.await.expect("publisher");
     // the last segments are listed within a second or two of the end
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
-    let broadcast = prefix.lock().unwrap().clone().into_iter().collect::<Vec<_>>();
+    let broadcast = prefix
+        .lock()
+        .unwrap()
+        .clone()
+        .into_iter()
+        .collect::<Vec<_>>();
     wait_finalised(&stack, &broadcast).await;
     let mut rows = Vec::new();
     for (rung, w) in watchers {
         let seen = w.join().await;
         let lat = latencies(&seen, &sent, &format!("{label} {rung}"));
-        eprintln!("{label} {rung}: per segment (ms) {:?}", lat.iter().map(|v| v.round() as i64).collect::<Vec<_>>());
-        let kind = if rung == "source" { "passthrough" } else { "encoded" };
-        rows.push(Row { name: format!("Caudal {label}: {rung} ({kind})"), lat });
+        eprintln!(
+            "{label} {rung}: per segment (ms) {:?}",
+            lat.iter().map(|v| v.round() as i64).collect::<Vec<_>>()
+        );
+        let kind = if rung == "source" {
+            "passthrough"
+        } else {
+            "encoded"
+        };
+        rows.push(Row {
+            name: format!("Caudal {label}: {rung} ({kind})"),
+            lat,
+        });
     }
     if s3 {
         let g = get_times.lock().unwrap();
@@ -512,7 +643,10 @@ async fn caudal_latency(tags: Arc<Vec<Tag>>, cfg: LiveConfig, rungs: &[&str], la
         );
     }
     for (metric, what) in [
-        ("caudal_segment_listed_seconds", "closing frame at the rung -> playlist stored"),
+        (
+            "caudal_segment_listed_seconds",
+            "closing frame at the rung -> playlist stored",
+        ),
         ("caudal_object_put_seconds", "one object PUT"),
     ] {
         let q = internal_quantiles(metric);
@@ -530,7 +664,9 @@ async fn caudal_latency(tags: Arc<Vec<Tag>>, cfg: LiveConfig, rungs: &[&str], la
 async fn wait_finalised(stack: &Stack, broadcasts: &[String]) {
     let t = Instant::now();
     for b in broadcasts {
-        while stack.store.get(&format!("{b}/vod.m3u8")).await.is_err() && t.elapsed() < Duration::from_secs(20) {
+        while stack.store.get(&format!("{b}/vod.m3u8")).await.is_err()
+            && t.elapsed() < Duration::from_secs(20)
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -560,7 +696,13 @@ fn nginx_latency(tags: Arc<Vec<Tag>>, addr: SocketAddr, hls: &Path) -> Row {
     let stop = Arc::new(AtomicBool::new(false));
     let w = {
         let (stop, p) = (stop.clone(), playlist.clone());
-        std::thread::spawn(move || watch(move || std::fs::read(&p).ok(), Duration::from_millis(2), stop))
+        std::thread::spawn(move || {
+            watch(
+                move || std::fs::read(&p).ok(),
+                Duration::from_millis(2),
+                stop,
+            )
+        })
     };
     eprintln!("nginx-rtmp: publishing");
     let sent = publish_paced(addr, "live", &key, &tags);
@@ -568,17 +710,37 @@ fn nginx_latency(tags: Arc<Vec<Tag>>, addr: SocketAddr, hls: &Path) -> Row {
     stop.store(true, Ordering::Relaxed);
     let seen = w.join().expect("watcher");
     let lat = latencies(&seen, &sent, "nginx-rtmp");
-    eprintln!("nginx-rtmp: per segment (ms) {:?}", lat.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>());
-    Row { name: "nginx-rtmp (hls on; hls_fragment 2s)".into(), lat }
+    eprintln!(
+        "nginx-rtmp: per segment (ms) {:?}",
+        lat.iter()
+            .map(|v| (v * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    );
+    Row {
+        name: "nginx-rtmp (hls on; hls_fragment 2s)".into(),
+        lat,
+    }
 }
 
 async fn latency(args: &[String]) {
     let flv = PathBuf::from(arg(args, "flv").expect("--flv FILE"));
-    let nginx: SocketAddr = arg(args, "nginx-rtmp").expect("--nginx-rtmp HOST:PORT").parse().expect("address");
+    let nginx: SocketAddr = arg(args, "nginx-rtmp")
+        .expect("--nginx-rtmp HOST:PORT")
+        .parse()
+        .expect("address");
     let hls = PathBuf::from(arg(args, "nginx-hls").expect("--nginx-hls DIR"));
     let tags = Arc::new(read_flv(&flv));
-    let keys: Vec<u32> = tags.iter().filter(|t| t.is_key_picture()).map(|t| t.ts).collect();
-    eprintln!("{}: {} tags, keyframes at {:?} ms", flv.display(), tags.len(), &keys[..keys.len().min(4)]);
+    let keys: Vec<u32> = tags
+        .iter()
+        .filter(|t| t.is_key_picture())
+        .map(|t| t.ts)
+        .collect();
+    eprintln!(
+        "{}: {} tags, keyframes at {:?} ms",
+        flv.display(),
+        tags.len(),
+        &keys[..keys.len().min(4)]
+    );
 
     // --runs picks a subset (nginx, passthrough, ladder, s3); --frame-queue N overrides
     // LiveConfig::frame_queue in the Caudal runs (an experiment knob)
@@ -587,29 +749,71 @@ async fn latency(args: &[String]) {
     let frame_queue: Option<usize> = arg(args, "frame-queue").and_then(|v| v.parse().ok());
     let cfg = |rungs: Option<Vec<transcoder::RungSpec>>| {
         let c = live_config(true, rungs);
-        LiveConfig { frame_queue: frame_queue.unwrap_or(c.frame_queue), ..c }
+        LiveConfig {
+            frame_queue: frame_queue.unwrap_or(c.frame_queue),
+            ..c
+        }
     };
     let mut rows = Vec::new();
     if runs.contains(&"nginx") {
         let t = tags.clone();
-        rows.push(tokio::task::spawn_blocking(move || nginx_latency(t, nginx, &hls)).await.expect("nginx run"));
+        rows.push(
+            tokio::task::spawn_blocking(move || nginx_latency(t, nginx, &hls))
+                .await
+                .expect("nginx run"),
+        );
     }
     if runs.contains(&"passthrough") {
-        rows.extend(caudal_latency(tags.clone(), cfg(Some(vec![])), &["source"], "passthrough only", false).await);
+        rows.extend(
+            caudal_latency(
+                tags.clone(),
+                cfg(Some(vec![])),
+                &["source"],
+                "passthrough only",
+                false,
+            )
+            .await,
+        );
     }
     if runs.contains(&"ladder") {
         let rungs = ["source", "720p", "480p", "360p"];
-        rows.extend(caudal_latency(tags.clone(), cfg(None), &rungs, "passthrough + ladder", false).await);
+        rows.extend(
+            caudal_latency(
+                tags.clone(),
+                cfg(None),
+                &rungs,
+                "passthrough + ladder",
+                false,
+            )
+            .await,
+        );
     }
     if runs.contains(&"s3") && args.iter().any(|a| a == "--s3") {
-        rows.extend(caudal_latency(tags.clone(), cfg(None), &["source", "720p"], "passthrough + ladder, S3", true).await);
+        rows.extend(
+            caudal_latency(
+                tags.clone(),
+                cfg(None),
+                &["source", "720p"],
+                "passthrough + ladder, S3",
+                true,
+            )
+            .await,
+        );
     }
     print_rows(
         "Segment availability latency: keyframe closing the segment sent -> segment listed in the stored media playlist",
         &rows,
     );
-    let med = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix)).map(|r| percentile(&r.lat, 50.0));
-    let p95 = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix)).map(|r| percentile(&r.lat, 95.0));
+    let med = |prefix: &str| {
+        rows.iter()
+            .find(|r| r.name.starts_with(prefix))
+            .map(|r| percentile(&r.lat, 50.0))
+    };
+    let p95 = |prefix: &str| {
+        rows.iter()
+            .find(|r| r.name.starts_with(prefix))
+            .map(|r| percentile(&r.lat, 95.0))
+    };
     if let (Some(n50), Some(n95)) = (med("nginx"), p95("nginx")) {
         println!();
         for (prefix, goal) in [
@@ -645,10 +849,27 @@ async fn create_stream_keys(stack: &Stack, n: usize) -> Vec<String> {
             .expect("signup");
         assert!(res.status().is_success(), "signup: {}", res.status());
         let session: serde_json::Value = res.json().await.expect("signup json");
-        let token = session["access_token"].as_str().expect("access_token").to_string();
-        let res = http.post(format!("{base}/v1/me/become-creator")).bearer_auth(&token).send().await.expect("become creator");
-        assert!(res.status().is_success(), "become-creator: {}", res.status());
-        let res = http.post(format!("{base}/v1/stream-keys")).bearer_auth(&token).send().await.expect("stream key");
+        let token = session["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string();
+        let res = http
+            .post(format!("{base}/v1/me/become-creator"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("become creator");
+        assert!(
+            res.status().is_success(),
+            "become-creator: {}",
+            res.status()
+        );
+        let res = http
+            .post(format!("{base}/v1/stream-keys"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("stream key");
         assert!(res.status().is_success(), "stream-keys: {}", res.status());
         let k: serde_json::Value = res.json().await.expect("key json");
         keys.push(k["key"].as_str().expect("key").to_string());
@@ -669,46 +890,87 @@ fn measure(server: &[u32], publishers: &[u32], secs: u64) -> (f64, f64, f64) {
     let hz = clock_ticks();
     let (s0, p0, t0) = (cpu_ticks(server), cpu_ticks(publishers), Instant::now());
     std::thread::sleep(Duration::from_secs(secs));
-    let (s1, p1, wall) = (cpu_ticks(server), cpu_ticks(publishers), t0.elapsed().as_secs_f64());
-    ((s1 - s0) as f64 / hz / wall, (p1 - p0) as f64 / hz / wall, wall)
+    let (s1, p1, wall) = (
+        cpu_ticks(server),
+        cpu_ticks(publishers),
+        t0.elapsed().as_secs_f64(),
+    );
+    (
+        (s1 - s0) as f64 / hz / wall,
+        (p1 - p0) as f64 / hz / wall,
+        wall,
+    )
 }
 
 async fn cpu(args: &[String]) {
     let flv = PathBuf::from(arg(args, "flv").expect("--flv FILE"));
-    let nginx: SocketAddr = arg(args, "nginx-rtmp").expect("--nginx-rtmp HOST:PORT").parse().expect("address");
-    let nginx_master: u32 = arg(args, "nginx-pid").expect("--nginx-pid PID").parse().expect("pid");
-    let n: usize = arg(args, "streams").and_then(|v| v.parse().ok()).unwrap_or(10);
+    let nginx: SocketAddr = arg(args, "nginx-rtmp")
+        .expect("--nginx-rtmp HOST:PORT")
+        .parse()
+        .expect("address");
+    let nginx_master: u32 = arg(args, "nginx-pid")
+        .expect("--nginx-pid PID")
+        .parse()
+        .expect("pid");
+    let n: usize = arg(args, "streams")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let secs: u64 = arg(args, "secs").and_then(|v| v.parse().ok()).unwrap_or(30);
-    let warmup: u64 = arg(args, "warmup").and_then(|v| v.parse().ok()).unwrap_or(8);
+    let warmup: u64 = arg(args, "warmup")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
 
     let plan = transcoder::ladder::select(1280, 720, &[], true);
     eprintln!(
         "ladder::select(1280x720, rungs: [], passthrough) = {:?}",
-        plan.iter().map(|r| format!("{}:{}x{}:{:?}", r.name, r.width, r.height, r.kind)).collect::<Vec<_>>()
+        plan.iter()
+            .map(|r| format!("{}:{}x{}:{:?}", r.name, r.width, r.height, r.kind))
+            .collect::<Vec<_>>()
     );
-    assert!(plan.len() == 1 && plan[0].is_passthrough(), "passthrough-only must give the source rung alone");
+    assert!(
+        plan.len() == 1 && plan[0].is_passthrough(),
+        "passthrough-only must give the source rung alone"
+    );
 
     let mut figures = Vec::new();
     // Caudal: ingest + transcoder (and the in-process user-svc/metadata-svc) are this process
     {
-        let stack = Stack::start(StackOptions { transcode: live_config(true, Some(vec![])), storage: None }).await;
+        let stack = Stack::start(StackOptions {
+            transcode: live_config(true, Some(vec![])),
+            storage: None,
+        })
+        .await;
         let mut keys = vec![stack.demo_key.clone()];
         keys.extend(create_stream_keys(&stack, n.saturating_sub(1)).await);
         let me = [std::process::id()];
-        let (idle, _, _) = tokio::task::spawn_blocking(move || measure(&me, &[], 5)).await.unwrap();
-        let mut pubs: Vec<Child> = keys.iter().map(|k| spawn_looping_publisher(&flv, &stack.rtmp_url(k))).collect();
+        let (idle, _, _) = tokio::task::spawn_blocking(move || measure(&me, &[], 5))
+            .await
+            .unwrap();
+        let mut pubs: Vec<Child> = keys
+            .iter()
+            .map(|k| spawn_looping_publisher(&flv, &stack.rtmp_url(k)))
+            .collect();
         let t = Instant::now();
         while stack.live_streams().await.len() < n {
-            assert!(t.elapsed() < Duration::from_secs(30), "only {} of {n} streams went live", stack.live_streams().await.len());
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "only {} of {n} streams went live",
+                stack.live_streams().await.len()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         eprintln!("caudal: {n} streams live, warming up {warmup} s, measuring {secs} s");
         tokio::time::sleep(Duration::from_secs(warmup)).await;
         let pub_pids: Vec<u32> = pubs.iter().map(|c| c.id()).collect();
-        let (server, publishers, wall) = tokio::task::spawn_blocking(move || measure(&me, &pub_pids, secs)).await.unwrap();
+        let (server, publishers, wall) =
+            tokio::task::spawn_blocking(move || measure(&me, &pub_pids, secs))
+                .await
+                .unwrap();
         let live = stack.live_streams().await.len();
         let segments = count_files(&stack.dir.path().join("media").join("live"), "ts");
-        eprintln!("caudal: {live} streams still live at the end; {segments} segments stored in all");
+        eprintln!(
+            "caudal: {live} streams still live at the end; {segments} segments stored in all"
+        );
         if let Some(ts) = find_file(&stack.dir.path().join("media").join("live"), "ts") {
             let probe = test_stack::ffprobe(&ts);
             let streams: Vec<String> = probe["streams"]
@@ -716,7 +978,11 @@ async fn cpu(args: &[String]) {
                 .into_iter()
                 .flatten()
                 .map(|s| match s["width"].as_u64() {
-                    Some(w) => format!("{} {w}x{}", s["codec_name"].as_str().unwrap_or("?"), s["height"]),
+                    Some(w) => format!(
+                        "{} {w}x{}",
+                        s["codec_name"].as_str().unwrap_or("?"),
+                        s["height"]
+                    ),
                     None => s["codec_name"].as_str().unwrap_or("?").to_string(),
                 })
                 .collect();
@@ -726,7 +992,11 @@ async fn cpu(args: &[String]) {
             .live_streams()
             .await
             .iter()
-            .filter_map(|v| v["master_playlist"].as_str().map(|m| m.trim_end_matches("/master.m3u8").to_string()))
+            .filter_map(|v| {
+                v["master_playlist"]
+                    .as_str()
+                    .map(|m| m.trim_end_matches("/master.m3u8").to_string())
+            })
             .collect();
         stop_children(&mut pubs);
         wait_finalised(&stack, &broadcasts).await;
@@ -743,14 +1013,21 @@ async fn cpu(args: &[String]) {
     // nginx-rtmp: its worker process
     {
         let workers = children_of(nginx_master);
-        assert!(!workers.is_empty(), "no nginx worker under pid {nginx_master}");
-        let mut pubs: Vec<Child> =
-            (0..n).map(|i| spawn_looping_publisher(&flv, &format!("rtmp://{nginx}/live/cpu{i}"))).collect();
+        assert!(
+            !workers.is_empty(),
+            "no nginx worker under pid {nginx_master}"
+        );
+        let mut pubs: Vec<Child> = (0..n)
+            .map(|i| spawn_looping_publisher(&flv, &format!("rtmp://{nginx}/live/cpu{i}")))
+            .collect();
         eprintln!("nginx-rtmp: {n} publishers, warming up {warmup} s, measuring {secs} s (worker pids {workers:?})");
         tokio::time::sleep(Duration::from_secs(warmup)).await;
         let pub_pids: Vec<u32> = pubs.iter().map(|c| c.id()).collect();
         let w = workers.clone();
-        let (server, publishers, wall) = tokio::task::spawn_blocking(move || measure(&w, &pub_pids, secs)).await.unwrap();
+        let (server, publishers, wall) =
+            tokio::task::spawn_blocking(move || measure(&w, &pub_pids, secs))
+                .await
+                .unwrap();
         stop_children(&mut pubs);
         figures.push(CpuFigure {
             name: "nginx-rtmp (worker, hls on)".into(),
@@ -763,14 +1040,19 @@ async fn cpu(args: &[String]) {
     }
     println!();
     println!("CPU per stream: {n} publishers of a 720p30 H.264/AAC FLV (ffmpeg -re -stream_loop -1 -c copy), {secs} s window");
-    println!("{:<52} {:>12} {:>12} {:>14} {:>16}", "server", "total %core", "per stream", "idle %core", "publishers %core");
+    println!(
+        "{:<52} {:>12} {:>12} {:>14} {:>16}",
+        "server", "total %core", "per stream", "idle %core", "publishers %core"
+    );
     for f in &figures {
         println!(
             "{:<52} {:>12.1} {:>11.2}% {:>14} {:>16.1}",
             f.name,
             f.server_cpu * 100.0,
             f.server_cpu * 100.0 / f.streams as f64,
-            f.idle_cpu.map(|i| format!("{:.1}", i * 100.0)).unwrap_or_else(|| "-".into()),
+            f.idle_cpu
+                .map(|i| format!("{:.1}", i * 100.0))
+                .unwrap_or_else(|| "-".into()),
             f.publishers_cpu * 100.0
         );
         let _ = f.secs;

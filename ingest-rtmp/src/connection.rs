@@ -7,7 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -56,19 +58,30 @@ pub async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let result = serve(&mut socket, peer, shared).await;
     match result {
         Ok(()) => tracing::info!(%peer, "rtmp connection closed"),
-        Err(ConnError::Refused(why)) => tracing::warn!(%peer, reason = %why, "rtmp publisher refused"),
+        Err(ConnError::Refused(why)) => {
+            tracing::warn!(%peer, reason = %why, "rtmp publisher refused")
+        }
         Err(e) => tracing::warn!(%peer, error = %e, "rtmp connection closed on error"),
     }
 }
 
-async fn read_some(socket: &mut TcpStream, buf: &mut [u8], secs: u64, what: &'static str) -> Result<usize, ConnError> {
+async fn read_some(
+    socket: &mut TcpStream,
+    buf: &mut [u8],
+    secs: u64,
+    what: &'static str,
+) -> Result<usize, ConnError> {
     match tokio::time::timeout(Duration::from_secs(secs.max(1)), socket.read(buf)).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(ConnError::Timeout(what)),
     }
 }
 
-async fn serve(socket: &mut TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Result<(), ConnError> {
+async fn serve(
+    socket: &mut TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Result<(), ConnError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut hs = Handshake::new(PeerType::Server);
     let hs_secs = shared.cfg.handshake_timeout_secs;
@@ -78,15 +91,28 @@ async fn serve(socket: &mut TcpStream, peer: SocketAddr, shared: Arc<Shared>) ->
             return Ok(());
         }
         match hs.process_bytes(&buf[..n]).map_err(ConnError::Handshake)? {
-            HandshakeProcessResult::InProgress { response_bytes } => socket.write_all(&response_bytes).await?,
-            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                socket.write_all(&response_bytes).await?
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
                 socket.write_all(&response_bytes).await?;
                 break remaining_bytes;
             }
         }
     };
-    let (session, initial) = ServerSession::new(ServerSessionConfig::new()).map_err(ConnError::Session)?;
-    let mut conn = Conn { shared: shared.clone(), peer, session, out: Vec::new(), publishing: None, close_after_write: None };
+    let (session, initial) =
+        ServerSession::new(ServerSessionConfig::new()).map_err(ConnError::Session)?;
+    let mut conn = Conn {
+        shared: shared.clone(),
+        peer,
+        session,
+        out: Vec::new(),
+        publishing: None,
+        close_after_write: None,
+    };
     let res = async {
         conn.results(initial).await?;
         conn.input(&remaining).await?;
@@ -127,7 +153,10 @@ impl Conn {
         if bytes.is_empty() {
             return Ok(());
         }
-        let results = self.session.handle_input(bytes).map_err(ConnError::Session)?;
+        let results = self
+            .session
+            .handle_input(bytes)
+            .map_err(ConnError::Session)?;
         self.results(results).await
     }
 
@@ -160,10 +189,18 @@ impl Conn {
 
     async fn event(&mut self, e: ServerSessionEvent) -> Result<(), ConnError> {
         match e {
-            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
                 if app_name.trim_matches('/') != self.shared.cfg.app {
                     let why = format!("unknown application {app_name:?}");
-                    self.reject(request_id, "NetConnection.Connect.Rejected", &why, "unknown_app");
+                    self.reject(
+                        request_id,
+                        "NetConnection.Connect.Rejected",
+                        &why,
+                        "unknown_app",
+                    );
                     return Ok(());
                 }
                 let r = self.accept(request_id);
@@ -174,9 +211,18 @@ impl Conn {
                 Box::pin(self.results(r)).await?;
             }
             ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                self.reject(request_id, "NetStream.Play.Failed", "playback over RTMP is not offered; watch over HLS", "play");
+                self.reject(
+                    request_id,
+                    "NetStream.Play.Failed",
+                    "playback over RTMP is not offered; watch over HLS",
+                    "play",
+                );
             }
-            ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                stream_key,
+                ..
+            } => {
                 self.publish(request_id, stream_key).await?;
             }
             ServerSessionEvent::PublishStreamFinished { .. } => self.end_publish().await,
@@ -186,8 +232,12 @@ impl Conn {
                     p.stream.push(MediaInput::SourceInfo { frame_rate: fps });
                 }
             }
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => self.video(data, timestamp.value)?,
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => self.audio(data, timestamp.value),
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => self.video(data, timestamp.value)?,
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => self.audio(data, timestamp.value),
             _ => {}
         }
         Ok(())
@@ -195,7 +245,12 @@ impl Conn {
 
     async fn publish(&mut self, request_id: u32, raw_key: String) -> Result<(), ConnError> {
         if self.publishing.is_some() {
-            self.reject(request_id, "NetStream.Publish.BadName", "this connection is already publishing", "second_publish");
+            self.reject(
+                request_id,
+                "NetStream.Publish.BadName",
+                "this connection is already publishing",
+                "second_publish",
+            );
             return Ok(());
         }
         let key = raw_key.split('?').next().unwrap_or("").to_string();
@@ -203,12 +258,22 @@ impl Conn {
             Ok(Some(o)) => o,
             Ok(None) => {
                 tracing::warn!(peer = %self.peer, key_hint = %mask(&key), "invalid or revoked stream key");
-                self.reject(request_id, "NetStream.Publish.BadName", "invalid stream key", "invalid_key");
+                self.reject(
+                    request_id,
+                    "NetStream.Publish.BadName",
+                    "invalid stream key",
+                    "invalid_key",
+                );
                 return Ok(());
             }
             Err(e) => {
                 tracing::error!(peer = %self.peer, error = %e, "cannot check the stream key");
-                self.reject(request_id, "NetStream.Publish.Failed", "stream keys cannot be checked right now", "user_svc_unavailable");
+                self.reject(
+                    request_id,
+                    "NetStream.Publish.Failed",
+                    "stream keys cannot be checked right now",
+                    "user_svc_unavailable",
+                );
                 return Ok(());
             }
         };
@@ -220,7 +285,12 @@ impl Conn {
             if live.contains_key(&owner.key_id) {
                 drop(live);
                 tracing::warn!(peer = %self.peer, owner = %owner.user_id, "stream key is already live");
-                self.reject(request_id, "NetStream.Publish.BadName", "this stream key is already live", "already_live");
+                self.reject(
+                    request_id,
+                    "NetStream.Publish.BadName",
+                    "this stream key is already live",
+                    "already_live",
+                );
                 return Ok(());
             }
             live.insert(
@@ -234,12 +304,26 @@ impl Conn {
             );
         }
         let (events_tx, mut events_rx) = mpsc::channel::<LiveEvent>(16);
-        let stream = match LiveStream::start(self.shared.transcode.clone(), self.shared.store.clone(), prefix.clone(), Some(events_tx)) {
+        let stream = match LiveStream::start(
+            self.shared.transcode.clone(),
+            self.shared.store.clone(),
+            prefix.clone(),
+            Some(events_tx),
+        ) {
             Ok(s) => s,
             Err(e) => {
-                self.shared.live.lock().expect("live map lock").remove(&owner.key_id);
+                self.shared
+                    .live
+                    .lock()
+                    .expect("live map lock")
+                    .remove(&owner.key_id);
                 tracing::error!(error = %e, "cannot start the transcoder");
-                self.reject(request_id, "NetStream.Publish.Failed", "the transcoder could not start", "transcoder");
+                self.reject(
+                    request_id,
+                    "NetStream.Publish.Failed",
+                    "the transcoder could not start",
+                    "transcoder",
+                );
                 return Ok(());
             }
         };
@@ -253,13 +337,23 @@ impl Conn {
                 format!("{prefix}/master.m3u8"),
             )))
             .await;
-        self.shared.tasks.spawn(metadata::run(self.shared.metadata.clone(), video_id.clone(), meta_rx));
+        self.shared.tasks.spawn(metadata::run(
+            self.shared.metadata.clone(),
+            video_id.clone(),
+            meta_rx,
+        ));
         // pipeline events become metadata updates
         let meta_events = meta_tx.clone();
         self.shared.tasks.spawn(async move {
             while let Some(ev) = events_rx.recv().await {
                 let op = match ev {
-                    LiveEvent::Started { master_key, renditions } => MetaOp::Playable { master: master_key, renditions },
+                    LiveEvent::Started {
+                        master_key,
+                        renditions,
+                    } => MetaOp::Playable {
+                        master: master_key,
+                        renditions,
+                    },
                     // nothing was stored: the broadcast stays `ended`, with no recording
                     LiveEvent::Finished { summary } if summary.segments == 0 => break,
                     LiveEvent::Finished { summary } => MetaOp::Recorded {
@@ -288,18 +382,30 @@ impl Conn {
     }
 
     fn video(&mut self, data: Bytes, ts: u32) -> Result<(), ConnError> {
-        let Some(p) = self.publishing.as_mut() else { return Ok(()) };
+        let Some(p) = self.publishing.as_mut() else {
+            return Ok(());
+        };
         match flv::parse_video(&data) {
             Ok(VideoTag::SequenceHeader(avcc)) => {
                 p.stream.push(MediaInput::VideoConfig(avcc));
             }
-            Ok(VideoTag::Frame { keyframe, cts_ms, data }) => {
+            Ok(VideoTag::Frame {
+                keyframe,
+                cts_ms,
+                data,
+            }) => {
                 let dts_ms = p.timeline.map(ts);
-                p.stream.push(MediaInput::Video { dts_ms, cts_ms, keyframe, data });
+                p.stream.push(MediaInput::Video {
+                    dts_ms,
+                    cts_ms,
+                    keyframe,
+                    data,
+                });
             }
             Ok(VideoTag::EndOfSequence | VideoTag::Command) => {}
             Err(e @ FlvError::UnsupportedVideoCodec(_)) => {
-                metrics::counter!("caudal_rtmp_rejected_total", "reason" => "unsupported_codec").increment(1);
+                metrics::counter!("caudal_rtmp_rejected_total", "reason" => "unsupported_codec")
+                    .increment(1);
                 return Err(ConnError::Unsupported(e));
             }
             Err(e) => {
@@ -311,14 +417,19 @@ impl Conn {
     }
 
     fn audio(&mut self, data: Bytes, ts: u32) {
-        let Some(p) = self.publishing.as_mut() else { return };
+        let Some(p) = self.publishing.as_mut() else {
+            return;
+        };
         match flv::parse_audio(&data) {
             Ok(AudioTag::SequenceHeader(asc)) => {
                 p.stream.push(MediaInput::AudioConfig(asc));
             }
             Ok(AudioTag::Frame(frame)) => {
                 let pts_ms = p.timeline.map(ts);
-                p.stream.push(MediaInput::Audio { pts_ms, data: frame });
+                p.stream.push(MediaInput::Audio {
+                    pts_ms,
+                    data: frame,
+                });
             }
             Err(e) => {
                 if !p.audio_refused {
@@ -332,8 +443,14 @@ impl Conn {
     /// Finalises the broadcast in the background: the live map entry goes at once (so the
     /// publisher can reconnect), the playlists are finalised once every segment is stored.
     async fn end_publish(&mut self) {
-        let Some(p) = self.publishing.take() else { return };
-        self.shared.live.lock().expect("live map lock").remove(&p.key_id);
+        let Some(p) = self.publishing.take() else {
+            return;
+        };
+        self.shared
+            .live
+            .lock()
+            .expect("live map lock")
+            .remove(&p.key_id);
         metrics::gauge!("caudal_rtmp_live_streams").decrement(1.0);
         let dropped = p.stream.dropped();
         tracing::info!(video_id = %p.video_id, dropped, "publish finished");
@@ -356,6 +473,13 @@ impl Conn {
 
 /// The last four characters only, for logs.
 fn mask(key: &str) -> String {
-    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("****{tail}")
 }

@@ -68,7 +68,11 @@ impl Running {
 
 /// Binds every port and starts serving; returns once listening.
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    let store = cfg.storage.open().await.map_err(|e| anyhow::anyhow!("opening storage: {e}"))?;
+    let store = cfg
+        .storage
+        .open()
+        .await
+        .map_err(|e| anyhow::anyhow!("opening storage: {e}"))?;
     let timeout = Duration::from_millis(cfg.service_timeout_ms);
     let shared = Arc::new(Shared {
         transcode: Arc::new(cfg.transcode.clone()),
@@ -82,18 +86,29 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     });
     let listener = TcpListener::bind(shared.cfg.rtmp_listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for RTMP on {}: {e}", shared.cfg.rtmp_listen))?;
+        .map_err(|e| {
+            anyhow::anyhow!("cannot listen for RTMP on {}: {e}", shared.cfg.rtmp_listen)
+        })?;
     let rtmp_addr = listener.local_addr()?;
     let router = Router::new()
         .route("/v1/streams", get(list_streams))
         .with_state(shared.clone())
         .merge(service_kit::health_router());
-    let (http_addr, http) = service_kit::serve(shared.cfg.http_listen, router, shutdown.clone()).await?;
-    let (metrics_addr, metrics) = service_kit::serve_metrics(shared.cfg.metrics_listen, shutdown.clone()).await?;
+    let (http_addr, http) =
+        service_kit::serve(shared.cfg.http_listen, router, shutdown.clone()).await?;
+    let (metrics_addr, metrics) =
+        service_kit::serve_metrics(shared.cfg.metrics_listen, shutdown.clone()).await?;
     let tasks = shared.tasks.clone();
     tasks.spawn(accept_loop(listener, shared));
     tracing::info!(%rtmp_addr, %http_addr, %metrics_addr, "ingest listening");
-    Ok(Running { rtmp_addr, http_addr, metrics_addr, tasks, http, metrics })
+    Ok(Running {
+        rtmp_addr,
+        http_addr,
+        metrics_addr,
+        tasks,
+        http,
+        metrics,
+    })
 }
 
 /// Runs until `shutdown` is cancelled, then finalises every stream.
@@ -104,7 +119,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(shared.cfg.max_connections.max(1)));
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        shared.cfg.max_connections.max(1),
+    ));
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -120,7 +137,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many connections, closing");
-            metrics::counter!("caudal_rtmp_rejected_total", "reason" => "too_many_connections").increment(1);
+            metrics::counter!("caudal_rtmp_rejected_total", "reason" => "too_many_connections")
+                .increment(1);
             continue;
         };
         metrics::counter!("caudal_rtmp_connections_total").increment(1);

@@ -15,12 +15,27 @@ use transcoder::RenditionInfo;
 #[derive(Debug)]
 pub enum MetaOp {
     Create(NewVideo),
-    Playable { master: String, renditions: Vec<RenditionInfo> },
-    Ended { at: DateTime<Utc> },
-    Recorded { duration_secs: f64, vod_master: Option<String>, renditions: Vec<RenditionInfo> },
+    Playable {
+        master: String,
+        renditions: Vec<RenditionInfo>,
+    },
+    Ended {
+        at: DateTime<Utc>,
+    },
+    Recorded {
+        duration_secs: f64,
+        vod_master: Option<String>,
+        renditions: Vec<RenditionInfo>,
+    },
 }
 
-pub fn new_live_video(id: &str, owner_id: &str, display_name: &str, started_at: DateTime<Utc>, master: String) -> NewVideo {
+pub fn new_live_video(
+    id: &str,
+    owner_id: &str,
+    display_name: &str,
+    started_at: DateTime<Utc>,
+    master: String,
+) -> NewVideo {
     NewVideo {
         id: Some(id.to_string()),
         owner_id: owner_id.to_string(),
@@ -33,7 +48,10 @@ pub fn new_live_video(id: &str, owner_id: &str, display_name: &str, started_at: 
         status: Some(VideoStatus::Live),
         started_at: Some(started_at),
         renditions: Vec::new(),
-        playback: PlaybackLocations { master: Some(master), vod_master: None },
+        playback: PlaybackLocations {
+            master: Some(master),
+            vod_master: None,
+        },
     }
 }
 
@@ -59,23 +77,40 @@ async fn apply(client: &MetadataClient, video_id: &str, op: &MetaOp) -> Result<(
             Err(ClientError::Api { status: 409, .. }) => Ok(()),
             Err(e) => Err(e),
         },
-        MetaOp::Playable { master, renditions: r } => client
+        MetaOp::Playable {
+            master,
+            renditions: r,
+        } => client
             .change_status(
                 video_id,
                 &StatusChange {
                     status: None,
                     renditions: Some(renditions(r)),
-                    playback: Some(PlaybackLocations { master: Some(master.clone()), vod_master: None }),
+                    playback: Some(PlaybackLocations {
+                        master: Some(master.clone()),
+                        vod_master: None,
+                    }),
                     ..Default::default()
                 },
             )
             .await
             .map(|_| ()),
         MetaOp::Ended { at } => client
-            .change_status(video_id, &StatusChange { status: Some(VideoStatus::Ended), at: Some(*at), ..Default::default() })
+            .change_status(
+                video_id,
+                &StatusChange {
+                    status: Some(VideoStatus::Ended),
+                    at: Some(*at),
+                    ..Default::default()
+                },
+            )
             .await
             .map(|_| ()),
-        MetaOp::Recorded { duration_secs, vod_master, renditions: r } => {
+        MetaOp::Recorded {
+            duration_secs,
+            vod_master,
+            renditions: r,
+        } => {
             let current = client.get_video(video_id).await?;
             let master = current.and_then(|v| v.playback.master);
             client
@@ -85,8 +120,15 @@ async fn apply(client: &MetadataClient, video_id: &str, op: &MetaOp) -> Result<(
                         status: Some(VideoStatus::Recorded),
                         at: Some(Utc::now()),
                         duration_secs: Some(*duration_secs),
-                        renditions: if r.is_empty() { None } else { Some(renditions(r)) },
-                        playback: Some(PlaybackLocations { master, vod_master: vod_master.clone() }),
+                        renditions: if r.is_empty() {
+                            None
+                        } else {
+                            Some(renditions(r))
+                        },
+                        playback: Some(PlaybackLocations {
+                            master,
+                            vod_master: vod_master.clone(),
+                        }),
                     },
                 )
                 .await

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use metadata_svc::model;
 use mongodb::bson;
-use service_clients::metadata::{AccessPolicy, NewVideo, PlaybackLocations, StatusChange, VideoKind, VideoStatus, Visibility};
+use service_clients::metadata::{
+    AccessPolicy, NewVideo, PlaybackLocations, StatusChange, VideoKind, VideoStatus, Visibility,
+};
 
 const VIDEOS: usize = 2_000;
 const OWNERS: usize = 40;
@@ -34,15 +36,24 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { cache: true, ttl_ms: None, secs: 10, rate: 2_000 };
+    let mut a = Args {
+        cache: true,
+        ttl_ms: None,
+        secs: 10,
+        rate: 2_000,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--no-cache" => a.cache = false,
             "--secs" => a.secs = it.next().and_then(|v| v.parse().ok()).expect("--secs N"),
             "--rate" => a.rate = it.next().and_then(|v| v.parse().ok()).expect("--rate N"),
-            "--ttl-ms" => a.ttl_ms = Some(it.next().and_then(|v| v.parse().ok()).expect("--ttl-ms N")),
-            other => panic!("unknown argument {other}; use --no-cache, --ttl-ms N, --secs N, --rate N"),
+            "--ttl-ms" => {
+                a.ttl_ms = Some(it.next().and_then(|v| v.parse().ok()).expect("--ttl-ms N"))
+            }
+            other => {
+                panic!("unknown argument {other}; use --no-cache, --ttl-ms N, --secs N, --rate N")
+            }
         }
     }
     a
@@ -50,19 +61,32 @@ fn args() -> Args {
 
 /// 2,000 videos of 40 creators, published over the last 30 days, most of them watchable.
 fn seed_docs() -> Vec<model::VideoDoc> {
-    let tags = ["music", "gaming", "rust", "cooking", "travel", "news", "science", "art"];
+    let tags = [
+        "music", "gaming", "rust", "cooking", "travel", "news", "science", "art",
+    ];
     let now = model::now().timestamp_millis();
     (0..VIDEOS)
         .map(|i| {
-            let kind = if i % 4 == 0 { VideoKind::Live } else { VideoKind::Upload };
+            let kind = if i % 4 == 0 {
+                VideoKind::Live
+            } else {
+                VideoKind::Upload
+            };
             let new = NewVideo {
                 id: Some(format!("bench{i:05}")),
                 owner_id: format!("creator-{}", i % OWNERS),
                 kind,
                 title: format!("Benchmark video {i} about {}", tags[i % tags.len()]),
                 description: "A video seeded by the catalog benchmark. ".repeat(4),
-                tags: vec![tags[i % tags.len()].into(), tags[(i / 3) % tags.len()].into()],
-                visibility: if i % 10 == 0 { Visibility::Unlisted } else { Visibility::Public },
+                tags: vec![
+                    tags[i % tags.len()].into(),
+                    tags[(i / 3) % tags.len()].into(),
+                ],
+                visibility: if i % 10 == 0 {
+                    Visibility::Unlisted
+                } else {
+                    Visibility::Public
+                },
                 access: AccessPolicy::Free,
                 status: None,
                 started_at: None,
@@ -73,11 +97,19 @@ fn seed_docs() -> Vec<model::VideoDoc> {
             let mut doc = model::new_document(&new, at).expect("valid seed");
             let done = match kind {
                 VideoKind::Live => vec![VideoStatus::Ended, VideoStatus::Recorded],
-                VideoKind::Upload => vec![VideoStatus::Uploading, VideoStatus::Processing, VideoStatus::Ready],
+                VideoKind::Upload => vec![
+                    VideoStatus::Uploading,
+                    VideoStatus::Processing,
+                    VideoStatus::Ready,
+                ],
             };
             for s in done {
                 let u = model::StatusUpdate {
-                    change: StatusChange { status: Some(s), duration_secs: Some(120.0 + i as f64), ..Default::default() },
+                    change: StatusChange {
+                        status: Some(s),
+                        duration_secs: Some(120.0 + i as f64),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 };
                 model::apply_status(&mut doc, &u, at).expect("legal");
@@ -121,7 +153,10 @@ async fn drive(
             let (mut ok, mut errors) = (0usize, 0usize);
             // each worker sends every `interval`, offset so the workers interleave
             let interval = rate.map(|r| Duration::from_secs_f64(CLIENTS as f64 / r as f64));
-            let mut next = started + interval.map(|i| i.mul_f64(w as f64 / CLIENTS as f64)).unwrap_or_default();
+            let mut next = started
+                + interval
+                    .map(|i| i.mul_f64(w as f64 / CLIENTS as f64))
+                    .unwrap_or_default();
             let mut n: u64 = w as u64 * 7919;
             loop {
                 if interval.is_some() {
@@ -132,8 +167,14 @@ async fn drive(
                 } else if Instant::now() >= deadline {
                     break;
                 }
-                let sent = if interval.is_some() { next } else { Instant::now() };
-                n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let sent = if interval.is_some() {
+                    next
+                } else {
+                    Instant::now()
+                };
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let url = format!("{base}{}", path_of(n >> 33));
                 match http.get(&url).send().await {
                     Ok(r) if r.status().is_success() => match r.bytes().await {
@@ -150,7 +191,12 @@ async fn drive(
             (ok, errors, micros)
         }));
     }
-    let mut out = Outcome { ok: 0, errors: 0, elapsed: Duration::ZERO, micros: Vec::new() };
+    let mut out = Outcome {
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        micros: Vec::new(),
+    };
     for t in tasks {
         let (ok, errors, micros) = t.await.expect("worker");
         out.ok += ok;
@@ -178,14 +224,24 @@ fn report(name: &str, mode: &str, o: &Outcome) {
 async fn main() -> anyhow::Result<()> {
     let args = args();
     let url = std::env::var("CAUDAL_MONGO_URL").map_err(|_| {
-        anyhow::anyhow!("CAUDAL_MONGO_URL is not set (e.g. mongodb://127.0.0.1:27117/?directConnection=true)")
+        anyhow::anyhow!(
+            "CAUDAL_MONGO_URL is not set (e.g. mongodb://127.0.0.1:27117/?directConnection=true)"
+        )
     })?;
-    let database = format!("caudal_bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let database = format!(
+        "caudal_bench_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
     let config = metadata_svc::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         mongo_url: url.clone(),
         database: database.clone(),
-        cache_ttl_ms: if args.cache { args.ttl_ms.unwrap_or(metadata_svc::Config::default().cache_ttl_ms) } else { 0 },
+        cache_ttl_ms: if args.cache {
+            args.ttl_ms
+                .unwrap_or(metadata_svc::Config::default().cache_ttl_ms)
+        } else {
+            0
+        },
         ..Default::default()
     };
     let client = mongodb::Client::with_uri_str(&url).await?;
@@ -195,14 +251,21 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn run(args: &Args, config: metadata_svc::Config, db: &mongodb::Database) -> anyhow::Result<()> {
+async fn run(
+    args: &Args,
+    config: metadata_svc::Config,
+    db: &mongodb::Database,
+) -> anyhow::Result<()> {
     let seeding = Instant::now();
     let docs = seed_docs();
     let videos = db.collection::<model::VideoDoc>("videos");
     for chunk in docs.chunks(250) {
         videos.insert_many(chunk).await?;
     }
-    eprintln!("seeded {VIDEOS} videos of {OWNERS} creators in {:?}", seeding.elapsed());
+    eprintln!(
+        "seeded {VIDEOS} videos of {OWNERS} creators in {:?}",
+        seeding.elapsed()
+    );
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let cache_ttl = config.cache_ttl_ms;
@@ -221,21 +284,48 @@ async fn run(args: &Args, config: metadata_svc::Config, db: &mongodb::Database) 
 
     let by_id: Arc<dyn Fn(u64) -> String + Send + Sync> =
         Arc::new(|n| format!("/internal/v1/videos/bench{:05}", n % VIDEOS as u64));
-    let by_owner: Arc<dyn Fn(u64) -> String + Send + Sync> =
-        Arc::new(|n| format!("/internal/v1/videos?owner=creator-{}&limit=20", n % OWNERS as u64));
+    let by_owner: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(|n| {
+        format!(
+            "/internal/v1/videos?owner=creator-{}&limit=20",
+            n % OWNERS as u64
+        )
+    });
 
     // sanity: both answer what was seeded
-    let one: serde_json::Value = http.get(format!("{base}{}", by_id(7))).send().await?.json().await?;
+    let one: serde_json::Value = http
+        .get(format!("{base}{}", by_id(7)))
+        .send()
+        .await?
+        .json()
+        .await?;
     anyhow::ensure!(one["id"] == "bench00007", "unexpected answer {one}");
-    let page: serde_json::Value = http.get(format!("{base}{}", by_owner(3))).send().await?.json().await?;
-    anyhow::ensure!(page["items"].as_array().map(Vec::len) == Some(20), "unexpected page {page}");
+    let page: serde_json::Value = http
+        .get(format!("{base}{}", by_owner(3)))
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(
+        page["items"].as_array().map(Vec::len) == Some(20),
+        "unexpected page {page}"
+    );
 
-    for (name, path_of) in [("GET /videos/{id}", by_id), ("GET /videos?owner=&limit=20", by_owner)] {
+    for (name, path_of) in [
+        ("GET /videos/{id}", by_id),
+        ("GET /videos?owner=&limit=20", by_owner),
+    ] {
         let warm = drive(http.clone(), base.clone(), path_of.clone(), 1, None).await;
         drop(warm);
         let max = drive(http.clone(), base.clone(), path_of.clone(), args.secs, None).await;
         report(name, "max (closed)", &max);
-        let paced = drive(http.clone(), base.clone(), path_of.clone(), args.secs, Some(args.rate)).await;
+        let paced = drive(
+            http.clone(),
+            base.clone(),
+            path_of.clone(),
+            args.secs,
+            Some(args.rate),
+        )
+        .await;
         report(name, &format!("paced {}/s", args.rate), &paced);
     }
     shutdown.cancel();

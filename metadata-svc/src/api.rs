@@ -38,7 +38,10 @@ pub fn router() -> Router<AppState> {
         .route("/videos/live", get(live_videos))
         .route("/videos/recent", get(recent_videos))
         .route("/videos/trending", get(trending))
-        .route("/videos/{id}", get(get_video).patch(patch_video).delete(delete_video))
+        .route(
+            "/videos/{id}",
+            get(get_video).patch(patch_video).delete(delete_video),
+        )
         .route("/videos/{id}/status", post(change_status))
         .route("/videos/{id}/views", post(add_view))
         .route("/videos/{id}/likes", post(add_like))
@@ -51,7 +54,11 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
         })
         .layer(middleware::from_fn(track))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -61,7 +68,11 @@ pub fn router() -> Router<AppState> {
 /// Request count and latency per route (bounded labels: the route template, not the path).
 async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
@@ -82,7 +93,9 @@ fn json_bytes(status: StatusCode, body: Bytes) -> Response {
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Bytes, Error> {
-    serde_json::to_vec(v).map(Bytes::from).map_err(|e| Error::Database(format!("encoding an answer: {e}")))
+    serde_json::to_vec(v)
+        .map(Bytes::from)
+        .map_err(|e| Error::Database(format!("encoding an answer: {e}")))
 }
 
 /// A JSON object body, taken apart one field at a time.
@@ -104,12 +117,15 @@ impl Fields {
     fn opt<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, Error> {
         match self.0.remove(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => serde_json::from_value(v).map(Some).map_err(|e| Error::invalid(name, e.to_string())),
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| Error::invalid(name, e.to_string())),
         }
     }
 
     fn req<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, Error> {
-        self.opt(name)?.ok_or_else(|| Error::invalid(name, "is required"))
+        self.opt(name)?
+            .ok_or_else(|| Error::invalid(name, "is required"))
     }
 
     /// Absent is `None`, `null` is `Some(None)`.
@@ -117,13 +133,18 @@ impl Fields {
         match self.0.remove(name) {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(None)),
-            Some(v) => serde_json::from_value(v).map(|t| Some(Some(t))).map_err(|e| Error::invalid(name, e.to_string())),
+            Some(v) => serde_json::from_value(v)
+                .map(|t| Some(Some(t)))
+                .map_err(|e| Error::invalid(name, e.to_string())),
         }
     }
 
     fn deny_others(self, what: &str) -> Result<(), Error> {
         match self.0.keys().next() {
-            Some(k) => Err(Error::invalid(k.as_str(), format!("cannot be set by {what}"))),
+            Some(k) => Err(Error::invalid(
+                k.as_str(),
+                format!("cannot be set by {what}"),
+            )),
             None => Ok(()),
         }
     }
@@ -165,7 +186,10 @@ impl Params {
             None => Ok(DEFAULT_LIMIT),
             Some(s) => match s.parse::<usize>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-                _ => Err(Error::invalid("limit", format!("must be a number from 1 to {MAX_LIMIT}"))),
+                _ => Err(Error::invalid(
+                    "limit",
+                    format!("must be a number from 1 to {MAX_LIMIT}"),
+                )),
             },
         }
     }
@@ -176,14 +200,18 @@ impl Params {
 
     fn finish(self) -> Result<(), Error> {
         match self.0.first() {
-            Some((k, _)) => Err(Error::invalid(k.as_str(), "is not a parameter of this route")),
+            Some((k, _)) => Err(Error::invalid(
+                k.as_str(),
+                "is not a parameter of this route",
+            )),
             None => Ok(()),
         }
     }
 }
 
 fn parse_enum<T: DeserializeOwned>(name: &str, v: &str) -> Result<T, Error> {
-    serde_json::from_value(Value::String(v.to_string())).map_err(|e| Error::invalid(name, e.to_string()))
+    serde_json::from_value(Value::String(v.to_string()))
+        .map_err(|e| Error::invalid(name, e.to_string()))
 }
 
 #[derive(Serialize)]
@@ -224,7 +252,11 @@ async fn create_video(State(st): State<AppState>, body: Bytes) -> ApiResult {
     } else {
         tracing::info!(video_id = %v.id, "video create repeated; answering the stored video");
     }
-    let status = if created.inserted { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created.inserted {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok(json_bytes(status, encode(&v.view())?))
 }
 
@@ -241,7 +273,11 @@ async fn get_video(State(st): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(json_bytes(StatusCode::OK, body))
 }
 
-async fn change_status(State(st): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn change_status(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let mut f = Fields::parse(&body)?;
     let update = StatusUpdate {
         change: StatusChange {
@@ -272,19 +308,28 @@ async fn patch_video(State(st): State<AppState>, Path(id): Path<String>, body: B
     let expected_version: i64 = f.req("expected_version")?;
     let patch = VideoPatch {
         title: f.opt("title")?,
-        description: f.nullable::<String>("description")?.map(Option::unwrap_or_default),
-        tags: f.nullable::<Vec<String>>("tags")?.map(Option::unwrap_or_default),
+        description: f
+            .nullable::<String>("description")?
+            .map(Option::unwrap_or_default),
+        tags: f
+            .nullable::<Vec<String>>("tags")?
+            .map(Option::unwrap_or_default),
         visibility: f.opt("visibility")?,
         access: f.opt("access")?,
         poster: f.nullable("poster")?,
-        thumbnails: f.nullable::<Vec<String>>("thumbnails")?.map(Option::unwrap_or_default),
+        thumbnails: f
+            .nullable::<Vec<String>>("thumbnails")?
+            .map(Option::unwrap_or_default),
     };
     f.deny_others("an edit")?;
     if patch.is_empty() {
         return Err(Error::invalid("body", "nothing to change"));
     }
     let patch = patch.cleaned()?;
-    let result = st.repo.update(&id, expected_version, &patch, model::now()).await;
+    let result = st
+        .repo
+        .update(&id, expected_version, &patch, model::now())
+        .await;
     st.cache.invalidate(&id, Change::Catalog);
     let doc = result?;
     tracing::info!(video_id = %id, version = doc.version, "video edited");
@@ -299,7 +344,10 @@ async fn delete_video(
     let mut p = Params::new(q)?;
     let expected = p
         .take("expected_version")?
-        .map(|v| v.parse::<i64>().map_err(|_| Error::invalid("expected_version", "must be an integer")))
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| Error::invalid("expected_version", "must be an integer"))
+        })
         .transpose()?;
     p.finish()?;
     let result = st.repo.soft_delete(&id, expected, model::now()).await;
@@ -316,7 +364,11 @@ async fn add_like(st: State<AppState>, id: Path<String>) -> ApiResult {
     increment(st, id, CounterKind::Likes).await
 }
 
-async fn increment(State(st): State<AppState>, Path(id): Path<String>, counter: CounterKind) -> ApiResult {
+async fn increment(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    counter: CounterKind,
+) -> ApiResult {
     let result = st.repo.increment(&id, counter, model::now()).await;
     st.cache.invalidate(&id, Change::Counters);
     Ok(json_bytes(StatusCode::OK, encode(&result?)?))
@@ -326,13 +378,23 @@ async fn increment(State(st): State<AppState>, Path(id): Path<String>, counter: 
 // lists
 
 /// Serves one list page through the cache.
-async fn list_page(st: &AppState, filter: ListFilter, cursor: Option<Cursor>, limit: usize) -> ApiResult {
-    let key = format!("list|{filter:?}|{}|{limit}", cursor.as_ref().map(Cursor::encode).unwrap_or_default());
+async fn list_page(
+    st: &AppState,
+    filter: ListFilter,
+    cursor: Option<Cursor>,
+    limit: usize,
+) -> ApiResult {
+    let key = format!(
+        "list|{filter:?}|{}|{limit}",
+        cursor.as_ref().map(Cursor::encode).unwrap_or_default()
+    );
     let repo = st.repo.clone();
     let body = st
         .cache
         .get_or_fetch(Space::List, &key, move || async move {
-            let page = repo.list(&filter, cursor.as_ref().map(Cursor::as_list), limit).await?;
+            let page = repo
+                .list(&filter, cursor.as_ref().map(Cursor::as_list), limit)
+                .await?;
             encode(&ListAnswer {
                 items: page.items.iter().map(view_of).collect(),
                 next_cursor: page.next.as_ref().map(Cursor::encode),
@@ -362,14 +424,30 @@ fn take_filter(p: &mut Params, owner: Option<String>) -> Result<ListFilter, Erro
     if let Some(o) = &owner_id {
         model::validate_owner("owner", o)?;
     }
-    let statuses = p.take("status")?.map(|s| parse_statuses(&s)).transpose()?.unwrap_or_default();
+    let statuses = p
+        .take("status")?
+        .map(|s| parse_statuses(&s))
+        .transpose()?
+        .unwrap_or_default();
     let kind: Option<VideoKind> = p.take_enum("kind")?;
-    let tag = p.take("tag")?.map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty());
+    let tag = p
+        .take("tag")?
+        .map(|t| t.trim().to_lowercase())
+        .filter(|t| !t.is_empty());
     let visibility: Option<Visibility> = p.take_enum("visibility")?;
-    Ok(ListFilter { owner_id, statuses, kind, tag, visibility })
+    Ok(ListFilter {
+        owner_id,
+        statuses,
+        kind,
+        tag,
+        visibility,
+    })
 }
 
-async fn list_videos(State(st): State<AppState>, q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> ApiResult {
+async fn list_videos(
+    State(st): State<AppState>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult {
     let mut p = Params::new(q)?;
     let filter = take_filter(&mut p, None)?;
     let (limit, cursor) = (p.limit()?, p.cursor()?);
@@ -391,7 +469,10 @@ async fn creator_videos(
 }
 
 /// Public broadcasts on air now, latest started first.
-async fn live_videos(State(st): State<AppState>, q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> ApiResult {
+async fn live_videos(
+    State(st): State<AppState>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult {
     let mut p = Params::new(q)?;
     let (limit, cursor) = (p.limit()?, p.cursor()?);
     p.finish()?;
@@ -405,7 +486,10 @@ async fn live_videos(State(st): State<AppState>, q: Result<Query<Vec<(String, St
 }
 
 /// Public watchable videos, latest published first.
-async fn recent_videos(State(st): State<AppState>, q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> ApiResult {
+async fn recent_videos(
+    State(st): State<AppState>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult {
     let mut p = Params::new(q)?;
     let (limit, cursor) = (p.limit()?, p.cursor()?);
     p.finish()?;
@@ -417,18 +501,29 @@ async fn recent_videos(State(st): State<AppState>, q: Result<Query<Vec<(String, 
     list_page(&st, filter, cursor, limit).await
 }
 
-async fn search_videos(State(st): State<AppState>, q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> ApiResult {
+async fn search_videos(
+    State(st): State<AppState>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult {
     let mut p = Params::new(q)?;
-    let text = p.take("q")?.ok_or_else(|| Error::invalid("q", "is required"))?;
+    let text = p
+        .take("q")?
+        .ok_or_else(|| Error::invalid("q", "is required"))?;
     let (limit, cursor) = (p.limit()?, p.cursor()?);
     p.finish()?;
     let query = ParsedQuery::parse(&text)?;
-    let key = format!("search|{:?}|{}|{limit}", query.keywords, cursor.as_ref().map(Cursor::encode).unwrap_or_default());
+    let key = format!(
+        "search|{:?}|{}|{limit}",
+        query.keywords,
+        cursor.as_ref().map(Cursor::encode).unwrap_or_default()
+    );
     let repo = st.repo.clone();
     let body = st
         .cache
         .get_or_fetch(Space::List, &key, move || async move {
-            let candidates = repo.search_candidates(&query.keywords, search::MAX_CANDIDATES).await?;
+            let candidates = repo
+                .search_candidates(&query.keywords, search::MAX_CANDIDATES)
+                .await?;
             let (items, next) = search::rank(&query, candidates, cursor.as_ref(), limit);
             encode(&ListAnswer {
                 items: items.iter().map(view_of).collect(),
@@ -453,7 +548,10 @@ struct TrendingAnswer {
 }
 
 /// Most viewed public videos over the last 24 hours (hourly buckets).
-async fn trending(State(st): State<AppState>, q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> ApiResult {
+async fn trending(
+    State(st): State<AppState>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult {
     let mut p = Params::new(q)?;
     let limit = p.limit()?;
     p.finish()?;
@@ -462,14 +560,19 @@ async fn trending(State(st): State<AppState>, q: Result<Query<Vec<(String, Strin
     let body = st
         .cache
         .get_or_fetch(Space::List, &key, move || async move {
-            let since =
-                mongodb::bson::DateTime::from_millis(model::now().timestamp_millis() - TRENDING_WINDOW.as_millis() as i64);
+            let since = mongodb::bson::DateTime::from_millis(
+                model::now().timestamp_millis() - TRENDING_WINDOW.as_millis() as i64,
+            );
             let entries = repo.trending(since, limit).await?;
             encode(&TrendingAnswer {
                 window_hours: TRENDING_WINDOW.as_secs() / 3600,
                 items: entries
                     .into_iter()
-                    .map(|e| TrendingItem { video: e.video.view(), views: e.views, likes: e.likes })
+                    .map(|e| TrendingItem {
+                        video: e.video.view(),
+                        views: e.views,
+                        likes: e.likes,
+                    })
                     .collect(),
             })
         })
@@ -485,12 +588,18 @@ struct CleanupAnswer {
     items: Vec<CleanupTask>,
 }
 
-async fn pending_cleanup(State(st): State<AppState>, q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> ApiResult {
+async fn pending_cleanup(
+    State(st): State<AppState>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult {
     let mut p = Params::new(q)?;
     let limit = p.limit()?;
     p.finish()?;
     let items = st.repo.pending_cleanup(limit).await?;
-    Ok(json_bytes(StatusCode::OK, encode(&CleanupAnswer { items })?))
+    Ok(json_bytes(
+        StatusCode::OK,
+        encode(&CleanupAnswer { items })?,
+    ))
 }
 
 async fn complete_cleanup(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult {

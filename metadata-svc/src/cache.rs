@@ -90,7 +90,13 @@ enum Found {
 impl ReadCache {
     /// `ttl` zero disables the cache.
     pub fn new(ttl: Duration, stale: Duration, capacity: usize) -> Self {
-        Self { ttl, stale, capacity: capacity.max(1), videos: Store::default(), lists: Store::default() }
+        Self {
+            ttl,
+            stale,
+            capacity: capacity.max(1),
+            videos: Store::default(),
+            lists: Store::default(),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -150,7 +156,12 @@ impl ReadCache {
     }
 
     /// The fetch in flight for `key`, or a new one (`true`) that stores its answer when done.
-    fn join_or_start<Fut>(self: &Arc<Self>, space: Space, key: &str, fetch: impl FnOnce() -> Fut) -> (Fetch, bool)
+    fn join_or_start<Fut>(
+        self: &Arc<Self>,
+        space: Space,
+        key: &str,
+        fetch: impl FnOnce() -> Fut,
+    ) -> (Fetch, bool)
     where
         Fut: Future<Output = Result<Bytes, Error>> + Send + 'static,
     {
@@ -196,7 +207,14 @@ impl ReadCache {
             }
         }
         let fresh_until = now + self.ttl;
-        entries.insert(key.to_string(), Entry { fresh_until, stale_until: fresh_until + self.stale, body });
+        entries.insert(
+            key.to_string(),
+            Entry {
+                fresh_until,
+                stale_until: fresh_until + self.stale,
+                body,
+            },
+        );
     }
 
     /// Call after a write to video `id` succeeded (or may have).
@@ -220,10 +238,20 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn cache(ttl_ms: u64, stale_ms: u64, cap: usize) -> Arc<ReadCache> {
-        Arc::new(ReadCache::new(Duration::from_millis(ttl_ms), Duration::from_millis(stale_ms), cap))
+        Arc::new(ReadCache::new(
+            Duration::from_millis(ttl_ms),
+            Duration::from_millis(stale_ms),
+            cap,
+        ))
     }
 
-    async fn get(c: &Arc<ReadCache>, space: Space, key: &str, value: &'static str, calls: &Arc<AtomicUsize>) -> Bytes {
+    async fn get(
+        c: &Arc<ReadCache>,
+        space: Space,
+        key: &str,
+        value: &'static str,
+        calls: &Arc<AtomicUsize>,
+    ) -> Bytes {
         let calls = calls.clone();
         c.get_or_fetch(space, key, move || async move {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -238,9 +266,15 @@ mod tests {
     async fn concurrent_misses_share_one_fetch_and_hits_skip_it() {
         let c = cache(60_000, 0, 10);
         let calls = Arc::new(AtomicUsize::new(0));
-        let answers = futures::future::join_all((0..20).map(|_| get(&c, Space::Video, "a", "v1", &calls))).await;
+        let answers =
+            futures::future::join_all((0..20).map(|_| get(&c, Space::Video, "a", "v1", &calls)))
+                .await;
         assert!(answers.iter().all(|a| a == "v1"));
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "one database read for 20 concurrent misses");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one database read for 20 concurrent misses"
+        );
         assert_eq!(get(&c, Space::Video, "a", "v2", &calls).await, "v1");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -257,12 +291,24 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(5)).await;
         c.invalidate("a", Change::Counters);
-        assert_eq!(slow.await.unwrap(), "old", "the earlier reader gets what it read");
-        assert_eq!(get(&c, Space::Video, "a", "new", &calls).await, "new", "a later reader does not get the old answer");
+        assert_eq!(
+            slow.await.unwrap(),
+            "old",
+            "the earlier reader gets what it read"
+        );
+        assert_eq!(
+            get(&c, Space::Video, "a", "new", &calls).await,
+            "new",
+            "a later reader does not get the old answer"
+        );
 
         assert_eq!(get(&c, Space::List, "q", "page1", &calls).await, "page1");
         c.invalidate("a", Change::Counters);
-        assert_eq!(get(&c, Space::List, "q", "page2", &calls).await, "page1", "counters leave list pages");
+        assert_eq!(
+            get(&c, Space::List, "q", "page2", &calls).await,
+            "page1",
+            "counters leave list pages"
+        );
         c.invalidate("a", Change::Catalog);
         assert_eq!(get(&c, Space::List, "q", "page3", &calls).await, "page3");
     }
@@ -273,9 +319,17 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         assert_eq!(get(&c, Space::Video, "a", "v1", &calls).await, "v1");
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert_eq!(get(&c, Space::Video, "a", "v2", &calls).await, "v1", "stale: served at once");
+        assert_eq!(
+            get(&c, Space::Video, "a", "v2", &calls).await,
+            "v1",
+            "stale: served at once"
+        );
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(get(&c, Space::Video, "a", "v3", &calls).await, "v2", "refreshed in the background");
+        assert_eq!(
+            get(&c, Space::Video, "a", "v3", &calls).await,
+            "v2",
+            "refreshed in the background"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 

@@ -76,7 +76,9 @@ impl Config {
 /// The connection string without credentials, for logs and start-up errors.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***@{}", &url[..scheme + 3], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }
@@ -87,7 +89,10 @@ mod tests {
 
     #[test]
     fn credentials_are_redacted() {
-        assert_eq!(redact_url("mongodb://u:secret@db:27017/x"), "mongodb://***@db:27017/x");
+        assert_eq!(
+            redact_url("mongodb://u:secret@db:27017/x"),
+            "mongodb://***@db:27017/x"
+        );
         assert_eq!(redact_url("mongodb://db:27017"), "mongodb://db:27017");
     }
 

@@ -14,7 +14,10 @@ pub enum Error {
     #[error("video {0} not found")]
     NotFound(String),
     #[error("a {from} video cannot become {to}")]
-    IllegalTransition { from: &'static str, to: &'static str },
+    IllegalTransition {
+        from: &'static str,
+        to: &'static str,
+    },
     /// The caller's `expected_version` is not the stored one.
     #[error("video was changed meanwhile: version {current} is current, {expected} was expected")]
     VersionConflict { expected: i64, current: i64 },
@@ -30,11 +33,17 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Invalid { field: field.into(), message: message.into() }
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn illegal(from: VideoStatus, to: VideoStatus) -> Self {
-        Error::IllegalTransition { from: crate::model::status_name(from), to: crate::model::status_name(to) }
+        Error::IllegalTransition {
+            from: crate::model::status_name(from),
+            to: crate::model::status_name(to),
+        }
     }
 
     /// The stable `code` of the JSON error body.
@@ -85,9 +94,9 @@ impl From<Error> for ApiError {
         match e {
             Error::Invalid { field, message } => ApiError::invalid(&field, message),
             Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, code, e.to_string()),
-            Error::IllegalTransition { .. } | Error::VersionConflict { .. } | Error::AlreadyExists(_) => {
-                ApiError::new(StatusCode::CONFLICT, code, e.to_string())
-            }
+            Error::IllegalTransition { .. }
+            | Error::VersionConflict { .. }
+            | Error::AlreadyExists(_) => ApiError::new(StatusCode::CONFLICT, code, e.to_string()),
             Error::Unavailable(detail) => {
                 // the driver's text stays in the log, never in the answer
                 tracing::warn!(error = %detail, "catalog database unavailable");

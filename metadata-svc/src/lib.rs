@@ -42,7 +42,14 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(repo: Arc<dyn VideoRepo>, config: &Config) -> Self {
-        Self { repo, cache: Arc::new(cache::ReadCache::new(config.cache_ttl(), config.cache_stale(), config.cache_capacity)) }
+        Self {
+            repo,
+            cache: Arc::new(cache::ReadCache::new(
+                config.cache_ttl(),
+                config.cache_stale(),
+                config.cache_capacity,
+            )),
+        }
     }
 }
 
@@ -53,11 +60,17 @@ pub fn app(state: AppState) -> Router {
 
 /// Connects to the database, creates the indexes, binds `config.listen` (port 0 allowed) and
 /// serves until `shutdown` is cancelled. Returns the bound address and the serving task.
-pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+pub async fn start(
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let url = config::redact_url(&config.mongo_url);
-    let repo = MongoRepo::connect(&config)
-        .await
-        .with_context(|| format!("cannot use database {:?} at {url} (set mongo_url / CAUDAL_METADATA_MONGO_URL)", config.database))?;
+    let repo = MongoRepo::connect(&config).await.with_context(|| {
+        format!(
+            "cannot use database {:?} at {url} (set mongo_url / CAUDAL_METADATA_MONGO_URL)",
+            config.database
+        )
+    })?;
     let repo: Arc<dyn VideoRepo> = Arc::new(repo);
     let state = AppState::new(repo.clone(), &config);
     let (addr, server) = service_kit::serve(config.listen, app(state), shutdown).await?;
@@ -74,7 +87,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
 /// Serves the API and the metrics port until `shutdown`, then waits for both to stop.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (metrics_addr, metrics_task) = service_kit::serve_metrics(config.metrics_listen, shutdown.clone()).await?;
+    let (metrics_addr, metrics_task) =
+        service_kit::serve_metrics(config.metrics_listen, shutdown.clone()).await?;
     tracing::info!(addr = %metrics_addr, "metrics listening");
     let api = start(config, shutdown.clone()).await;
     let (_, api_task) = match api {

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use mongodb::bson;
 use serde::{Deserialize, Serialize};
 use service_clients::metadata::{
-    AccessPolicy, Counters, NewVideo, PlaybackLocations, Rendition, StatusChange, Video, VideoKind, VideoStatus,
-    Visibility,
+    AccessPolicy, Counters, NewVideo, PlaybackLocations, Rendition, StatusChange, Video, VideoKind,
+    VideoStatus, Visibility,
 };
 
 use crate::error::Error;
@@ -111,7 +111,10 @@ impl VideoDoc {
     }
 
     pub fn view(&self) -> VideoView {
-        VideoView { video: self.to_video(), thumbnails: self.thumbnails.clone() }
+        VideoView {
+            video: self.to_video(),
+            thumbnails: self.thumbnails.clone(),
+        }
     }
 
     /// Where this video's objects live, for the cleanup job. A key with a segment equal to the
@@ -128,15 +131,19 @@ impl VideoDoc {
         for key in keys {
             let segs: Vec<&str> = key.split('/').collect();
             match segs.iter().position(|s| *s == self.id) {
-                Some(i) if i + 1 < segs.len() => out.prefixes.push(format!("{}/", segs[..=i].join("/"))),
+                Some(i) if i + 1 < segs.len() => {
+                    out.prefixes.push(format!("{}/", segs[..=i].join("/")))
+                }
                 _ => out.keys.push(key.to_string()),
             }
         }
         out.prefixes.sort();
         out.prefixes.dedup();
         let all = out.prefixes.clone();
-        out.prefixes.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q.as_str())));
-        out.keys.retain(|k| !all.iter().any(|q| k.starts_with(q.as_str())));
+        out.prefixes
+            .retain(|p| !all.iter().any(|q| q != p && p.starts_with(q.as_str())));
+        out.keys
+            .retain(|k| !all.iter().any(|q| k.starts_with(q.as_str())));
         out.keys.sort();
         out.keys.dedup();
         out
@@ -197,7 +204,12 @@ pub fn transition_allowed(from: VideoStatus, to: VideoStatus) -> bool {
 }
 
 /// Statuses in which a video is watchable and shown in public lists and search.
-pub const WATCHABLE: [VideoStatus; 4] = [VideoStatus::Live, VideoStatus::Ended, VideoStatus::Recorded, VideoStatus::Ready];
+pub const WATCHABLE: [VideoStatus; 4] = [
+    VideoStatus::Live,
+    VideoStatus::Ended,
+    VideoStatus::Recorded,
+    VideoStatus::Ready,
+];
 
 // ---------------------------------------------------------------------------------------------
 // keywords
@@ -258,7 +270,10 @@ fn fold_into(c: char, out: &mut String) {
 /// The `keywords` array: words of the title, then of the tags, each once.
 pub fn keywords(title: &str, tags: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for w in words(title).into_iter().chain(tags.iter().flat_map(|t| words(t))) {
+    for w in words(title)
+        .into_iter()
+        .chain(tags.iter().flat_map(|t| words(t)))
+    {
         if !out.contains(&w) {
             out.push(w);
         }
@@ -276,17 +291,31 @@ fn is_control_free(s: &str) -> bool {
 /// Ids end up in storage keys and URLs: 1..=64 of `[A-Za-z0-9_-]`.
 pub fn validate_id(field: &str, id: &str) -> Result<(), Error> {
     if id.is_empty() || id.len() > ID_MAX {
-        return Err(Error::invalid(field, format!("must be 1 to {ID_MAX} characters")));
+        return Err(Error::invalid(
+            field,
+            format!("must be 1 to {ID_MAX} characters"),
+        ));
     }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(Error::invalid(field, "may only contain letters, digits, '-' and '_'"));
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::invalid(
+            field,
+            "may only contain letters, digits, '-' and '_'",
+        ));
     }
     Ok(())
 }
 
 pub fn validate_owner(field: &str, owner: &str) -> Result<(), Error> {
     let n = owner.chars().count();
-    if n == 0 || n > ID_MAX || owner.trim() != owner || !is_control_free(owner) || owner.contains('/') {
+    if n == 0
+        || n > ID_MAX
+        || owner.trim() != owner
+        || !is_control_free(owner)
+        || owner.contains('/')
+    {
         return Err(Error::invalid(field, format!("must be 1 to {ID_MAX} characters without spaces at the ends, '/' or control characters")));
     }
     Ok(())
@@ -300,10 +329,16 @@ pub fn clean_title(title: &str) -> Result<String, Error> {
         return Err(Error::invalid("title", "must not be empty"));
     }
     if n > TITLE_MAX {
-        return Err(Error::invalid("title", format!("must be at most {TITLE_MAX} characters (got {n})")));
+        return Err(Error::invalid(
+            "title",
+            format!("must be at most {TITLE_MAX} characters (got {n})"),
+        ));
     }
     if !is_control_free(t) {
-        return Err(Error::invalid("title", "must not contain control characters"));
+        return Err(Error::invalid(
+            "title",
+            "must not contain control characters",
+        ));
     }
     Ok(t.to_string())
 }
@@ -311,7 +346,10 @@ pub fn clean_title(title: &str) -> Result<String, Error> {
 pub fn clean_description(d: &str) -> Result<String, Error> {
     let n = d.chars().count();
     if n > DESCRIPTION_MAX {
-        return Err(Error::invalid("description", format!("must be at most {DESCRIPTION_MAX} characters (got {n})")));
+        return Err(Error::invalid(
+            "description",
+            format!("must be at most {DESCRIPTION_MAX} characters (got {n})"),
+        ));
     }
     Ok(d.trim_end().to_string())
 }
@@ -319,17 +357,26 @@ pub fn clean_description(d: &str) -> Result<String, Error> {
 /// At most 20 tags, each 1..=40 characters once trimmed; stored lowercased, each once.
 pub fn clean_tags(tags: &[String]) -> Result<Vec<String>, Error> {
     if tags.len() > TAGS_MAX {
-        return Err(Error::invalid("tags", format!("at most {TAGS_MAX} tags (got {})", tags.len())));
+        return Err(Error::invalid(
+            "tags",
+            format!("at most {TAGS_MAX} tags (got {})", tags.len()),
+        ));
     }
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
         let t = tag.trim().to_lowercase();
         let n = t.chars().count();
         if n == 0 || n > TAG_MAX {
-            return Err(Error::invalid(format!("tags[{i}]"), format!("each tag must be 1 to {TAG_MAX} characters")));
+            return Err(Error::invalid(
+                format!("tags[{i}]"),
+                format!("each tag must be 1 to {TAG_MAX} characters"),
+            ));
         }
         if !is_control_free(&t) {
-            return Err(Error::invalid(format!("tags[{i}]"), "must not contain control characters"));
+            return Err(Error::invalid(
+                format!("tags[{i}]"),
+                "must not contain control characters",
+            ));
         }
         if !out.contains(&t) {
             out.push(t);
@@ -340,12 +387,22 @@ pub fn clean_tags(tags: &[String]) -> Result<Vec<String>, Error> {
 
 /// `purchase` needs a positive price and an ISO 4217 currency (`EUR`).
 pub fn validate_access(access: &AccessPolicy) -> Result<(), Error> {
-    if let AccessPolicy::Purchase { price_minor, currency } = access {
+    if let AccessPolicy::Purchase {
+        price_minor,
+        currency,
+    } = access
+    {
         if *price_minor <= 0 {
-            return Err(Error::invalid("access.price_minor", "a purchase price must be greater than 0"));
+            return Err(Error::invalid(
+                "access.price_minor",
+                "a purchase price must be greater than 0",
+            ));
         }
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(Error::invalid("access.currency", "must be a three-letter ISO 4217 code such as EUR"));
+            return Err(Error::invalid(
+                "access.currency",
+                "must be a three-letter ISO 4217 code such as EUR",
+            ));
         }
     }
     Ok(())
@@ -358,24 +415,38 @@ pub fn validate_key(field: &str, key: &str) -> Result<(), Error> {
         || key.starts_with('/')
         || key.contains('\\')
         || !is_control_free(key)
-        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+        || key
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
     if bad {
-        return Err(Error::invalid(field, "must be a relative storage key such as live/abc/master.m3u8"));
+        return Err(Error::invalid(
+            field,
+            "must be a relative storage key such as live/abc/master.m3u8",
+        ));
     }
     Ok(())
 }
 
 pub fn validate_renditions(field: &str, renditions: &[Rendition]) -> Result<(), Error> {
     if renditions.len() > RENDITIONS_MAX {
-        return Err(Error::invalid(field, format!("at most {RENDITIONS_MAX} renditions")));
+        return Err(Error::invalid(
+            field,
+            format!("at most {RENDITIONS_MAX} renditions"),
+        ));
     }
     for (i, r) in renditions.iter().enumerate() {
         let n = r.name.chars().count();
         if n == 0 || n > 32 || !is_control_free(&r.name) {
-            return Err(Error::invalid(format!("{field}[{i}].name"), "must be 1 to 32 characters"));
+            return Err(Error::invalid(
+                format!("{field}[{i}].name"),
+                "must be 1 to 32 characters",
+            ));
         }
         if !r.frame_rate.is_finite() || r.frame_rate < 0.0 {
-            return Err(Error::invalid(format!("{field}[{i}].frame_rate"), "must be a finite number >= 0"));
+            return Err(Error::invalid(
+                format!("{field}[{i}].frame_rate"),
+                "must be a finite number >= 0",
+            ));
         }
         validate_key(&format!("{field}[{i}].playlist"), &r.playlist)?;
     }
@@ -394,7 +465,10 @@ pub fn validate_playback(field: &str, p: &PlaybackLocations) -> Result<(), Error
 
 pub fn validate_thumbnails(thumbs: &[String]) -> Result<(), Error> {
     if thumbs.len() > THUMBNAILS_MAX {
-        return Err(Error::invalid("thumbnails", format!("at most {THUMBNAILS_MAX} thumbnails")));
+        return Err(Error::invalid(
+            "thumbnails",
+            format!("at most {THUMBNAILS_MAX} thumbnails"),
+        ));
     }
     for (i, k) in thumbs.iter().enumerate() {
         validate_key(&format!("thumbnails[{i}]"), k)?;
@@ -426,14 +500,21 @@ pub fn new_document(v: &NewVideo, now: bson::DateTime) -> Result<VideoDoc, Error
     if status != initial {
         return Err(Error::invalid(
             "status",
-            format!("a {} video starts {}", kind_name(v.kind), status_name(initial)),
+            format!(
+                "a {} video starts {}",
+                kind_name(v.kind),
+                status_name(initial)
+            ),
         ));
     }
     let started_at = match (v.kind, v.started_at) {
         (VideoKind::Live, Some(t)) => Some(to_bson(t)),
         (VideoKind::Live, None) => Some(now),
         (VideoKind::Upload, Some(_)) => {
-            return Err(Error::invalid("started_at", "only live videos have a start time"));
+            return Err(Error::invalid(
+                "started_at",
+                "only live videos have a start time",
+            ));
         }
         (VideoKind::Upload, None) => None,
     };
@@ -488,7 +569,10 @@ impl StatusUpdate {
     pub fn validate(&self) -> Result<(), Error> {
         if let Some(d) = self.change.duration_secs {
             if !d.is_finite() || d < 0.0 {
-                return Err(Error::invalid("duration_secs", "must be a finite number >= 0"));
+                return Err(Error::invalid(
+                    "duration_secs",
+                    "must be a finite number >= 0",
+                ));
             }
         }
         if let Some(r) = &self.change.renditions {
@@ -509,7 +593,11 @@ impl StatusUpdate {
 
 /// Applies a lifecycle transition and what came with it. `playback` is merged field by field
 /// (a `None` keeps the stored location), `renditions` replaces the list.
-pub fn apply_status(doc: &mut VideoDoc, u: &StatusUpdate, now: bson::DateTime) -> Result<(), Error> {
+pub fn apply_status(
+    doc: &mut VideoDoc,
+    u: &StatusUpdate,
+    now: bson::DateTime,
+) -> Result<(), Error> {
     let ch = &u.change;
     if let Some(to) = ch.status {
         let from = doc.status;
@@ -528,7 +616,10 @@ pub fn apply_status(doc: &mut VideoDoc, u: &StatusUpdate, now: bson::DateTime) -
                 VideoStatus::Ended => {
                     if let Some(started) = doc.started_at {
                         if at < started {
-                            return Err(Error::invalid("at", "a broadcast cannot end before it started"));
+                            return Err(Error::invalid(
+                                "at",
+                                "a broadcast cannot end before it started",
+                            ));
                         }
                     }
                     doc.ended_at = Some(at);
@@ -660,19 +751,41 @@ mod tests {
 
     #[test]
     fn words_are_normalised() {
-        assert_eq!(words("Crème Brûlée: the  BEST-recipe 2024!"), ["creme", "brulee", "the", "best", "recipe", "2024"]);
+        assert_eq!(
+            words("Crème Brûlée: the  BEST-recipe 2024!"),
+            ["creme", "brulee", "the", "best", "recipe", "2024"]
+        );
         assert_eq!(words("Straße Łódź"), ["strasse", "lodz"]);
         assert!(words(" -- ").is_empty());
-        assert_eq!(keywords("Rust live", &["rust".into(), "game-dev".into()]), ["rust", "live", "game", "dev"]);
+        assert_eq!(
+            keywords("Rust live", &["rust".into(), "game-dev".into()]),
+            ["rust", "live", "game", "dev"]
+        );
     }
 
     #[test]
     fn lifecycle() {
         use VideoStatus::*;
-        for (from, to) in [(Created, Uploading), (Uploading, Processing), (Processing, Ready), (Processing, Failed), (Live, Ended), (Ended, Recorded), (Ready, Ready)] {
+        for (from, to) in [
+            (Created, Uploading),
+            (Uploading, Processing),
+            (Processing, Ready),
+            (Processing, Failed),
+            (Live, Ended),
+            (Ended, Recorded),
+            (Ready, Ready),
+        ] {
             assert!(transition_allowed(from, to), "{from:?} -> {to:?}");
         }
-        for (from, to) in [(Created, Ready), (Ready, Processing), (Live, Recorded), (Recorded, Live), (Live, Ready), (Failed, Ready), (Ended, Live)] {
+        for (from, to) in [
+            (Created, Ready),
+            (Ready, Processing),
+            (Live, Recorded),
+            (Recorded, Live),
+            (Live, Ready),
+            (Failed, Ready),
+            (Ended, Live),
+        ] {
             assert!(!transition_allowed(from, to), "{from:?} -> {to:?}");
         }
     }
@@ -693,9 +806,15 @@ mod tests {
         v.tags = vec!["fine".into(), "x".repeat(41)];
         assert_eq!(field(new_document(&v, now)), "tags[1]");
         v.tags = vec![];
-        v.access = AccessPolicy::Purchase { price_minor: 0, currency: "EUR".into() };
+        v.access = AccessPolicy::Purchase {
+            price_minor: 0,
+            currency: "EUR".into(),
+        };
         assert_eq!(field(new_document(&v, now)), "access.price_minor");
-        v.access = AccessPolicy::Purchase { price_minor: 100, currency: "euro".into() };
+        v.access = AccessPolicy::Purchase {
+            price_minor: 100,
+            currency: "euro".into(),
+        };
         assert_eq!(field(new_document(&v, now)), "access.currency");
         v.access = AccessPolicy::Free;
         v.id = Some("../etc".into());
@@ -707,7 +826,10 @@ mod tests {
 
     #[test]
     fn tags_are_cleaned() {
-        assert_eq!(clean_tags(&[" Rust ".into(), "rust".into(), "Gaming".into()]).unwrap(), ["rust", "gaming"]);
+        assert_eq!(
+            clean_tags(&[" Rust ".into(), "rust".into(), "Gaming".into()]).unwrap(),
+            ["rust", "gaming"]
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@ use crate::config::{redact_url, Config};
 use crate::error::Error;
 use crate::model::{self, StatusUpdate, StorageLocations, VideoDoc, VideoPatch};
 use crate::repo::{
-    CleanupTask, CounterKind, Created, KeywordQuery, ListCursor, ListFilter, Page, TrendingEntry, VideoRepo,
+    CleanupTask, CounterKind, Created, KeywordQuery, ListCursor, ListFilter, Page, TrendingEntry,
+    VideoRepo,
 };
 
 /// How many times a status change or deletion re-reads the video when another write won.
@@ -86,15 +87,21 @@ struct CountersOnly {
 impl MongoRepo {
     /// Builds the client without touching the network (the driver connects lazily).
     pub async fn open(config: &Config) -> Result<Self, Error> {
-        let mut opts = ClientOptions::parse(&config.mongo_url)
-            .await
-            .map_err(|e| Error::invalid("mongo_url", format!("{}: {e}", redact_url(&config.mongo_url))))?;
+        let mut opts = ClientOptions::parse(&config.mongo_url).await.map_err(|e| {
+            Error::invalid(
+                "mongo_url",
+                format!("{}: {e}", redact_url(&config.mongo_url)),
+            )
+        })?;
         opts.server_selection_timeout = Some(config.connect_timeout());
         opts.connect_timeout = Some(config.connect_timeout());
         opts.max_pool_size = Some(config.max_pool_size.max(1));
         opts.app_name.get_or_insert_with(|| "metadata-svc".into());
         let client = Client::with_options(opts).map_err(Error::from)?;
-        Ok(Self::new(client.database(&config.database), config.op_timeout()))
+        Ok(Self::new(
+            client.database(&config.database),
+            config.op_timeout(),
+        ))
     }
 
     /// Opens the database and creates the indexes: what start-up does.
@@ -123,7 +130,10 @@ impl MongoRepo {
     /// Creates every index the queries use; a no-op when they exist.
     pub async fn ensure_indexes(&self) -> Result<(), Error> {
         let idx = |keys: Document, name: &str| {
-            IndexModel::builder().keys(keys).options(IndexOptions::builder().name(name.to_string()).build()).build()
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_string()).build())
+                .build()
         };
         let videos = vec![
             // GET /videos (no filter)
@@ -131,9 +141,15 @@ impl MongoRepo {
             // ?owner= and /creators/{owner}/videos
             idx(doc! {"owner_id": 1, "list_at": -1, "_id": -1}, "owner_list"),
             // ?status=&kind= and /videos/live
-            idx(doc! {"status": 1, "kind": 1, "list_at": -1, "_id": -1}, "status_kind_list"),
+            idx(
+                doc! {"status": 1, "kind": 1, "list_at": -1, "_id": -1},
+                "status_kind_list",
+            ),
             // ?visibility= and /videos/recent
-            idx(doc! {"visibility": 1, "list_at": -1, "_id": -1}, "visibility_list"),
+            idx(
+                doc! {"visibility": 1, "list_at": -1, "_id": -1},
+                "visibility_list",
+            ),
             // ?tag=
             idx(doc! {"tags": 1, "list_at": -1, "_id": -1}, "tags_list"),
             // search: equality on whole words, anchored regex for the typed prefix
@@ -148,7 +164,10 @@ impl MongoRepo {
     }
 
     /// Runs one database operation, turning a stall into [`Error::Unavailable`].
-    async fn timed<T>(&self, fut: impl IntoFuture<Output = mongodb::error::Result<T>>) -> Result<T, Error> {
+    async fn timed<T>(
+        &self,
+        fut: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<T, Error> {
         self.timed_raw(fut).await?.map_err(Error::from)
     }
 
@@ -162,7 +181,12 @@ impl MongoRepo {
             .map_err(|_| Error::Unavailable(format!("no answer within {:?}", self.op_timeout)))
     }
 
-    async fn find_all(&self, filter: Document, sort: Document, limit: i64) -> Result<Vec<VideoDoc>, Error> {
+    async fn find_all(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: i64,
+    ) -> Result<Vec<VideoDoc>, Error> {
         self.timed(async {
             let cursor = self.videos.find(filter).sort(sort).limit(limit).await?;
             cursor.try_collect().await
@@ -176,14 +200,21 @@ impl MongoRepo {
     }
 
     /// Writes `next` over `cur` if `cur.version` is still stored; `None` when another write won.
-    async fn compare_and_set(&self, cur: &VideoDoc, next: &VideoDoc) -> Result<Option<VideoDoc>, Error> {
+    async fn compare_and_set(
+        &self,
+        cur: &VideoDoc,
+        next: &VideoDoc,
+    ) -> Result<Option<VideoDoc>, Error> {
         let mut set = bson::to_document(next)?;
         for managed in ["_id", "counters", "version"] {
             set.remove(managed);
         }
         self.timed(
             self.videos
-                .find_one_and_update(doc! {"_id": &cur.id, "version": cur.version}, doc! {"$set": set, "$inc": {"version": 1}})
+                .find_one_and_update(
+                    doc! {"_id": &cur.id, "version": cur.version},
+                    doc! {"$set": set, "$inc": {"version": 1}},
+                )
                 .return_document(ReturnDocument::After),
         )
         .await
@@ -199,15 +230,23 @@ impl MongoRepo {
             "deleted_at": doc.deleted_at.unwrap_or(doc.updated_at),
             "done": false,
         };
-        self.timed(self.cleanup.update_one(doc! {"_id": &doc.id}, doc! {"$setOnInsert": record}).upsert(true))
-            .await?;
+        self.timed(
+            self.cleanup
+                .update_one(doc! {"_id": &doc.id}, doc! {"$setOnInsert": record})
+                .upsert(true),
+        )
+        .await?;
         Ok(())
     }
 
     fn buffer_bucket(&self, id: &str, counter: CounterKind, n: i64, now: bson::DateTime) {
         let hour = now.timestamp_millis().div_euclid(HOUR_MS) * HOUR_MS;
         {
-            let mut pending = self.buckets.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = self
+                .buckets
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let e = pending.entry((id.to_string(), hour)).or_default();
             match counter {
                 CounterKind::Views => e.0 += n,
@@ -238,7 +277,11 @@ impl MongoRepo {
         let key = (id, counter);
         loop {
             let batch: Vec<Waiter> = {
-                let mut queues = self.increments.queues.lock().unwrap_or_else(|p| p.into_inner());
+                let mut queues = self
+                    .increments
+                    .queues
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 let batch = queues.get_mut(&key).map(std::mem::take).unwrap_or_default();
                 if batch.is_empty() {
                     // nobody queued since the last write: the next request starts a new driver
@@ -266,13 +309,21 @@ impl MongoRepo {
         }
     }
 
-    async fn add_to_counter(&self, id: &str, counter: CounterKind, n: i64) -> Result<Counters, Error> {
+    async fn add_to_counter(
+        &self,
+        id: &str,
+        counter: CounterKind,
+        n: i64,
+    ) -> Result<Counters, Error> {
         let field = format!("counters.{}", counter.field());
         Ok(self
             .timed(
                 self.videos
                     .clone_with_type::<CountersOnly>()
-                    .find_one_and_update(doc! {"_id": id, "deleted": false}, doc! {"$inc": {field: n}})
+                    .find_one_and_update(
+                        doc! {"_id": id, "deleted": false},
+                        doc! {"$inc": {field: n}},
+                    )
                     .projection(doc! {"counters": 1})
                     .return_document(ReturnDocument::After),
             )
@@ -283,7 +334,10 @@ impl MongoRepo {
 
     /// A handle on the same collections that does not keep the bucket buffer alive.
     fn without_buckets(&self) -> Self {
-        Self { buckets: Arc::new(BucketBuffer::default()), ..self.clone() }
+        Self {
+            buckets: Arc::new(BucketBuffer::default()),
+            ..self.clone()
+        }
     }
 
     /// Writes the buffered bucket increments; what fails is put back for the next flush.
@@ -293,14 +347,15 @@ impl MongoRepo {
         if batch.is_empty() {
             return Ok(());
         }
-        let results: Vec<((BucketKey, BucketCounts), Result<(), Error>)> = futures::stream::iter(batch)
-            .map(|(key, counts)| async move {
-                let r = self.write_bucket(&key.0, key.1, counts).await;
-                ((key, counts), r)
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+        let results: Vec<((BucketKey, BucketCounts), Result<(), Error>)> =
+            futures::stream::iter(batch)
+                .map(|(key, counts)| async move {
+                    let r = self.write_bucket(&key.0, key.1, counts).await;
+                    ((key, counts), r)
+                })
+                .buffer_unordered(8)
+                .collect()
+                .await;
         let mut first_error = None;
         let mut pending = buckets.pending.lock().unwrap_or_else(|p| p.into_inner());
         for ((key, (views, likes)), r) in results {
@@ -314,7 +369,12 @@ impl MongoRepo {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn write_bucket(&self, id: &str, hour: i64, (views, likes): BucketCounts) -> Result<(), Error> {
+    async fn write_bucket(
+        &self,
+        id: &str,
+        hour: i64,
+        (views, likes): BucketCounts,
+    ) -> Result<(), Error> {
         let key = format!("{id}|{hour}");
         let update = doc! {
             "$inc": {"views": views, "likes": likes},
@@ -324,7 +384,14 @@ impl MongoRepo {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.timed_raw(self.stats.update_one(doc! {"_id": &key}, update.clone()).upsert(true)).await? {
+            match self
+                .timed_raw(
+                    self.stats
+                        .update_one(doc! {"_id": &key}, update.clone())
+                        .upsert(true),
+                )
+                .await?
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt < 3 && Error::is_duplicate_key(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -368,7 +435,10 @@ pub fn list_filter(f: &ListFilter, after: Option<ListCursor<'_>>) -> Document {
             q.insert("status", status_bson(*one));
         }
         many => {
-            q.insert("status", doc! {"$in": many.iter().map(|s| status_bson(*s)).collect::<Vec<_>>()});
+            q.insert(
+                "status",
+                doc! {"$in": many.iter().map(|s| status_bson(*s)).collect::<Vec<_>>()},
+            );
         }
     }
     if let Some(k) = f.kind {
@@ -384,7 +454,10 @@ pub fn list_filter(f: &ListFilter, after: Option<ListCursor<'_>>) -> Document {
         // (list_at, _id) < cursor, written as a range on list_at (index bounds) minus the ties
         // at or above the cursor's id
         q.insert("list_at", doc! {"$lte": c.list_at});
-        q.insert("$nor", vec![doc! {"list_at": c.list_at, "_id": {"$gte": c.id}}]);
+        q.insert(
+            "$nor",
+            vec![doc! {"list_at": c.list_at, "_id": {"$gte": c.id}}],
+        );
     }
     q
 }
@@ -409,10 +482,20 @@ fn regex_escape(s: &str) -> String {
 impl VideoRepo for MongoRepo {
     async fn create(&self, doc: VideoDoc) -> Result<Created, Error> {
         match self.timed_raw(self.videos.insert_one(&doc)).await? {
-            Ok(_) => Ok(Created { video: doc, inserted: true }),
+            Ok(_) => Ok(Created {
+                video: doc,
+                inserted: true,
+            }),
             Err(e) if Error::is_duplicate_key(&e) => match self.get_any(&doc.id).await? {
-                Some(existing) if !existing.deleted && existing.owner_id == doc.owner_id && existing.kind == doc.kind => {
-                    Ok(Created { video: existing, inserted: false })
+                Some(existing)
+                    if !existing.deleted
+                        && existing.owner_id == doc.owner_id
+                        && existing.kind == doc.kind =>
+                {
+                    Ok(Created {
+                        video: existing,
+                        inserted: false,
+                    })
                 }
                 _ => Err(Error::AlreadyExists(doc.id)),
             },
@@ -421,12 +504,21 @@ impl VideoRepo for MongoRepo {
     }
 
     async fn get(&self, id: &str) -> Result<Option<VideoDoc>, Error> {
-        self.timed(self.videos.find_one(doc! {"_id": id, "deleted": false})).await
+        self.timed(self.videos.find_one(doc! {"_id": id, "deleted": false}))
+            .await
     }
 
-    async fn change_status(&self, id: &str, update: &StatusUpdate, now: bson::DateTime) -> Result<VideoDoc, Error> {
+    async fn change_status(
+        &self,
+        id: &str,
+        update: &StatusUpdate,
+        now: bson::DateTime,
+    ) -> Result<VideoDoc, Error> {
         for _ in 0..CAS_ATTEMPTS {
-            let cur = self.get(id).await?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+            let cur = self
+                .get(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(id.to_string()))?;
             let mut next = cur.clone();
             model::apply_status(&mut next, update, now)?;
             if let Some(done) = self.compare_and_set(&cur, &next).await? {
@@ -434,7 +526,10 @@ impl VideoRepo for MongoRepo {
             }
         }
         let current = self.get(id).await?.map(|d| d.version).unwrap_or_default();
-        Err(Error::VersionConflict { expected: current, current })
+        Err(Error::VersionConflict {
+            expected: current,
+            current,
+        })
     }
 
     async fn update(
@@ -444,30 +539,50 @@ impl VideoRepo for MongoRepo {
         patch: &VideoPatch,
         now: bson::DateTime,
     ) -> Result<VideoDoc, Error> {
-        let cur = self.get(id).await?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let cur = self
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
         if cur.version != expected_version {
-            return Err(Error::VersionConflict { expected: expected_version, current: cur.version });
+            return Err(Error::VersionConflict {
+                expected: expected_version,
+                current: cur.version,
+            });
         }
         let mut next = cur.clone();
         model::apply_patch(&mut next, patch, now);
         match self.compare_and_set(&cur, &next).await? {
             Some(done) => Ok(done),
             None => match self.get(id).await? {
-                Some(now) => Err(Error::VersionConflict { expected: expected_version, current: now.version }),
+                Some(now) => Err(Error::VersionConflict {
+                    expected: expected_version,
+                    current: now.version,
+                }),
                 None => Err(Error::NotFound(id.to_string())),
             },
         }
     }
 
-    async fn soft_delete(&self, id: &str, expected_version: Option<i64>, now: bson::DateTime) -> Result<(), Error> {
+    async fn soft_delete(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+        now: bson::DateTime,
+    ) -> Result<(), Error> {
         for _ in 0..CAS_ATTEMPTS {
-            let cur = self.get_any(id).await?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+            let cur = self
+                .get_any(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(id.to_string()))?;
             if cur.deleted {
                 return self.record_cleanup(&cur).await;
             }
             if let Some(expected) = expected_version {
                 if expected != cur.version {
-                    return Err(Error::VersionConflict { expected, current: cur.version });
+                    return Err(Error::VersionConflict {
+                        expected,
+                        current: cur.version,
+                    });
                 }
             }
             let mut next = cur.clone();
@@ -479,12 +594,21 @@ impl VideoRepo for MongoRepo {
                 return self.record_cleanup(&done).await;
             }
         }
-        Err(Error::Unavailable(format!("video {id} kept changing during its deletion")))
+        Err(Error::Unavailable(format!(
+            "video {id} kept changing during its deletion"
+        )))
     }
 
-    async fn list(&self, filter: &ListFilter, after: Option<ListCursor<'_>>, limit: usize) -> Result<Page, Error> {
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        after: Option<ListCursor<'_>>,
+        limit: usize,
+    ) -> Result<Page, Error> {
         let limit = limit.max(1);
-        let mut items = self.find_all(list_filter(filter, after), list_sort(), limit as i64 + 1).await?;
+        let mut items = self
+            .find_all(list_filter(filter, after), list_sort(), limit as i64 + 1)
+            .await?;
         let next = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|d| crate::repo::Cursor::after(d, 0))
@@ -494,7 +618,11 @@ impl VideoRepo for MongoRepo {
         Ok(Page { items, next })
     }
 
-    async fn search_candidates(&self, query: &KeywordQuery, max: usize) -> Result<Vec<VideoDoc>, Error> {
+    async fn search_candidates(
+        &self,
+        query: &KeywordQuery,
+        max: usize,
+    ) -> Result<Vec<VideoDoc>, Error> {
         let mut clauses: Vec<Document> = Vec::new();
         if !query.words.is_empty() {
             clauses.push(doc! {"keywords": {"$all": &query.words}});
@@ -516,10 +644,19 @@ impl VideoRepo for MongoRepo {
         self.find_all(filter, list_sort(), max as i64).await
     }
 
-    async fn increment(&self, id: &str, counter: CounterKind, _now: bson::DateTime) -> Result<Counters, Error> {
+    async fn increment(
+        &self,
+        id: &str,
+        counter: CounterKind,
+        _now: bson::DateTime,
+    ) -> Result<Counters, Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let start_driver = {
-            let mut queues = self.increments.queues.lock().unwrap_or_else(|p| p.into_inner());
+            let mut queues = self
+                .increments
+                .queues
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             match queues.get_mut(&(id.to_string(), counter)) {
                 // a driver is running for this counter: it takes us in its next batch
                 Some(queue) => {
@@ -536,10 +673,15 @@ impl VideoRepo for MongoRepo {
             // a task of its own: a caller that goes away must not strand the others
             tokio::spawn(self.clone().drive_increments(id.to_string(), counter));
         }
-        rx.await.unwrap_or_else(|_| Err(Error::Database("increment dropped".into())))
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Database("increment dropped".into())))
     }
 
-    async fn trending(&self, since: bson::DateTime, limit: usize) -> Result<Vec<TrendingEntry>, Error> {
+    async fn trending(
+        &self,
+        since: bson::DateTime,
+        limit: usize,
+    ) -> Result<Vec<TrendingEntry>, Error> {
         // this process's latest views count at once
         self.flush_buckets(&self.buckets).await?;
         // ask for more than needed: some of the busiest may be private or deleted
@@ -564,7 +706,13 @@ impl VideoRepo for MongoRepo {
         };
         let ranked: Vec<(String, i64, i64)> = rows
             .iter()
-            .filter_map(|d| Some((d.get_str("_id").ok()?.to_string(), num(d, "views"), num(d, "likes"))))
+            .filter_map(|d| {
+                Some((
+                    d.get_str("_id").ok()?.to_string(),
+                    num(d, "views"),
+                    num(d, "likes"),
+                ))
+            })
             .collect();
         if ranked.is_empty() {
             return Ok(Vec::new());
@@ -580,7 +728,11 @@ impl VideoRepo for MongoRepo {
         let mut out = Vec::with_capacity(limit);
         for (id, views, likes) in ranked {
             if let Some(video) = docs.iter().find(|d| d.id == id) {
-                out.push(TrendingEntry { video: video.clone(), views, likes });
+                out.push(TrendingEntry {
+                    video: video.clone(),
+                    views,
+                    likes,
+                });
                 if out.len() == limit {
                     break;
                 }
@@ -592,14 +744,22 @@ impl VideoRepo for MongoRepo {
     async fn pending_cleanup(&self, limit: usize) -> Result<Vec<CleanupTask>, Error> {
         let rows: Vec<Document> = self
             .timed(async {
-                let cursor =
-                    self.cleanup.find(doc! {"done": false}).sort(doc! {"deleted_at": 1, "_id": 1}).limit(limit as i64).await?;
+                let cursor = self
+                    .cleanup
+                    .find(doc! {"done": false})
+                    .sort(doc! {"deleted_at": 1, "_id": 1})
+                    .limit(limit as i64)
+                    .await?;
                 cursor.try_collect().await
             })
             .await?;
         let strings = |d: &Document, k: &str| -> Vec<String> {
             d.get_array(k)
-                .map(|a| a.iter().filter_map(|b| b.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|b| b.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Ok(rows
@@ -607,8 +767,14 @@ impl VideoRepo for MongoRepo {
             .map(|d| CleanupTask {
                 video_id: d.get_str("video_id").unwrap_or_default().to_string(),
                 owner_id: d.get_str("owner_id").unwrap_or_default().to_string(),
-                locations: StorageLocations { prefixes: strings(d, "prefixes"), keys: strings(d, "keys") },
-                deleted_at: d.get_datetime("deleted_at").map(|t| model::to_chrono(*t)).unwrap_or_default(),
+                locations: StorageLocations {
+                    prefixes: strings(d, "prefixes"),
+                    keys: strings(d, "keys"),
+                },
+                deleted_at: d
+                    .get_datetime("deleted_at")
+                    .map(|t| model::to_chrono(*t))
+                    .unwrap_or_default(),
             })
             .collect())
     }

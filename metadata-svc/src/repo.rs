@@ -44,22 +44,36 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn after(doc: &VideoDoc, tier: u32) -> Self {
-        Self { list_at: doc.list_at, id: doc.id.clone(), tier }
+        Self {
+            list_at: doc.list_at,
+            id: doc.id.clone(),
+            tier,
+        }
     }
 
     pub fn as_list(&self) -> ListCursor<'_> {
-        ListCursor { list_at: self.list_at, id: &self.id }
+        ListCursor {
+            list_at: self.list_at,
+            id: &self.id,
+        }
     }
 
     /// URL-safe base64 of `1|tier|millis|id`.
     pub fn encode(&self) -> String {
-        let raw = format!("1|{}|{}|{}", self.tier, self.list_at.timestamp_millis(), self.id);
+        let raw = format!(
+            "1|{}|{}|{}",
+            self.tier,
+            self.list_at.timestamp_millis(),
+            self.id
+        );
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     }
 
     pub fn decode(s: &str) -> Result<Self, Error> {
         let bad = || Error::invalid("cursor", "is not a cursor this service handed out");
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| bad())?;
         let raw = String::from_utf8(raw).map_err(|_| bad())?;
         let mut parts = raw.splitn(4, '|');
         if parts.next() != Some("1") {
@@ -68,7 +82,11 @@ impl Cursor {
         let tier = parts.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
         let millis: i64 = parts.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
         let id = parts.next().filter(|id| !id.is_empty()).ok_or_else(bad)?;
-        Ok(Self { list_at: bson::DateTime::from_millis(millis), id: id.to_string(), tier })
+        Ok(Self {
+            list_at: bson::DateTime::from_millis(millis),
+            id: id.to_string(),
+            tier,
+        })
     }
 }
 
@@ -139,29 +157,62 @@ pub trait VideoRepo: Send + Sync + 'static {
 
     /// Applies a lifecycle transition atomically: the transition is checked against the stored
     /// status and written only if nothing changed the video since it was read.
-    async fn change_status(&self, id: &str, update: &StatusUpdate, now: bson::DateTime) -> Result<VideoDoc, Error>;
+    async fn change_status(
+        &self,
+        id: &str,
+        update: &StatusUpdate,
+        now: bson::DateTime,
+    ) -> Result<VideoDoc, Error>;
 
     /// Applies a checked patch if the stored version is `expected_version`, else
     /// [`Error::VersionConflict`].
-    async fn update(&self, id: &str, expected_version: i64, patch: &VideoPatch, now: bson::DateTime)
-        -> Result<VideoDoc, Error>;
+    async fn update(
+        &self,
+        id: &str,
+        expected_version: i64,
+        patch: &VideoPatch,
+        now: bson::DateTime,
+    ) -> Result<VideoDoc, Error>;
 
     /// Marks the video deleted and records its storage for cleanup. Deleting a deleted video
     /// succeeds again (and makes sure the cleanup record exists).
-    async fn soft_delete(&self, id: &str, expected_version: Option<i64>, now: bson::DateTime) -> Result<(), Error>;
+    async fn soft_delete(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+        now: bson::DateTime,
+    ) -> Result<(), Error>;
 
     /// Videos matching `filter`, newest first, strictly after `after`.
-    async fn list(&self, filter: &ListFilter, after: Option<ListCursor<'_>>, limit: usize) -> Result<Page, Error>;
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        after: Option<ListCursor<'_>>,
+        limit: usize,
+    ) -> Result<Page, Error>;
 
     /// Up to `max` public watchable videos matching `query`, newest first.
-    async fn search_candidates(&self, query: &KeywordQuery, max: usize) -> Result<Vec<VideoDoc>, Error>;
+    async fn search_candidates(
+        &self,
+        query: &KeywordQuery,
+        max: usize,
+    ) -> Result<Vec<VideoDoc>, Error>;
 
     /// Adds one to a counter atomically and returns the counters; the hourly bucket used by
     /// [`Self::trending`] may be written a little later (see [`Self::flush`]).
-    async fn increment(&self, id: &str, counter: CounterKind, now: bson::DateTime) -> Result<Counters, Error>;
+    async fn increment(
+        &self,
+        id: &str,
+        counter: CounterKind,
+        now: bson::DateTime,
+    ) -> Result<Counters, Error>;
 
     /// Public watchable videos with the most views (then likes) in buckets after `since`.
-    async fn trending(&self, since: bson::DateTime, limit: usize) -> Result<Vec<TrendingEntry>, Error>;
+    async fn trending(
+        &self,
+        since: bson::DateTime,
+        limit: usize,
+    ) -> Result<Vec<TrendingEntry>, Error>;
 
     /// Cleanup records not yet done, oldest deletion first.
     async fn pending_cleanup(&self, limit: usize) -> Result<Vec<CleanupTask>, Error>;
@@ -179,10 +230,22 @@ mod tests {
 
     #[test]
     fn cursor_round_trip() {
-        let c = Cursor { list_at: bson::DateTime::from_millis(1_700_000_000_123), id: "a|b".into(), tier: 2 };
+        let c = Cursor {
+            list_at: bson::DateTime::from_millis(1_700_000_000_123),
+            id: "a|b".into(),
+            tier: 2,
+        };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
-        for bad in ["", "!!", "MXx4", &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("2|0|1|x")] {
-            assert!(matches!(Cursor::decode(bad), Err(Error::Invalid { ref field, .. }) if field == "cursor"), "{bad}");
+        for bad in [
+            "",
+            "!!",
+            "MXx4",
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("2|0|1|x"),
+        ] {
+            assert!(
+                matches!(Cursor::decode(bad), Err(Error::Invalid { ref field, .. }) if field == "cursor"),
+                "{bad}"
+            );
         }
     }
 }

@@ -28,7 +28,10 @@ impl ParsedQuery {
     pub fn parse(q: &str) -> Result<Self, Error> {
         let mut terms = words(q);
         if terms.is_empty() {
-            return Err(Error::invalid("q", "must contain at least one letter or digit"));
+            return Err(Error::invalid(
+                "q",
+                "must contain at least one letter or digit",
+            ));
         }
         if terms.len() > MAX_TERMS {
             return Err(Error::invalid("q", format!("at most {MAX_TERMS} words")));
@@ -41,7 +44,12 @@ impl ParsedQuery {
         if let Some(p) = &prefix {
             terms.retain(|t| t != p);
         }
-        Ok(Self { keywords: KeywordQuery { words: terms, prefix } })
+        Ok(Self {
+            keywords: KeywordQuery {
+                words: terms,
+                prefix,
+            },
+        })
     }
 
     /// How many query terms the title lacks (0 = all of them are title words).
@@ -59,7 +67,9 @@ impl ParsedQuery {
 }
 
 fn rank_cmp(a: &(u32, &VideoDoc), b: &(u32, &VideoDoc)) -> Ordering {
-    a.0.cmp(&b.0).then(b.1.list_at.cmp(&a.1.list_at)).then(b.1.id.cmp(&a.1.id))
+    a.0.cmp(&b.0)
+        .then(b.1.list_at.cmp(&a.1.list_at))
+        .then(b.1.id.cmp(&a.1.id))
 }
 
 /// Ranks candidates and returns the page after `after`, with the next page's cursor.
@@ -75,13 +85,22 @@ pub fn rank(
         None => 0,
         Some(c) => ranked.partition_point(|(tier, d)| {
             // strictly before the cursor in rank order
-            (*tier, std::cmp::Reverse(d.list_at), std::cmp::Reverse(d.id.as_str()))
-                <= (c.tier, std::cmp::Reverse(c.list_at), std::cmp::Reverse(c.id.as_str()))
+            (
+                *tier,
+                std::cmp::Reverse(d.list_at),
+                std::cmp::Reverse(d.id.as_str()),
+            ) <= (
+                c.tier,
+                std::cmp::Reverse(c.list_at),
+                std::cmp::Reverse(c.id.as_str()),
+            )
         }),
     };
     let rest = &ranked[start..];
     let page: Vec<(u32, &VideoDoc)> = rest.iter().take(limit).copied().collect();
-    let next = (rest.len() > limit).then(|| page.last().map(|(t, d)| Cursor::after(d, *t))).flatten();
+    let next = (rest.len() > limit)
+        .then(|| page.last().map(|(t, d)| Cursor::after(d, *t)))
+        .flatten();
     (page.into_iter().map(|(_, d)| d.clone()).collect(), next)
 }
 
@@ -97,6 +116,9 @@ mod tests {
         let q = ParsedQuery::parse("rust game ").unwrap();
         assert_eq!(q.keywords.words, ["game", "rust"]);
         assert_eq!(q.keywords.prefix, None);
-        assert!(matches!(ParsedQuery::parse(" ?! "), Err(Error::Invalid { .. })));
+        assert!(matches!(
+            ParsedQuery::parse(" ?! "),
+            Err(Error::Invalid { .. })
+        ));
     }
 }

@@ -31,16 +31,28 @@ fn proc_cpu_secs(pid: &str) -> Option<f64> {
 
 fn clock_ticks() -> f64 {
     let out = Command::new("getconf").arg("CLK_TCK").output().ok();
-    out.and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(100.0)
+    out.and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn media_secs(path: &Path) -> f64 {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "default=nw=1:nk=1",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("ffprobe prints the duration")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("ffprobe prints the duration")
 }
 
 struct Run {
@@ -55,24 +67,64 @@ struct Run {
 fn run_cli(input: &Path, out: &Path) -> Run {
     std::fs::create_dir_all(out).unwrap();
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"]).arg(input);
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
+        .arg(input);
     cmd.args([
         "-filter_complex",
         "[0:v]split=3[a][b][c];[b]scale=854:480[b480];[c]scale=640:360[c360]",
-        "-map", "[a]", "-map", "[b480]", "-map", "[c360]", "-map", "0:a", "-map", "0:a", "-map", "0:a",
+        "-map",
+        "[a]",
+        "-map",
+        "[b480]",
+        "-map",
+        "[c360]",
+        "-map",
+        "0:a",
+        "-map",
+        "0:a",
+        "-map",
+        "0:a",
     ]);
     for (i, kbps) in [(0, 2800), (1, 1400), (2, 800)] {
         cmd.args([
-            format!("-c:v:{i}"), "libx264".into(),
-            format!("-b:v:{i}"), format!("{kbps}k"),
-            format!("-maxrate:v:{i}"), format!("{}k", kbps * 12 / 10),
-            format!("-bufsize:v:{i}"), format!("{}k", kbps * 2),
+            format!("-c:v:{i}"),
+            "libx264".into(),
+            format!("-b:v:{i}"),
+            format!("{kbps}k"),
+            format!("-maxrate:v:{i}"),
+            format!("{}k", kbps * 12 / 10),
+            format!("-bufsize:v:{i}"),
+            format!("{}k", kbps * 2),
         ]);
     }
-    cmd.args(["-preset", "veryfast", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-c:a", "copy"]);
-    cmd.args(["-f", "hls", "-hls_time", "2", "-hls_list_size", "0", "-hls_segment_type", "mpegts"]);
-    cmd.args(["-var_stream_map", "v:0,a:0,name:720p v:1,a:1,name:480p v:2,a:2,name:360p"]);
-    cmd.arg("-hls_segment_filename").arg(out.join("%v/seg_%05d.ts"));
+    cmd.args([
+        "-preset",
+        "veryfast",
+        "-g",
+        "60",
+        "-keyint_min",
+        "60",
+        "-sc_threshold",
+        "0",
+        "-c:a",
+        "copy",
+    ]);
+    cmd.args([
+        "-f",
+        "hls",
+        "-hls_time",
+        "2",
+        "-hls_list_size",
+        "0",
+        "-hls_segment_type",
+        "mpegts",
+    ]);
+    cmd.args([
+        "-var_stream_map",
+        "v:0,a:0,name:720p v:1,a:1,name:480p v:2,a:2,name:360p",
+    ]);
+    cmd.arg("-hls_segment_filename")
+        .arg(out.join("%v/seg_%05d.ts"));
     cmd.arg(out.join("%v/index.m3u8"));
     let t = Instant::now();
     let before = children_cpu_secs();
@@ -82,9 +134,24 @@ fn run_cli(input: &Path, out: &Path) -> Run {
     assert!(status.success(), "the ffmpeg CLI ladder failed");
     let segs = ["720p", "480p", "360p"]
         .iter()
-        .map(|r| std::fs::read_dir(out.join(r)).map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "ts"))).count()).unwrap_or(0))
+        .map(|r| {
+            std::fs::read_dir(out.join(r))
+                .map(|d| {
+                    d.filter(|e| {
+                        e.as_ref()
+                            .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "ts"))
+                    })
+                    .count()
+                })
+                .unwrap_or(0)
+        })
         .collect::<Vec<_>>();
-    Run { name: "ffmpeg CLI (split=3, 3x libx264 veryfast)".into(), wall, cpu, detail: format!("segments per rung {segs:?}") }
+    Run {
+        name: "ffmpeg CLI (split=3, 3x libx264 veryfast)".into(),
+        wall,
+        cpu,
+        detail: format!("segments per rung {segs:?}"),
+    }
 }
 
 /// CPU seconds of reaped children (the ffmpeg CLI), from getrusage via /proc/self/stat's
@@ -108,16 +175,29 @@ async fn run_caudal(input: &Path, out: &Path, tune: Option<String>, threads: u32
         spool_dir: out.join("spool"),
         ..LiveConfig::default()
     };
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(out.join("media")).expect("local store"));
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::new(out.join("media")).expect("local store"));
     let cpu0 = self_cpu_secs();
     let t = Instant::now();
-    let summary = transcode_file(Arc::new(cfg), store, "bench".into(), input).await.expect("transcode succeeds");
+    let summary = transcode_file(Arc::new(cfg), store, "bench".into(), input)
+        .await
+        .expect("transcode succeeds");
     let wall = t.elapsed().as_secs_f64();
     let cpu = self_cpu_secs() - cpu0;
-    let rungs: Vec<String> = summary.renditions.iter().map(|r| format!("{}:{}x{}", r.name, r.width, r.height)).collect();
+    let rungs: Vec<String> = summary
+        .renditions
+        .iter()
+        .map(|r| format!("{}:{}x{}", r.name, r.width, r.height))
+        .collect();
     Run {
-        name: format!("Caudal transcode_file (tune {})", tune.as_deref().unwrap_or("none"))
-            + &(if threads > 0 { format!(" x264 threads {threads}") } else { String::new() }),
+        name: format!(
+            "Caudal transcode_file (tune {})",
+            tune.as_deref().unwrap_or("none")
+        ) + &(if threads > 0 {
+            format!(" x264 threads {threads}")
+        } else {
+            String::new()
+        }),
         wall,
         cpu,
         detail: format!("{} segments, rungs {}", summary.segments, rungs.join(" ")),
@@ -132,15 +212,26 @@ async fn main() {
         eprintln!("usage: bench_transcode INPUT WORK_DIR [--repeat=N] [--tunes=none,zerolatency] [--x264-threads=N]");
         std::process::exit(2);
     };
-    let opt = |name: &str| args.iter().find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string));
+    let opt = |name: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
+    };
     let repeat: usize = opt("repeat").and_then(|v| v.parse().ok()).unwrap_or(1);
     let tunes: Vec<Option<String>> = opt("tunes")
         .unwrap_or_else(|| "none,zerolatency".into())
         .split(',')
-        .map(|t| if t == "none" { None } else { Some(t.to_string()) })
+        .map(|t| {
+            if t == "none" {
+                None
+            } else {
+                Some(t.to_string())
+            }
+        })
         .collect();
     // LiveConfig::x264_threads for the Caudal runs (0 = x264's automatic count, the default)
-    let threads: u32 = opt("x264-threads").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let threads: u32 = opt("x264-threads")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let input = PathBuf::from(input);
     let work = PathBuf::from(work);
     let secs = media_secs(&input);
@@ -155,7 +246,11 @@ async fn main() {
             runs.push(run_cli(&input, &work.join("cli")));
         }
         for tune in &tunes {
-            eprintln!("round {}: Caudal, tune {}", round + 1, tune.as_deref().unwrap_or("none"));
+            eprintln!(
+                "round {}: Caudal, tune {}",
+                round + 1,
+                tune.as_deref().unwrap_or("none")
+            );
             runs.push(run_caudal(&input, &work.join("caudal"), tune.clone(), threads).await);
         }
         if !cli_first {
@@ -167,7 +262,10 @@ async fn main() {
 
     println!();
     println!("Transcode throughput: {secs:.1} s 720p30 source -> 720p/480p/360p, libx264 veryfast, 2 s GOP, 2 s TS segments");
-    println!("{:<46} {:>8} {:>10} {:>9} {:>10}", "run", "wall s", "x realtime", "CPU s", "CPU/wall");
+    println!(
+        "{:<46} {:>8} {:>10} {:>9} {:>10}",
+        "run", "wall s", "x realtime", "CPU s", "CPU/wall"
+    );
     for r in &runs {
         println!(
             "{:<46} {:>8.2} {:>10.2} {:>9.1} {:>10.2}   {}",
@@ -180,7 +278,11 @@ async fn main() {
         );
     }
     let median = |name_prefix: &str| -> Option<f64> {
-        let mut v: Vec<f64> = runs.iter().filter(|r| r.name.starts_with(name_prefix)).map(|r| secs / r.wall).collect();
+        let mut v: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.name.starts_with(name_prefix))
+            .map(|r| secs / r.wall)
+            .collect();
         if v.is_empty() {
             return None;
         }
@@ -189,18 +291,28 @@ async fn main() {
     };
     // media seconds per CPU second: less sensitive than wall time to other load on the machine
     let median_cpu = |name_prefix: &str| -> Option<f64> {
-        let mut v: Vec<f64> = runs.iter().filter(|r| r.name.starts_with(name_prefix)).map(|r| secs / r.cpu).collect();
+        let mut v: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.name.starts_with(name_prefix))
+            .map(|r| secs / r.cpu)
+            .collect();
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v.get(v.len() / 2).copied()
     };
     let cli = median("ffmpeg CLI").expect("the CLI ran");
     let cli_cpu = median_cpu("ffmpeg CLI").expect("the CLI ran");
     println!();
-    println!("ffmpeg CLI: {cli:.2}x realtime, {cli_cpu:.2} media s per CPU s (medians of {repeat})");
+    println!(
+        "ffmpeg CLI: {cli:.2}x realtime, {cli_cpu:.2} media s per CPU s (medians of {repeat})"
+    );
     for tune in &tunes {
         let t = tune.as_deref().unwrap_or("none");
         let name = format!("Caudal transcode_file (tune {t})")
-            + &(if threads > 0 { format!(" x264 threads {threads}") } else { String::new() });
+            + &(if threads > 0 {
+                format!(" x264 threads {threads}")
+            } else {
+                String::new()
+            });
         if let (Some(c), Some(cc)) = (median(&name), median_cpu(&name)) {
             println!(
                 "Caudal, tune {:<12} {c:.2}x realtime, {cc:.2} media s per CPU s; ratio Caudal/CLI = {:.2} by wall time (goal >= 1.0), {:.2} by CPU time",

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use ffmpeg_next as ff;
 use ff::{codec, format, Dictionary, Packet, Rational};
+use ffmpeg_next as ff;
 
 /// Milliseconds: the time base of every packet and frame inside the pipeline.
 pub const MS: Rational = Rational(1, 1000);
@@ -13,7 +13,10 @@ pub const MS: Rational = Rational(1, 1000);
 #[derive(Debug, thiserror::Error)]
 pub enum AvError {
     #[error("{what}: {source}")]
-    Ffmpeg { what: &'static str, source: ff::Error },
+    Ffmpeg {
+        what: &'static str,
+        source: ff::Error,
+    },
     #[error("{0}")]
     Other(String),
     #[error("i/o: {0}")]
@@ -59,7 +62,8 @@ fn set_extradata(ctx: &mut codec::Context, data: &[u8]) {
 
 /// An H.264 decoder for AVCC (length-prefixed) access units described by `avcc`.
 pub fn open_h264_decoder(avcc: &[u8]) -> Result<ff::decoder::Video, AvError> {
-    let codec = ff::decoder::find(codec::Id::H264).ok_or_else(|| AvError::Other("no H.264 decoder".into()))?;
+    let codec = ff::decoder::find(codec::Id::H264)
+        .ok_or_else(|| AvError::Other("no H.264 decoder".into()))?;
     let mut ctx = codec::Context::new_with_codec(codec);
     set_extradata(&mut ctx, avcc);
     // Safety: setting plain fields on the not-yet-opened context we own.
@@ -72,10 +76,14 @@ pub fn open_h264_decoder(avcc: &[u8]) -> Result<ff::decoder::Video, AvError> {
 
 /// Stream parameters for AAC copied from the source, described by its AudioSpecificConfig.
 pub fn aac_parameters(asc: &[u8]) -> Result<codec::Parameters, AvError> {
-    let codec = ff::decoder::find(codec::Id::AAC).ok_or_else(|| AvError::Other("no AAC decoder".into()))?;
+    let codec =
+        ff::decoder::find(codec::Id::AAC).ok_or_else(|| AvError::Other("no AAC decoder".into()))?;
     let mut ctx = codec::Context::new_with_codec(codec);
     set_extradata(&mut ctx, asc);
-    let dec = ctx.decoder().audio().ctx("reading the AAC AudioSpecificConfig")?;
+    let dec = ctx
+        .decoder()
+        .audio()
+        .ctx("reading the AAC AudioSpecificConfig")?;
     let mut params = codec::Parameters::from(&dec);
     let (rate, channels) = crate::codecs::asc_sample_rate_channels(asc)
         .ok_or_else(|| AvError::Other("unreadable AAC AudioSpecificConfig".into()))?;
@@ -113,7 +121,10 @@ pub struct X264Settings {
 pub fn open_x264(s: &X264Settings) -> Result<ff::encoder::Video, AvError> {
     let codec = ff::encoder::find_by_name("libx264")
         .ok_or_else(|| AvError::Other("libx264 is not available in this FFmpeg build".into()))?;
-    let mut enc = codec::Context::new_with_codec(codec).encoder().video().ctx("creating the x264 encoder")?;
+    let mut enc = codec::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .ctx("creating the x264 encoder")?;
     enc.set_width(s.width);
     enc.set_height(s.height);
     enc.set_format(ff::format::Pixel::YUV420P);
@@ -133,7 +144,10 @@ pub fn open_x264(s: &X264Settings) -> Result<ff::encoder::Video, AvError> {
     }
     opts.set("forced-idr", "1");
     opts.set("threads", &s.threads.to_string());
-    opts.set("x264-params", &format!("scenecut=0:open-gop=0:min-keyint={}", s.keyint));
+    opts.set(
+        "x264-params",
+        &format!("scenecut=0:open-gop=0:min-keyint={}", s.keyint),
+    );
     enc.open_with(opts).ctx("opening libx264")
 }
 
@@ -147,8 +161,12 @@ pub fn write_ts_segment(
     audio: Vec<Packet>,
 ) -> Result<u64, AvError> {
     let mut octx = format::output_as(path, "mpegts").ctx("creating the MPEG-TS muxer")?;
-    let add = |octx: &mut format::context::Output, params: &codec::Parameters| -> Result<usize, AvError> {
-        let mut st = octx.add_stream(ff::encoder::find(codec::Id::None)).ctx("adding a stream")?;
+    let add = |octx: &mut format::context::Output,
+               params: &codec::Parameters|
+     -> Result<usize, AvError> {
+        let mut st = octx
+            .add_stream(ff::encoder::find(codec::Id::None))
+            .ctx("adding a stream")?;
         st.set_parameters(params.clone());
         // Safety: the stream's codecpar belongs to the muxer; clearing codec_tag lets the
         // muxer choose its own tag for the codec.
@@ -163,8 +181,14 @@ pub fn write_ts_segment(
         None => None,
     };
     octx.write_header().ctx("writing the MPEG-TS header")?;
-    let vtb = octx.stream(vi).map(|s| s.time_base()).unwrap_or(Rational(1, 90000));
-    let atb = ai.and_then(|i| octx.stream(i)).map(|s| s.time_base()).unwrap_or(Rational(1, 90000));
+    let vtb = octx
+        .stream(vi)
+        .map(|s| s.time_base())
+        .unwrap_or(Rational(1, 90000));
+    let atb = ai
+        .and_then(|i| octx.stream(i))
+        .map(|s| s.time_base())
+        .unwrap_or(Rational(1, 90000));
     let mut all: Vec<(i64, usize, Packet)> = Vec::with_capacity(video.len() + audio.len());
     for p in video {
         all.push((p.dts().or(p.pts()).unwrap_or(0), vi, p));

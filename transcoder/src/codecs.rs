@@ -13,7 +13,10 @@ pub fn avc1_from_avcc(avcc: &[u8]) -> Option<String> {
     if avcc.len() < 4 || avcc[0] != 1 {
         return None;
     }
-    Some(format!("avc1.{:02x}{:02x}{:02x}", avcc[1], avcc[2], avcc[3]))
+    Some(format!(
+        "avc1.{:02x}{:02x}{:02x}",
+        avcc[1], avcc[2], avcc[3]
+    ))
 }
 
 /// From an Annex B access unit or extradata containing an SPS.
@@ -49,7 +52,9 @@ pub fn mp4a_from_asc(asc: &[u8]) -> Option<String> {
 
 /// Sample rate and channel count from an AudioSpecificConfig (common cases).
 pub fn asc_sample_rate_channels(asc: &[u8]) -> Option<(u32, u32)> {
-    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
     if asc.len() < 2 {
         return None;
     }
@@ -65,9 +70,14 @@ mod tests {
 
     #[test]
     fn avc_strings() {
-        assert_eq!(avc1_from_avcc(&[1, 0x64, 0x00, 0x1f, 0xff]).as_deref(), Some("avc1.64001f"));
+        assert_eq!(
+            avc1_from_avcc(&[1, 0x64, 0x00, 0x1f, 0xff]).as_deref(),
+            Some("avc1.64001f")
+        );
         assert_eq!(avc1_from_avcc(&[0, 0x64, 0, 0x1f]), None);
-        let au = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x4d, 0x40, 0x28, 0xaa, 0, 0, 1, 0x68, 1];
+        let au = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x4d, 0x40, 0x28, 0xaa, 0, 0, 1, 0x68, 1,
+        ];
         assert_eq!(avc1_from_annexb(&au).as_deref(), Some("avc1.4d4028"));
         assert_eq!(avc1_from_annexb(&[0, 0, 1, 0x65, 1, 2]), None);
     }

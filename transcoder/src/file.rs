@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ffmpeg_next as ff;
 use ff::{codec, media, Rational};
+use ffmpeg_next as ff;
 use storage::DynStore;
 
 use crate::av::{self, AvError, Ctx};
@@ -20,7 +20,10 @@ fn extradata(params: &codec::Parameters) -> Bytes {
         if (*p).extradata.is_null() || (*p).extradata_size <= 0 {
             return Bytes::new();
         }
-        Bytes::copy_from_slice(std::slice::from_raw_parts((*p).extradata, (*p).extradata_size as usize))
+        Bytes::copy_from_slice(std::slice::from_raw_parts(
+            (*p).extradata,
+            (*p).extradata_size as usize,
+        ))
     }
 }
 
@@ -33,11 +36,16 @@ pub fn feed(path: &Path, tx: &std::sync::mpsc::SyncSender<MediaInput>) -> Result
         .best(media::Type::Video)
         .ok_or_else(|| AvError::Other("the file has no video stream".into()))?;
     if video.parameters().id() != codec::Id::H264 {
-        return Err(AvError::Other(format!("unsupported video codec {:?}: only H.264 is accepted", video.parameters().id())));
+        return Err(AvError::Other(format!(
+            "unsupported video codec {:?}: only H.264 is accepted",
+            video.parameters().id()
+        )));
     }
     let avcc = extradata(&video.parameters());
     if avcc.first() != Some(&1) {
-        return Err(AvError::Other("the H.264 stream has no avcC configuration (use MP4, MOV, MKV or FLV)".into()));
+        return Err(AvError::Other(
+            "the H.264 stream has no avcC configuration (use MP4, MOV, MKV or FLV)".into(),
+        ));
     }
     let (vi, vtb) = (video.index(), video.time_base());
     let fr = video.avg_frame_rate();
@@ -47,13 +55,18 @@ pub fn feed(path: &Path, tx: &std::sync::mpsc::SyncSender<MediaInput>) -> Result
         .best(media::Type::Audio)
         .filter(|a| a.parameters().id() == codec::Id::AAC)
         .map(|a| (a.index(), a.time_base(), extradata(&a.parameters())));
-    let send = |m: MediaInput| tx.send(m).map_err(|_| AvError::Other("the pipeline stopped".into()));
+    let send = |m: MediaInput| {
+        tx.send(m)
+            .map_err(|_| AvError::Other("the pipeline stopped".into()))
+    };
     send(MediaInput::SourceInfo { frame_rate })?;
     send(MediaInput::VideoConfig(avcc))?;
     if let Some((_, _, asc)) = &audio {
         send(MediaInput::AudioConfig(asc.clone()))?;
     }
-    let to_ms = |ts: i64, tb: Rational| -> i64 { ts.saturating_mul(1000) * tb.numerator() as i64 / tb.denominator().max(1) as i64 };
+    let to_ms = |ts: i64, tb: Rational| -> i64 {
+        ts.saturating_mul(1000) * tb.numerator() as i64 / tb.denominator().max(1) as i64
+    };
     for (stream, packet) in ictx.packets() {
         let Some(data) = packet.data() else { continue };
         let data = Bytes::copy_from_slice(data);
@@ -69,7 +82,10 @@ pub fn feed(path: &Path, tx: &std::sync::mpsc::SyncSender<MediaInput>) -> Result
             })?;
         } else if let Some((ai, atb, _)) = &audio {
             if stream.index() == *ai {
-                send(MediaInput::Audio { pts_ms: to_ms(packet.pts().unwrap_or(0), *atb), data })?;
+                send(MediaInput::Audio {
+                    pts_ms: to_ms(packet.pts().unwrap_or(0), *atb),
+                    data,
+                })?;
             }
         }
     }
@@ -86,7 +102,9 @@ pub async fn transcode_file(
     let stream = LiveStream::start(cfg, store, prefix, None)?;
     let tx = stream.sender().ok_or(TranscodeError::Stopped)?;
     let path = path.to_path_buf();
-    let fed = tokio::task::spawn_blocking(move || feed(&path, &tx)).await.map_err(|_| TranscodeError::Stopped)?;
+    let fed = tokio::task::spawn_blocking(move || feed(&path, &tx))
+        .await
+        .map_err(|_| TranscodeError::Stopped)?;
     let summary = stream.finish().await?;
     fed?;
     Ok(summary)

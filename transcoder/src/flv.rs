@@ -20,7 +20,11 @@ pub enum VideoTag {
     /// AVCDecoderConfigurationRecord (`avcC`): SPS/PPS and the NAL length size.
     SequenceHeader(Bytes),
     /// One access unit of length-prefixed NAL units. `cts_ms` = pts - dts.
-    Frame { keyframe: bool, cts_ms: i32, data: Bytes },
+    Frame {
+        keyframe: bool,
+        cts_ms: i32,
+        data: Bytes,
+    },
     /// AVC end of sequence: nothing to decode.
     EndOfSequence,
     /// Video info/command frame (frame type 5): carries no picture.
@@ -45,8 +49,13 @@ pub fn parse_video(data: &Bytes) -> Result<VideoTag, FlvError> {
     let first = *data.first().ok_or(FlvError::Empty(VIDEO))?;
     if first & 0x80 != 0 {
         // E-RTMP: IsExHeader set; the FourCC follows the first byte.
-        let fourcc = data.get(1..5).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-        return Err(FlvError::UnsupportedVideoCodec(format!("enhanced-rtmp fourcc {fourcc:?}")));
+        let fourcc = data
+            .get(1..5)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        return Err(FlvError::UnsupportedVideoCodec(format!(
+            "enhanced-rtmp fourcc {fourcc:?}"
+        )));
     }
     let frame_type = first >> 4;
     let codec_id = first & 0x0f;
@@ -63,7 +72,9 @@ pub fn parse_video(data: &Bytes) -> Result<VideoTag, FlvError> {
             12 => "HEVC (legacy id 12)",
             _ => "unknown",
         };
-        return Err(FlvError::UnsupportedVideoCodec(format!("{name} (codec id {codec_id})")));
+        return Err(FlvError::UnsupportedVideoCodec(format!(
+            "{name} (codec id {codec_id})"
+        )));
     }
     if data.len() < 5 {
         return Err(FlvError::Truncated(VIDEO));
@@ -80,7 +91,11 @@ pub fn parse_video(data: &Bytes) -> Result<VideoTag, FlvError> {
             }
             Ok(VideoTag::SequenceHeader(payload))
         }
-        1 => Ok(VideoTag::Frame { keyframe: frame_type == 1, cts_ms, data: payload }),
+        1 => Ok(VideoTag::Frame {
+            keyframe: frame_type == 1,
+            cts_ms,
+            data: payload,
+        }),
         2 => Ok(VideoTag::EndOfSequence),
         _ => Err(FlvError::Truncated(VIDEO)),
     }
@@ -149,10 +164,21 @@ mod tests {
         let key = Bytes::from_static(&[0x17, 1, 0, 0, 0x42, 0, 0, 0, 1, 0x65]);
         assert_eq!(
             parse_video(&key).unwrap(),
-            VideoTag::Frame { keyframe: true, cts_ms: 0x42, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }
+            VideoTag::Frame {
+                keyframe: true,
+                cts_ms: 0x42,
+                data: Bytes::from_static(&[0, 0, 0, 1, 0x65])
+            }
         );
         let inter_neg = Bytes::from_static(&[0x27, 1, 0xff, 0xff, 0xfe, 9]);
-        assert!(matches!(parse_video(&inter_neg).unwrap(), VideoTag::Frame { keyframe: false, cts_ms: -2, .. }));
+        assert!(matches!(
+            parse_video(&inter_neg).unwrap(),
+            VideoTag::Frame {
+                keyframe: false,
+                cts_ms: -2,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -161,17 +187,29 @@ mod tests {
         let err = parse_video(&hevc_ex).unwrap_err();
         assert!(err.to_string().contains("hvc1"), "{err}");
         let vp6 = Bytes::from_static(&[0x14, 0, 0]);
-        assert!(matches!(parse_video(&vp6), Err(FlvError::UnsupportedVideoCodec(_))));
+        assert!(matches!(
+            parse_video(&vp6),
+            Err(FlvError::UnsupportedVideoCodec(_))
+        ));
         assert_eq!(parse_video(&Bytes::new()), Err(FlvError::Empty("video")));
-        assert_eq!(parse_video(&Bytes::from_static(&[0x17, 1])), Err(FlvError::Truncated("video")));
+        assert_eq!(
+            parse_video(&Bytes::from_static(&[0x17, 1])),
+            Err(FlvError::Truncated("video"))
+        );
     }
 
     #[test]
     fn aac_only() {
         let asc = Bytes::from_static(&[0xaf, 0, 0x11, 0x90]);
-        assert_eq!(parse_audio(&asc).unwrap(), AudioTag::SequenceHeader(Bytes::from_static(&[0x11, 0x90])));
+        assert_eq!(
+            parse_audio(&asc).unwrap(),
+            AudioTag::SequenceHeader(Bytes::from_static(&[0x11, 0x90]))
+        );
         let frame = Bytes::from_static(&[0xaf, 1, 1, 2, 3]);
-        assert_eq!(parse_audio(&frame).unwrap(), AudioTag::Frame(Bytes::from_static(&[1, 2, 3])));
+        assert_eq!(
+            parse_audio(&frame).unwrap(),
+            AudioTag::Frame(Bytes::from_static(&[1, 2, 3]))
+        );
         let mp3 = Bytes::from_static(&[0x2f, 1, 2]);
         assert_eq!(parse_audio(&mp3), Err(FlvError::UnsupportedAudioFormat(2)));
     }

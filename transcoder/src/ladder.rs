@@ -12,7 +12,11 @@ pub struct RungSpec {
 
 impl RungSpec {
     pub fn new(name: &str, height: u32, video_kbps: u32) -> Self {
-        Self { name: name.into(), height, video_kbps }
+        Self {
+            name: name.into(),
+            height,
+            video_kbps,
+        }
     }
 }
 
@@ -59,16 +63,25 @@ fn even(v: f64) -> u32 {
 /// with the lowest rung's bitrate scaled by area. A passthrough rung, when asked for, comes
 /// first (it is the highest quality). Rungs are ordered highest first.
 pub fn select(src_w: u32, src_h: u32, rungs: &[RungSpec], passthrough: bool) -> Vec<RungPlan> {
-    let mut specs: Vec<&RungSpec> = rungs.iter().filter(|r| r.height <= src_h && r.height > 0).collect();
+    let mut specs: Vec<&RungSpec> = rungs
+        .iter()
+        .filter(|r| r.height <= src_h && r.height > 0)
+        .collect();
     specs.sort_by(|a, b| b.height.cmp(&a.height));
     let aspect = src_w as f64 / src_h.max(1) as f64;
     let mut out = Vec::new();
     if passthrough {
-        out.push(RungPlan { name: "source".into(), width: src_w, height: src_h, kind: RungKind::Passthrough });
+        out.push(RungPlan {
+            name: "source".into(),
+            width: src_w,
+            height: src_h,
+            kind: RungKind::Passthrough,
+        });
     }
     if specs.is_empty() {
         if let Some(lowest) = rungs.iter().min_by_key(|r| r.height) {
-            let scale = (src_w as f64 * src_h as f64) / (lowest.height as f64 * lowest.height as f64 * aspect);
+            let scale = (src_w as f64 * src_h as f64)
+                / (lowest.height as f64 * lowest.height as f64 * aspect);
             let kbps = ((lowest.video_kbps as f64) * scale).round().max(100.0) as u32;
             out.push(RungPlan {
                 name: format!("{}p", src_h - (src_h & 1)),
@@ -84,7 +97,9 @@ pub fn select(src_w: u32, src_h: u32, rungs: &[RungSpec], passthrough: bool) -> 
             name: s.name.clone(),
             width: even(s.height as f64 * aspect),
             height: s.height,
-            kind: RungKind::Encoded { video_kbps: s.video_kbps },
+            kind: RungKind::Encoded {
+                video_kbps: s.video_kbps,
+            },
         });
     }
     out
@@ -95,13 +110,23 @@ mod tests {
     use super::*;
 
     fn names(p: &[RungPlan]) -> Vec<String> {
-        p.iter().map(|r| format!("{}:{}x{}", r.name, r.width, r.height)).collect()
+        p.iter()
+            .map(|r| format!("{}:{}x{}", r.name, r.width, r.height))
+            .collect()
     }
 
     #[test]
     fn full_hd_gets_four_rungs() {
         let p = select(1920, 1080, &default_rungs(), false);
-        assert_eq!(names(&p), ["1080p:1920x1080", "720p:1280x720", "480p:854x480", "360p:640x360"]);
+        assert_eq!(
+            names(&p),
+            [
+                "1080p:1920x1080",
+                "720p:1280x720",
+                "480p:854x480",
+                "360p:640x360"
+            ]
+        );
     }
 
     #[test]

@@ -95,7 +95,12 @@ pub enum MediaInput {
     /// AVCDecoderConfigurationRecord.
     VideoConfig(Bytes),
     /// An access unit of length-prefixed NAL units.
-    Video { dts_ms: i64, cts_ms: i32, keyframe: bool, data: Bytes },
+    Video {
+        dts_ms: i64,
+        cts_ms: i32,
+        keyframe: bool,
+        data: Bytes,
+    },
     /// AudioSpecificConfig.
     AudioConfig(Bytes),
     /// One raw AAC frame.
@@ -120,7 +125,10 @@ pub struct RenditionInfo {
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
     /// The master playlist is stored: viewers can start watching.
-    Started { master_key: String, renditions: Vec<RenditionInfo> },
+    Started {
+        master_key: String,
+        renditions: Vec<RenditionInfo>,
+    },
     /// Every playlist is final and the VOD playlists are stored.
     Finished { summary: LiveSummary },
 }
@@ -158,8 +166,21 @@ impl LiveStream {
         // a few thousand jobs: hours of segments; the messages are small (file names)
         let (up_tx, up_rx) = mpsc::channel(4096);
         let (tx, media) = pipeline::spawn(cfg.clone(), spool, up_tx, prefix.clone())?;
-        let uploader = tokio::spawn(upload::Uploader { store, prefix, cfg, events }.run(up_rx));
-        Ok(Self { tx: Some(tx), media: Some(media), uploader, dropped: Arc::new(AtomicU64::new(0)) })
+        let uploader = tokio::spawn(
+            upload::Uploader {
+                store,
+                prefix,
+                cfg,
+                events,
+            }
+            .run(up_rx),
+        );
+        Ok(Self {
+            tx: Some(tx),
+            media: Some(media),
+            uploader,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Hands media to the pipeline without ever blocking. Returns false (and counts the drop)
@@ -197,8 +218,13 @@ impl LiveStream {
     pub async fn finish(mut self) -> Result<LiveSummary, TranscodeError> {
         drop(self.tx.take());
         if let Some(h) = self.media.take() {
-            tokio::task::spawn_blocking(move || h.join()).await.map_err(|_| TranscodeError::Stopped)?.ok();
+            tokio::task::spawn_blocking(move || h.join())
+                .await
+                .map_err(|_| TranscodeError::Stopped)?
+                .ok();
         }
-        (&mut self.uploader).await.map_err(|_| TranscodeError::Stopped)
+        (&mut self.uploader)
+            .await
+            .map_err(|_| TranscodeError::Stopped)
     }
 }

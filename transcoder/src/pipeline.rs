@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use ffmpeg_next as ff;
 use ff::{codec, software::scaling, Packet, Rational};
+use ffmpeg_next as ff;
 use tokio::sync::mpsc::Sender as AsyncSender;
 
 use crate::av::{self, AvError, X264Settings};
@@ -28,7 +28,10 @@ use crate::{LiveConfig, MediaInput};
 #[derive(Debug)]
 pub enum UploadJob {
     /// The ladder is known (after the first decoded picture).
-    Ladder { rungs: Vec<RungDesc>, origin: DateTime<Utc> },
+    Ladder {
+        rungs: Vec<RungDesc>,
+        origin: DateTime<Utc>,
+    },
     /// A finished segment waiting in the spool folder.
     Segment(SegmentReady),
     /// Every rung has flushed; nothing follows.
@@ -61,7 +64,10 @@ pub struct SegmentReady {
 }
 
 enum RungMsg {
-    Frame { frame: ff::frame::Video, force_key: bool },
+    Frame {
+        frame: ff::frame::Video,
+        force_key: bool,
+    },
     /// Passthrough only: a source packet (AVCC) in ms.
     Packet(Packet),
     /// Passthrough only: new stream parameters after a new sequence header.
@@ -100,7 +106,13 @@ struct Segmenter {
 }
 
 impl Segmenter {
-    fn new(rung: usize, target_ms: i64, dir: PathBuf, frame_ms: i64, out: AsyncSender<UploadJob>) -> Self {
+    fn new(
+        rung: usize,
+        target_ms: i64,
+        dir: PathBuf,
+        frame_ms: i64,
+        out: AsyncSender<UploadJob>,
+    ) -> Self {
         Self {
             rung,
             target_ms,
@@ -156,12 +168,18 @@ impl Segmenter {
     }
 
     fn cut(&mut self, end_ms: i64) -> Result<(), AvError> {
-        let Some(start) = self.start_ms else { return Ok(()) };
+        let Some(start) = self.start_ms else {
+            return Ok(());
+        };
         let Some(vparams) = self.video_params.as_ref() else {
             return Err(AvError::Other("segment without video parameters".into()));
         };
         let mut audio = Vec::new();
-        while self.audio.front().is_some_and(|p| p.pts().unwrap_or(0) < end_ms) {
+        while self
+            .audio
+            .front()
+            .is_some_and(|p| p.pts().unwrap_or(0) < end_ms)
+        {
             audio.extend(self.audio.pop_front());
         }
         let video = std::mem::take(&mut self.video);
@@ -209,14 +227,16 @@ pub(crate) fn spawn(
     name: String,
 ) -> std::io::Result<(SyncSender<MediaInput>, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(cfg.input_queue.max(16));
-    let handle = std::thread::Builder::new().name(format!("decode-{name}")).spawn(move || {
-        let mut d = Decoder::new(cfg, spool, out);
-        if let Err(e) = d.run(rx) {
-            tracing::error!(stream = %name, error = %e, "media pipeline failed");
-            metrics::counter!("caudal_pipeline_failures_total").increment(1);
-        }
-        d.shutdown();
-    })?;
+    let handle = std::thread::Builder::new()
+        .name(format!("decode-{name}"))
+        .spawn(move || {
+            let mut d = Decoder::new(cfg, spool, out);
+            if let Err(e) = d.run(rx) {
+                tracing::error!(stream = %name, error = %e, "media pipeline failed");
+                metrics::counter!("caudal_pipeline_failures_total").increment(1);
+            }
+            d.shutdown();
+        })?;
     Ok((tx, handle))
 }
 
@@ -269,9 +289,12 @@ impl Decoder {
                     }
                 }
                 MediaInput::VideoConfig(avcc) => self.video_config(avcc)?,
-                MediaInput::Video { dts_ms, cts_ms, keyframe, data } => {
-                    self.video(dts_ms, dts_ms + cts_ms as i64, keyframe, data)?
-                }
+                MediaInput::Video {
+                    dts_ms,
+                    cts_ms,
+                    keyframe,
+                    data,
+                } => self.video(dts_ms, dts_ms + cts_ms as i64, keyframe, data)?,
                 MediaInput::AudioConfig(asc) => match av::aac_parameters(&asc) {
                     Ok(p) => {
                         let c = codecs::mp4a_from_asc(&asc).unwrap_or_else(|| "mp4a.40.2".into());
@@ -329,7 +352,8 @@ impl Decoder {
         self.decoder = Some(dec);
         if self.started {
             for r in self.rungs.iter().filter(|r| r.passthrough) {
-                let _ = r.tx.send(RungMsg::VideoParams(params.clone(), name.clone()));
+                let _ =
+                    r.tx.send(RungMsg::VideoParams(params.clone(), name.clone()));
             }
         }
         Ok(())
@@ -337,7 +361,8 @@ impl Decoder {
 
     fn video(&mut self, dts: i64, pts: i64, key: bool, data: Bytes) -> Result<(), AvError> {
         let Some(dec) = self.decoder.as_mut() else {
-            metrics::counter!("caudal_video_dropped_total", "reason" => "no_sequence_header").increment(1);
+            metrics::counter!("caudal_video_dropped_total", "reason" => "no_sequence_header")
+                .increment(1);
             return Ok(());
         };
         let pkt = av::packet(&data, pts, dts, key);
@@ -365,7 +390,9 @@ impl Decoder {
     fn drain_frames(&mut self) -> Result<(), AvError> {
         loop {
             let mut frame = ff::frame::Video::empty();
-            let Some(dec) = self.decoder.as_mut() else { return Ok(()) };
+            let Some(dec) = self.decoder.as_mut() else {
+                return Ok(());
+            };
             if dec.receive_frame(&mut frame).is_err() {
                 return Ok(());
             }
@@ -379,7 +406,10 @@ impl Decoder {
                 self.next_key_ms = grid_next(pts, self.cfg.segment_ms());
             }
             for r in self.rungs.iter().filter(|r| !r.passthrough) {
-                let _ = r.tx.send(RungMsg::Frame { frame: av::frame_ref(&frame), force_key });
+                let _ = r.tx.send(RungMsg::Frame {
+                    frame: av::frame_ref(&frame),
+                    force_key,
+                });
             }
         }
     }
@@ -387,7 +417,11 @@ impl Decoder {
     fn start_ladder(&mut self, width: u32, height: u32) -> Result<(), AvError> {
         let plans = ladder::select(width, height, &self.cfg.rungs, self.cfg.passthrough);
         let fps = self.frame_rate.unwrap_or(30.0);
-        let audio_bps = if self.audio_params.is_some() { self.cfg.audio_kbps as u64 * 1000 } else { 0 };
+        let audio_bps = if self.audio_params.is_some() {
+            self.cfg.audio_kbps as u64 * 1000
+        } else {
+            0
+        };
         let mut descs = Vec::new();
         for (i, plan) in plans.iter().enumerate() {
             let dir = self.spool.join(&plan.name);
@@ -405,7 +439,13 @@ impl Decoder {
                 passthrough: plan.is_passthrough(),
             });
             let (tx, rx) = sync_channel::<RungMsg>(self.cfg.frame_queue.max(2));
-            let seg = Segmenter::new(i, self.cfg.segment_ms(), dir, (1000.0 / fps).round() as i64, self.out.clone());
+            let seg = Segmenter::new(
+                i,
+                self.cfg.segment_ms(),
+                dir,
+                (1000.0 / fps).round() as i64,
+                self.out.clone(),
+            );
             let plan = plan.clone();
             let cfg = self.cfg.clone();
             let thread = std::thread::Builder::new()
@@ -416,10 +456,21 @@ impl Decoder {
                         metrics::counter!("caudal_pipeline_failures_total").increment(1);
                     }
                 })?;
-            self.rungs.push(Rung { tx, thread, passthrough: plans[i].is_passthrough() });
+            self.rungs.push(Rung {
+                tx,
+                thread,
+                passthrough: plans[i].is_passthrough(),
+            });
         }
         let origin = self.origin.unwrap_or_else(Utc::now);
-        if self.out.blocking_send(UploadJob::Ladder { rungs: descs, origin }).is_err() {
+        if self
+            .out
+            .blocking_send(UploadJob::Ladder {
+                rungs: descs,
+                origin,
+            })
+            .is_err()
+        {
             return Err(AvError::Other("uploader is gone".into()));
         }
         self.started = true;
@@ -503,9 +554,9 @@ fn rung_thread(
                     || frame.height() != plan.height
                     || frame.format() != ff::format::Pixel::YUV420P;
                 let mut picture = if needs_scale {
-                    let stale = scaler
-                        .as_ref()
-                        .is_none_or(|(f, w, h, _)| (*f, *w, *h) != (frame.format(), frame.width(), frame.height()));
+                    let stale = scaler.as_ref().is_none_or(|(f, w, h, _)| {
+                        (*f, *w, *h) != (frame.format(), frame.width(), frame.height())
+                    });
                     if stale {
                         let ctx = scaling::Context::get(
                             frame.format(),
@@ -516,19 +567,29 @@ fn rung_thread(
                             plan.height,
                             scaling::Flags::BILINEAR,
                         )
-                        .map_err(|source| AvError::Ffmpeg { what: "creating the scaler", source })?;
+                        .map_err(|source| AvError::Ffmpeg {
+                            what: "creating the scaler",
+                            source,
+                        })?;
                         scaler = Some((frame.format(), frame.width(), frame.height(), ctx));
                     }
                     let (_, _, _, ctx) = scaler.as_mut().expect("scaler was just created");
-                    let mut out = ff::frame::Video::new(ff::format::Pixel::YUV420P, plan.width, plan.height);
-                    ctx.run(&frame, &mut out).map_err(|source| AvError::Ffmpeg { what: "scaling", source })?;
+                    let mut out =
+                        ff::frame::Video::new(ff::format::Pixel::YUV420P, plan.width, plan.height);
+                    ctx.run(&frame, &mut out)
+                        .map_err(|source| AvError::Ffmpeg {
+                            what: "scaling",
+                            source,
+                        })?;
                     out.set_pts(frame.pts());
                     out
                 } else {
                     frame
                 };
                 if encoder.is_none() {
-                    let RungKind::Encoded { video_kbps } = plan.kind else { continue };
+                    let RungKind::Encoded { video_kbps } = plan.kind else {
+                        continue;
+                    };
                     let enc = av::open_x264(&X264Settings {
                         width: plan.width,
                         height: plan.height,
@@ -543,8 +604,15 @@ fn rung_thread(
                     encoder = Some(enc);
                 }
                 let enc = encoder.as_mut().expect("encoder was just opened");
-                picture.set_kind(if force_key { ff::picture::Type::I } else { ff::picture::Type::None });
-                enc.send_frame(&picture).map_err(|source| AvError::Ffmpeg { what: "encoding", source })?;
+                picture.set_kind(if force_key {
+                    ff::picture::Type::I
+                } else {
+                    ff::picture::Type::None
+                });
+                enc.send_frame(&picture).map_err(|source| AvError::Ffmpeg {
+                    what: "encoding",
+                    source,
+                })?;
                 drain(enc, &mut seg)?;
             }
         }

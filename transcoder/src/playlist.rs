@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
-use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution, VariantStream};
+use m3u8_rs::{
+    MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution, VariantStream,
+};
 
 /// One stored segment.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +42,11 @@ impl MediaWindow {
     /// `window`: how many segments a live playlist lists; `min_target_secs`: the configured
     /// segment duration, a floor for EXT-X-TARGETDURATION.
     pub fn new(window: usize, min_target_secs: u64) -> Self {
-        Self { window: window.max(3), min_target_secs: min_target_secs.max(1), segments: Vec::new() }
+        Self {
+            window: window.max(3),
+            min_target_secs: min_target_secs.max(1),
+            segments: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, seg: SegmentEntry) {
@@ -152,7 +158,10 @@ pub fn render_master(variants: &[Variant]) -> String {
                 bandwidth: v.bandwidth,
                 average_bandwidth: v.average_bandwidth,
                 codecs: Some(v.codecs.clone()),
-                resolution: Some(Resolution { width: v.width as u64, height: v.height as u64 }),
+                resolution: Some(Resolution {
+                    width: v.width as u64,
+                    height: v.height as u64,
+                }),
                 frame_rate: Some((v.frame_rate * 1000.0).round() / 1000.0),
                 ..Default::default()
             })

@@ -62,7 +62,8 @@ impl Uploader {
             attempt += 1;
             match self.store.put(key, body.clone(), &meta).await {
                 Ok(()) => {
-                    metrics::histogram!("caudal_object_put_seconds").record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("caudal_object_put_seconds")
+                        .record(started.elapsed().as_secs_f64());
                     return true;
                 }
                 Err(e) => {
@@ -89,7 +90,10 @@ impl Uploader {
                     Some((peak, avg)) => (peak.max(r.desc.nominal_bandwidth), Some(avg)),
                     None => (r.desc.nominal_bandwidth, None),
                 };
-                let codecs = r.codecs.clone().unwrap_or_else(|| "avc1.640028,mp4a.40.2".into());
+                let codecs = r
+                    .codecs
+                    .clone()
+                    .unwrap_or_else(|| "avc1.640028,mp4a.40.2".into());
                 let file = if vod { "vod.m3u8" } else { "index.m3u8" };
                 let uri = format!("{}/{}", r.desc.name, file);
                 let v = Variant {
@@ -129,15 +133,24 @@ impl Uploader {
         let target_secs = self.cfg.segment_secs.round().max(1.0) as u64;
         while let Some(job) = rx.recv().await {
             match job {
-                UploadJob::Ladder { rungs: descs, origin: o } => {
+                UploadJob::Ladder {
+                    rungs: descs,
+                    origin: o,
+                } => {
                     origin = o;
                     rungs = descs
                         .into_iter()
-                        .map(|desc| RungState { desc, window: MediaWindow::new(self.cfg.window, target_secs), codecs: None })
+                        .map(|desc| RungState {
+                            desc,
+                            window: MediaWindow::new(self.cfg.window, target_secs),
+                            codecs: None,
+                        })
                         .collect();
                 }
                 UploadJob::Segment(seg) => {
-                    let Some(rung) = rungs.get_mut(seg.rung) else { continue };
+                    let Some(rung) = rungs.get_mut(seg.rung) else {
+                        continue;
+                    };
                     let rel = format!("{}/seg_{:05}.ts", rung.desc.name, seg.sequence);
                     let key = format!("{}/{}", self.prefix, rel);
                     let body = match tokio::fs::read(&seg.path).await {
@@ -167,17 +180,36 @@ impl Uploader {
                     if self.put(&pl_key, live, CachePolicy::Live).await {
                         metrics::counter!("caudal_segments_listed_total").increment(1);
                         let listed_after = seg.closed_at.elapsed();
-                        metrics::histogram!("caudal_segment_listed_seconds").record(listed_after.as_secs_f64());
-                        summary.listed.push(ListedSegment { rung: name, sequence: seg.sequence, listed_after });
+                        metrics::histogram!("caudal_segment_listed_seconds")
+                            .record(listed_after.as_secs_f64());
+                        summary.listed.push(ListedSegment {
+                            rung: name,
+                            sequence: seg.sequence,
+                            listed_after,
+                        });
                     }
                     summary.segments += 1;
-                    if summary.master_key.is_none() && rungs.iter().all(|r| !r.window.segments().is_empty()) {
-                        let (variants, infos): (Vec<_>, Vec<_>) = self.renditions(&rungs, false).into_iter().unzip();
+                    if summary.master_key.is_none()
+                        && rungs.iter().all(|r| !r.window.segments().is_empty())
+                    {
+                        let (variants, infos): (Vec<_>, Vec<_>) =
+                            self.renditions(&rungs, false).into_iter().unzip();
                         let key = self.key("master.m3u8");
-                        if self.put(&key, Bytes::from(render_master(&variants)), CachePolicy::Short).await {
+                        if self
+                            .put(
+                                &key,
+                                Bytes::from(render_master(&variants)),
+                                CachePolicy::Short,
+                            )
+                            .await
+                        {
                             summary.master_key = Some(key.clone());
                             summary.renditions = infos.clone();
-                            self.emit(LiveEvent::Started { master_key: key, renditions: infos }).await;
+                            self.emit(LiveEvent::Started {
+                                master_key: key,
+                                renditions: infos,
+                            })
+                            .await;
                         }
                     }
                 }
@@ -185,28 +217,60 @@ impl Uploader {
             }
         }
         // finalise: ENDLIST on every live playlist, a VOD playlist per rung and a VOD master
-        let stored: Vec<&RungState> = rungs.iter().filter(|r| !r.window.segments().is_empty()).collect();
+        let stored: Vec<&RungState> = rungs
+            .iter()
+            .filter(|r| !r.window.segments().is_empty())
+            .collect();
         if stored.is_empty() {
-            self.emit(LiveEvent::Finished { summary: summary.clone() }).await;
+            self.emit(LiveEvent::Finished {
+                summary: summary.clone(),
+            })
+            .await;
             return summary;
         }
         for r in &stored {
             let name = &r.desc.name;
-            self.put(&self.key(&format!("{name}/index.m3u8")), Bytes::from(r.window.render_ended()), CachePolicy::Short)
-                .await;
-            self.put(&self.key(&format!("{name}/vod.m3u8")), Bytes::from(r.window.render_vod()), CachePolicy::Short)
-                .await;
+            self.put(
+                &self.key(&format!("{name}/index.m3u8")),
+                Bytes::from(r.window.render_ended()),
+                CachePolicy::Short,
+            )
+            .await;
+            self.put(
+                &self.key(&format!("{name}/vod.m3u8")),
+                Bytes::from(r.window.render_vod()),
+                CachePolicy::Short,
+            )
+            .await;
         }
-        let kept: Vec<RungState> = rungs.into_iter().filter(|r| !r.window.segments().is_empty()).collect();
+        let kept: Vec<RungState> = rungs
+            .into_iter()
+            .filter(|r| !r.window.segments().is_empty())
+            .collect();
         let (variants, infos): (Vec<_>, Vec<_>) = self.renditions(&kept, true).into_iter().unzip();
         let vod_key = self.key("vod.m3u8");
-        if self.put(&vod_key, Bytes::from(render_master(&variants)), CachePolicy::Short).await {
+        if self
+            .put(
+                &vod_key,
+                Bytes::from(render_master(&variants)),
+                CachePolicy::Short,
+            )
+            .await
+        {
             summary.vod_master_key = Some(vod_key);
         }
         if summary.master_key.is_none() {
-            let (live_variants, _): (Vec<_>, Vec<_>) = self.renditions(&kept, false).into_iter().unzip();
+            let (live_variants, _): (Vec<_>, Vec<_>) =
+                self.renditions(&kept, false).into_iter().unzip();
             let key = self.key("master.m3u8");
-            if self.put(&key, Bytes::from(render_master(&live_variants)), CachePolicy::Short).await {
+            if self
+                .put(
+                    &key,
+                    Bytes::from(render_master(&live_variants)),
+                    CachePolicy::Short,
+                )
+                .await
+            {
                 summary.master_key = Some(key);
             }
         }
@@ -214,10 +278,19 @@ impl Uploader {
             .iter()
             .filter(|r| !r.desc.passthrough)
             .map(|r| r.window.total_duration_secs())
-            .fold(None, |acc: Option<f64>, d| Some(acc.map_or(d, |a| a.max(d))))
-            .unwrap_or_else(|| kept.iter().map(|r| r.window.total_duration_secs()).fold(0.0, f64::max));
+            .fold(None, |acc: Option<f64>, d| {
+                Some(acc.map_or(d, |a| a.max(d)))
+            })
+            .unwrap_or_else(|| {
+                kept.iter()
+                    .map(|r| r.window.total_duration_secs())
+                    .fold(0.0, f64::max)
+            });
         summary.renditions = infos;
-        self.emit(LiveEvent::Finished { summary: summary.clone() }).await;
+        self.emit(LiveEvent::Finished {
+            summary: summary.clone(),
+        })
+        .await;
         summary
     }
 }

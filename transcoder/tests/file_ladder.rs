@@ -11,9 +11,28 @@ use transcoder::{file::transcode_file, LiveConfig};
 fn make_source(dir: &Path, secs: u32) -> std::path::PathBuf {
     let out = dir.join("src.mp4");
     let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &secs.to_string(), "-c:v", "libx264", "-preset", "ultrafast", "-g", "45", "-pix_fmt", "yuv420p"])
+        .args([
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "45",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-c:a", "aac", "-ac", "2", "-shortest"])
         .arg(&out)
         .status()
@@ -24,7 +43,14 @@ fn make_source(dir: &Path, secs: u32) -> std::path::PathBuf {
 
 fn probe(path: &Path) -> serde_json::Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_type,width,height:format=start_time,duration", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,width,height:format=start_time,duration",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
@@ -44,17 +70,27 @@ async fn a_file_becomes_an_aligned_ladder() {
         spool_dir: dir.path().join("spool"),
         ..Default::default()
     };
-    let summary = transcode_file(Arc::new(cfg), store.clone(), "vod/test".into(), &src).await.expect("transcode");
+    let summary = transcode_file(Arc::new(cfg), store.clone(), "vod/test".into(), &src)
+        .await
+        .expect("transcode");
     let names: Vec<_> = summary.renditions.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["720p", "480p", "360p"]);
-    assert!((summary.duration_secs - 9.0).abs() < 0.2, "duration {}", summary.duration_secs);
+    assert!(
+        (summary.duration_secs - 9.0).abs() < 0.2,
+        "duration {}",
+        summary.duration_secs
+    );
 
     let master = String::from_utf8(store.get("vod/test/vod.m3u8").await.unwrap().to_vec()).unwrap();
     let master = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("vod master parses");
     assert_eq!(master.variants.len(), 3);
     for v in &master.variants {
         // ultrafast encodes constrained baseline: the string must say so (read from the SPS)
-        assert!(v.codecs.as_deref().unwrap().starts_with("avc1.42c0"), "{:?}", v.codecs);
+        assert!(
+            v.codecs.as_deref().unwrap().starts_with("avc1.42c0"),
+            "{:?}",
+            v.codecs
+        );
         assert!(v.codecs.as_deref().unwrap().ends_with(",mp4a.40.2"));
         assert!(v.average_bandwidth.unwrap() <= v.bandwidth);
         assert_eq!(v.frame_rate, Some(30.0));
@@ -68,22 +104,44 @@ async fn a_file_becomes_an_aligned_ladder() {
         assert!(pl.end_list);
         assert_eq!(pl.segments.len(), 5, "9 s in 2 s segments");
         for s in &pl.segments[..4] {
-            assert!((s.duration - 2.0).abs() < 0.05, "segment duration {}", s.duration);
+            assert!(
+                (s.duration - 2.0).abs() < 0.05,
+                "segment duration {}",
+                s.duration
+            );
         }
         let mut rung_starts = Vec::new();
         for s in &pl.segments {
             let path = root.join(format!("vod/test/{}/{}", r.name, s.uri));
             let p = probe(&path);
-            let video = p["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == "video").unwrap();
+            let video = p["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["codec_type"] == "video")
+                .unwrap();
             assert_eq!(video["width"].as_u64().unwrap() as u32, r.width);
             assert_eq!(video["height"].as_u64().unwrap() as u32, r.height);
-            assert!(p["streams"].as_array().unwrap().iter().any(|s| s["codec_type"] == "audio"));
-            rung_starts.push(p["format"]["start_time"].as_str().unwrap().parse::<f64>().unwrap());
+            assert!(p["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["codec_type"] == "audio"));
+            rung_starts.push(
+                p["format"]["start_time"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<f64>()
+                    .unwrap(),
+            );
         }
         starts.push(rung_starts);
     }
     for other in &starts[1..] {
-        assert_eq!(other, &starts[0], "segment N starts at the same time in every rung");
+        assert_eq!(
+            other, &starts[0],
+            "segment N starts at the same time in every rung"
+        );
     }
     // nothing left in the spool once stored
     let left: Vec<_> = walk(&dir.path().join("spool"));
@@ -112,8 +170,13 @@ async fn a_file_without_h264_is_a_clear_error() {
     let src = dir.path().join("bad.mp4");
     std::fs::write(&src, b"this is not a video file at all").unwrap();
     let store: DynStore = Arc::new(LocalStore::new(dir.path().join("m")).unwrap());
-    let cfg = LiveConfig { spool_dir: dir.path().join("spool"), ..Default::default() };
-    let err = transcode_file(Arc::new(cfg), store.clone(), "vod/bad".into(), &src).await.unwrap_err();
+    let cfg = LiveConfig {
+        spool_dir: dir.path().join("spool"),
+        ..Default::default()
+    };
+    let err = transcode_file(Arc::new(cfg), store.clone(), "vod/bad".into(), &src)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("opening the input file"), "{err}");
     assert!(store.list("vod/bad").await.unwrap().is_empty());
 }

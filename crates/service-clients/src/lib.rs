@@ -14,12 +14,23 @@ use std::time::Duration;
 pub enum ClientError {
     /// The service could not be reached or did not answer in time.
     #[error("{service} is unavailable: {detail}")]
-    Unavailable { service: &'static str, detail: String },
+    Unavailable {
+        service: &'static str,
+        detail: String,
+    },
     /// The service answered with an error body.
     #[error("{service} answered {status}: {code}: {message}")]
-    Api { service: &'static str, status: u16, code: String, message: String },
+    Api {
+        service: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("{service} sent an unexpected response: {detail}")]
-    Decode { service: &'static str, detail: String },
+    Decode {
+        service: &'static str,
+        detail: String,
+    },
 }
 
 impl ClientError {
@@ -64,24 +75,38 @@ pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(
     service: &'static str,
     req: reqwest::RequestBuilder,
 ) -> Result<T, ClientError> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| ClientError::Unavailable { service, detail: e.to_string() })?;
+    let resp = req.send().await.map_err(|e| ClientError::Unavailable {
+        service,
+        detail: e.to_string(),
+    })?;
     let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| ClientError::Unavailable { service, detail: e.to_string() })?;
+    let bytes = resp.bytes().await.map_err(|e| ClientError::Unavailable {
+        service,
+        detail: e.to_string(),
+    })?;
     if status.is_success() {
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { service, detail: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            service,
+            detail: e.to_string(),
+        })
     } else if status.as_u16() == 502 || status.as_u16() == 503 || status.as_u16() == 504 {
-        Err(ClientError::Unavailable { service, detail: format!("status {status}") })
+        Err(ClientError::Unavailable {
+            service,
+            detail: format!("status {status}"),
+        })
     } else {
         let (code, message) = match serde_json::from_slice::<Envelope>(&bytes) {
             Ok(env) => (env.error.code, env.error.message),
-            Err(_) => ("unknown".into(), String::from_utf8_lossy(&bytes).chars().take(200).collect()),
+            Err(_) => (
+                "unknown".into(),
+                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            ),
         };
-        Err(ClientError::Api { service, status: status.as_u16(), code, message })
+        Err(ClientError::Api {
+            service,
+            status: status.as_u16(),
+            code,
+            message,
+        })
     }
 }

@@ -45,7 +45,10 @@ pub enum AccessPolicy {
     #[default]
     Free,
     Subscribers,
-    Purchase { price_minor: i64, currency: String },
+    Purchase {
+        price_minor: i64,
+        currency: String,
+    },
 }
 
 /// One rung of the ladder as published in the master playlist.
@@ -167,23 +170,44 @@ pub struct MetadataClient {
 impl MetadataClient {
     /// `base` is metadata-svc's root URL, e.g. `http://127.0.0.1:8083`.
     pub fn new(base: impl Into<String>, timeout: Duration) -> Self {
-        Self { base: base.into().trim_end_matches('/').to_string(), http: crate::http_client(timeout) }
+        Self {
+            base: base.into().trim_end_matches('/').to_string(),
+            http: crate::http_client(timeout),
+        }
     }
 
     pub async fn create_video(&self, v: &NewVideo) -> Result<Video, ClientError> {
-        send_json("metadata-svc", self.http.post(format!("{}/internal/v1/videos", self.base)).json(v)).await
-    }
-
-    pub async fn change_status(&self, id: &str, change: &StatusChange) -> Result<Video, ClientError> {
         send_json(
             "metadata-svc",
-            self.http.post(format!("{}/internal/v1/videos/{id}/status", self.base)).json(change),
+            self.http
+                .post(format!("{}/internal/v1/videos", self.base))
+                .json(v),
+        )
+        .await
+    }
+
+    pub async fn change_status(
+        &self,
+        id: &str,
+        change: &StatusChange,
+    ) -> Result<Video, ClientError> {
+        send_json(
+            "metadata-svc",
+            self.http
+                .post(format!("{}/internal/v1/videos/{id}/status", self.base))
+                .json(change),
         )
         .await
     }
 
     pub async fn get_video(&self, id: &str) -> Result<Option<Video>, ClientError> {
-        match send_json("metadata-svc", self.http.get(format!("{}/internal/v1/videos/{id}", self.base))).await {
+        match send_json(
+            "metadata-svc",
+            self.http
+                .get(format!("{}/internal/v1/videos/{id}", self.base)),
+        )
+        .await
+        {
             Ok(v) => Ok(Some(v)),
             Err(ClientError::Api { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),

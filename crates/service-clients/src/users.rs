@@ -29,15 +29,23 @@ pub struct UserClient {
 impl UserClient {
     /// `base` is user-svc's root URL, e.g. `http://127.0.0.1:8082`.
     pub fn new(base: impl Into<String>, timeout: Duration) -> Self {
-        Self { base: base.into().trim_end_matches('/').to_string(), http: crate::http_client(timeout) }
+        Self {
+            base: base.into().trim_end_matches('/').to_string(),
+            http: crate::http_client(timeout),
+        }
     }
 
     /// `Ok(Some(owner))` for a valid key, `Ok(None)` for an unknown or revoked one.
-    pub async fn validate_stream_key(&self, key: &str) -> Result<Option<StreamKeyOwner>, ClientError> {
+    pub async fn validate_stream_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<StreamKeyOwner>, ClientError> {
         let req = self
             .http
             .post(format!("{}/internal/v1/stream-keys/validate", self.base))
-            .json(&ValidateStreamKey { key: key.to_string() });
+            .json(&ValidateStreamKey {
+                key: key.to_string(),
+            });
         match send_json::<StreamKeyOwner>("user-svc", req).await {
             Ok(owner) => Ok(Some(owner)),
             Err(ClientError::Api { status: 404, .. }) => Ok(None),

@@ -41,15 +41,23 @@ where
             if let Some(field) = stripped.strip_suffix("_FILE") {
                 let contents = std::fs::read_to_string(&value)
                     .map_err(|e| anyhow::anyhow!("reading {key}={value}: {e}"))?;
-                file_values.push((field.to_ascii_lowercase().replace("__", "."), contents.trim().to_string()));
+                file_values.push((
+                    field.to_ascii_lowercase().replace("__", "."),
+                    contents.trim().to_string(),
+                ));
             }
         }
     }
-    fig = fig.merge(Env::prefixed(env_prefix).split("__").filter(|k| !k.as_str().ends_with("_file")));
+    fig = fig.merge(
+        Env::prefixed(env_prefix)
+            .split("__")
+            .filter(|k| !k.as_str().ends_with("_file")),
+    );
     for (field, value) in file_values {
         fig = fig.merge((field.as_str(), value));
     }
-    fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    fig.extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
 }
 
 /// Reads the config path from `--config PATH` or the `env_var` environment variable.
@@ -144,9 +152,12 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        let res = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let res = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         if let Err(e) = res {
             tracing::warn!(error = %e, "http server stopped with an error");
         }

@@ -14,41 +14,88 @@ pub async fn run(store: &dyn ObjectStore) {
 
     // missing objects
     let missing = format!("{ns}/missing.ts");
-    assert!(matches!(store.get(&missing).await, Err(StorageError::NotFound(_))), "get of a missing key must be NotFound");
-    assert!(matches!(store.head(&missing).await, Err(StorageError::NotFound(_))), "head of a missing key must be NotFound");
+    assert!(
+        matches!(store.get(&missing).await, Err(StorageError::NotFound(_))),
+        "get of a missing key must be NotFound"
+    );
+    assert!(
+        matches!(store.head(&missing).await, Err(StorageError::NotFound(_))),
+        "head of a missing key must be NotFound"
+    );
 
     // put / get / head round trip, binary-safe, with headers
-    store.put(&seg_key, Bytes::from(body.clone()), &seg_meta).await.expect("put");
+    store
+        .put(&seg_key, Bytes::from(body.clone()), &seg_meta)
+        .await
+        .expect("put");
     let got = store.get(&seg_key).await.expect("get");
-    assert_eq!(got.as_ref(), body.as_slice(), "get returns exactly what was put");
+    assert_eq!(
+        got.as_ref(),
+        body.as_slice(),
+        "get returns exactly what was put"
+    );
     let info = store.head(&seg_key).await.expect("head");
     assert_eq!(info.size, body.len() as u64);
-    assert_eq!(info.meta, seg_meta, "content type and cache control are kept");
+    assert_eq!(
+        info.meta, seg_meta,
+        "content type and cache control are kept"
+    );
 
     // overwrite replaces whole object and its headers
     let pl_key = format!("{ns}/live/720p/index.m3u8");
     let live = ObjectMeta::for_key(&pl_key, CachePolicy::Live);
-    store.put(&pl_key, Bytes::from_static(b"#EXTM3U\nfirst-version-longer"), &live).await.unwrap();
-    store.put(&pl_key, Bytes::from_static(b"#EXTM3U\n"), &live).await.unwrap();
+    store
+        .put(
+            &pl_key,
+            Bytes::from_static(b"#EXTM3U\nfirst-version-longer"),
+            &live,
+        )
+        .await
+        .unwrap();
+    store
+        .put(&pl_key, Bytes::from_static(b"#EXTM3U\n"), &live)
+        .await
+        .unwrap();
     assert_eq!(store.get(&pl_key).await.unwrap().as_ref(), b"#EXTM3U\n");
     let vod = ObjectMeta::for_key(&pl_key, CachePolicy::Short);
-    store.put(&pl_key, Bytes::from_static(b"#EXTM3U\n#EXT-X-ENDLIST\n"), &vod).await.unwrap();
+    store
+        .put(
+            &pl_key,
+            Bytes::from_static(b"#EXTM3U\n#EXT-X-ENDLIST\n"),
+            &vod,
+        )
+        .await
+        .unwrap();
     assert_eq!(store.head(&pl_key).await.unwrap().meta, vod);
 
     // empty objects are fine
     let empty = format!("{ns}/empty.bin");
-    store.put(&empty, Bytes::new(), &ObjectMeta::for_key(&empty, CachePolicy::Short)).await.unwrap();
+    store
+        .put(
+            &empty,
+            Bytes::new(),
+            &ObjectMeta::for_key(&empty, CachePolicy::Short),
+        )
+        .await
+        .unwrap();
     assert_eq!(store.get(&empty).await.unwrap().len(), 0);
 
     // list by prefix, sorted, nothing outside the prefix
     let listed = store.list(&format!("{ns}/live/")).await.unwrap();
     assert_eq!(listed, vec![pl_key.clone(), seg_key.clone()]);
-    assert!(store.list(&format!("{ns}/nothing/")).await.unwrap().is_empty());
+    assert!(store
+        .list(&format!("{ns}/nothing/"))
+        .await
+        .unwrap()
+        .is_empty());
 
     // bad keys are refused before touching the backend
     for bad in ["", "/etc/passwd", "a/../../b"] {
         assert!(
-            matches!(store.put(bad, Bytes::from_static(b"x"), &seg_meta).await, Err(StorageError::InvalidKey(_))),
+            matches!(
+                store.put(bad, Bytes::from_static(b"x"), &seg_meta).await,
+                Err(StorageError::InvalidKey(_))
+            ),
             "{bad:?} must be refused"
         );
     }
@@ -58,7 +105,11 @@ pub async fn run(store: &dyn ObjectStore) {
     for i in 0..16 {
         let key = format!("{ns}/many/seg_{i:05}.ts");
         let meta = ObjectMeta::for_key(&key, CachePolicy::Immutable);
-        tasks.push(async move { store.put(&key, Bytes::from(vec![i as u8; 1000 + i]), &meta).await });
+        tasks.push(async move {
+            store
+                .put(&key, Bytes::from(vec![i as u8; 1000 + i]), &meta)
+                .await
+        });
     }
     for r in futures::future::join_all(tasks).await {
         r.expect("concurrent put");
@@ -72,7 +123,10 @@ pub async fn run(store: &dyn ObjectStore) {
     // delete, idempotent
     store.delete(&seg_key).await.unwrap();
     store.delete(&seg_key).await.unwrap();
-    assert!(matches!(store.get(&seg_key).await, Err(StorageError::NotFound(_))));
+    assert!(matches!(
+        store.get(&seg_key).await,
+        Err(StorageError::NotFound(_))
+    ));
     for key in store.list(&format!("{ns}/")).await.unwrap() {
         store.delete(&key).await.unwrap();
     }

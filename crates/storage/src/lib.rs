@@ -2,9 +2,9 @@
 //! [`LocalStore`] (a folder; the single-machine default) and [`S3Store`] (aws-sdk-s3,
 //! for AWS and any S3-compatible server). [`contract`] is the test suite both must pass.
 
+pub mod contract;
 mod local;
 mod s3;
-pub mod contract;
 
 use std::sync::Arc;
 
@@ -72,7 +72,10 @@ impl ObjectMeta {
             CachePolicy::Short => "public, max-age=10",
         }
         .to_string();
-        Self { content_type, cache_control }
+        Self {
+            content_type,
+            cache_control,
+        }
     }
 }
 
@@ -100,7 +103,9 @@ pub fn validate_key(key: &str) -> Result<(), StorageError> {
         || key.starts_with('/')
         || key.contains('\\')
         || key.contains('\0')
-        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+        || key
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
     if bad {
         Err(StorageError::InvalidKey(key.to_string()))
     } else {
@@ -120,7 +125,9 @@ pub enum StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig::Local { root: ".caudal/media".into() }
+        StoreConfig::Local {
+            root: ".caudal/media".into(),
+        }
     }
 }
 

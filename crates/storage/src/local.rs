@@ -67,7 +67,8 @@ fn not_found(e: std::io::Error, key: &str) -> StorageError {
 impl ObjectStore for LocalStore {
     async fn put(&self, key: &str, body: Bytes, meta: &ObjectMeta) -> Result<(), StorageError> {
         let path = self.path(key)?;
-        let meta_json = serde_json::to_vec(meta).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let meta_json =
+            serde_json::to_vec(meta).map_err(|e| StorageError::Backend(e.to_string()))?;
         // metadata first: an object is never visible without its headers
         write_atomic(&self.meta_path(key), &meta_json).await?;
         write_atomic(&path, &body).await?;
@@ -76,20 +77,30 @@ impl ObjectStore for LocalStore {
 
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let path = self.path(key)?;
-        tokio::fs::read(&path).await.map(Bytes::from).map_err(|e| not_found(e, key))
+        tokio::fs::read(&path)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| not_found(e, key))
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
         let path = self.path(key)?;
-        let md = tokio::fs::metadata(&path).await.map_err(|e| not_found(e, key))?;
+        let md = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| not_found(e, key))?;
         if !md.is_file() {
             return Err(StorageError::NotFound(key.to_string()));
         }
         let meta = match tokio::fs::read(self.meta_path(key)).await {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| StorageError::Backend(e.to_string()))?,
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|e| StorageError::Backend(e.to_string()))?
+            }
             Err(_) => ObjectMeta::for_key(key, crate::CachePolicy::Short),
         };
-        Ok(ObjectInfo { size: md.len(), meta })
+        Ok(ObjectInfo {
+            size: md.len(),
+            meta,
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -164,7 +175,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).unwrap();
         let meta = ObjectMeta::for_key("a.ts", crate::CachePolicy::Immutable);
-        let err = store.put(".meta/x.json", Bytes::from_static(b"x"), &meta).await.unwrap_err();
+        let err = store
+            .put(".meta/x.json", Bytes::from_static(b"x"), &meta)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StorageError::InvalidKey(_)));
     }
 }

@@ -35,7 +35,9 @@ pub struct S3Store {
     prefix: String,
 }
 
-fn backend_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(e: SdkError<E, R>) -> StorageError {
+fn backend_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StorageError {
     let msg = match e.as_service_error() {
         Some(se) => format!(
             "{}: {}",
@@ -52,8 +54,13 @@ impl S3Store {
         if cfg.bucket.is_empty() {
             return Err(StorageError::Backend("s3 bucket is not configured".into()));
         }
-        let region = if cfg.region.is_empty() { "us-east-1".to_string() } else { cfg.region.clone() };
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
+        let region = if cfg.region.is_empty() {
+            "us-east-1".to_string()
+        } else {
+            cfg.region.clone()
+        };
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
         if !cfg.access_key_id.is_empty() {
             loader = loader.credentials_provider(Credentials::new(
                 cfg.access_key_id.clone(),
@@ -71,7 +78,11 @@ impl S3Store {
             b = b.endpoint_url(cfg.endpoint.clone());
         }
         let client = Client::from_conf(b.build());
-        let store = Self { client, bucket: cfg.bucket.clone(), prefix: cfg.prefix.clone() };
+        let store = Self {
+            client,
+            bucket: cfg.bucket.clone(),
+            prefix: cfg.prefix.clone(),
+        };
         if cfg.create_bucket {
             store.ensure_bucket().await?;
         }
@@ -79,10 +90,23 @@ impl S3Store {
     }
 
     async fn ensure_bucket(&self) -> Result<(), StorageError> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
@@ -120,30 +144,51 @@ impl ObjectStore for S3Store {
 
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let k = self.full_key(key)?;
-        let out = self.client.get_object().bucket(&self.bucket).key(k).send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                StorageError::NotFound(key.to_string())
-            } else {
-                backend_err(e)
-            }
-        })?;
-        let data = out.body.collect().await.map_err(|e| StorageError::Backend(e.to_string()))?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(k)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    StorageError::NotFound(key.to_string())
+                } else {
+                    backend_err(e)
+                }
+            })?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
         Ok(data.into_bytes())
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
         let k = self.full_key(key)?;
-        let out = self.client.head_object().bucket(&self.bucket).key(k).send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_not_found()) {
-                StorageError::NotFound(key.to_string())
-            } else {
-                backend_err(e)
-            }
-        })?;
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(k)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_not_found()) {
+                    StorageError::NotFound(key.to_string())
+                } else {
+                    backend_err(e)
+                }
+            })?;
         Ok(ObjectInfo {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             meta: ObjectMeta {
-                content_type: out.content_type().unwrap_or("application/octet-stream").to_string(),
+                content_type: out
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_string(),
                 cache_control: out.cache_control().unwrap_or("").to_string(),
             },
         })
@@ -151,7 +196,13 @@ impl ObjectStore for S3Store {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let k = self.full_key(key)?;
-        self.client.delete_object().bucket(&self.bucket).key(k).send().await.map_err(backend_err)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(k)
+            .send()
+            .await
+            .map_err(backend_err)?;
         Ok(())
     }
 
@@ -200,18 +251,23 @@ mod tests {
             region: std::env::var("CAUDAL_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into()),
             bucket: format!("contract-{}", uuid::Uuid::new_v4().simple()),
             path_style: true,
-            access_key_id: std::env::var("CAUDAL_TEST_S3_ACCESS_KEY").unwrap_or_else(|_| "caudal".into()),
-            secret_access_key: std::env::var("CAUDAL_TEST_S3_SECRET_KEY").unwrap_or_else(|_| "caudalsecret".into()),
+            access_key_id: std::env::var("CAUDAL_TEST_S3_ACCESS_KEY")
+                .unwrap_or_else(|_| "caudal".into()),
+            secret_access_key: std::env::var("CAUDAL_TEST_S3_SECRET_KEY")
+                .unwrap_or_else(|_| "caudalsecret".into()),
             prefix: "media/".into(),
             create_bucket: true,
         };
-        let store = S3Store::connect(cfg).await.expect("connect to the S3-compatible server");
+        let store = S3Store::connect(cfg)
+            .await
+            .expect("connect to the S3-compatible server");
         crate::contract::run(&store).await;
     }
 
     #[tokio::test]
     async fn wrong_credentials_are_a_clear_error() {
-        let endpoint = std::env::var("CAUDAL_TEST_S3_ENDPOINT").expect("CAUDAL_TEST_S3_ENDPOINT is not set");
+        let endpoint =
+            std::env::var("CAUDAL_TEST_S3_ENDPOINT").expect("CAUDAL_TEST_S3_ENDPOINT is not set");
         let cfg = S3Config {
             endpoint,
             region: "us-east-1".into(),
@@ -224,7 +280,10 @@ mod tests {
         };
         let store = S3Store::connect(cfg).await.unwrap();
         let meta = ObjectMeta::for_key("a.ts", crate::CachePolicy::Immutable);
-        let err = store.put("a.ts", Bytes::from_static(b"x"), &meta).await.unwrap_err();
+        let err = store
+            .put("a.ts", Bytes::from_static(b"x"), &meta)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StorageError::Backend(_)), "{err:?}");
     }
 }

@@ -21,16 +21,26 @@ pub fn env(name: &str) -> String {
 }
 
 pub fn random_name(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// A fresh MariaDB database for one test; its URL.
 pub async fn fresh_mysql_database() -> String {
     let base = env("DATABASE_URL");
     let name = random_name("caudal_test_");
-    let mut conn = sqlx::MySqlConnection::connect(&base).await.expect("connect to MariaDB");
-    sqlx::query(&format!("CREATE DATABASE `{name}`")).execute(&mut conn).await.expect("create test database");
-    let (server, _) = base.rsplit_once('/').expect("DATABASE_URL ends with /database");
+    let mut conn = sqlx::MySqlConnection::connect(&base)
+        .await
+        .expect("connect to MariaDB");
+    sqlx::query(&format!("CREATE DATABASE `{name}`"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL ends with /database");
     format!("{server}/{name}")
 }
 
@@ -41,8 +51,10 @@ pub fn s3_store_config() -> StoreConfig {
         region: std::env::var("CAUDAL_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into()),
         bucket: random_name("media-"),
         path_style: true,
-        access_key_id: std::env::var("CAUDAL_TEST_S3_ACCESS_KEY").unwrap_or_else(|_| "caudal".into()),
-        secret_access_key: std::env::var("CAUDAL_TEST_S3_SECRET_KEY").unwrap_or_else(|_| "caudalsecret".into()),
+        access_key_id: std::env::var("CAUDAL_TEST_S3_ACCESS_KEY")
+            .unwrap_or_else(|_| "caudal".into()),
+        secret_access_key: std::env::var("CAUDAL_TEST_S3_SECRET_KEY")
+            .unwrap_or_else(|_| "caudalsecret".into()),
         prefix: String::new(),
         create_bucket: true,
     })
@@ -75,7 +87,10 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { transcode: transcoder::LiveConfig::default(), storage: None }
+        Self {
+            transcode: transcoder::LiveConfig::default(),
+            storage: None,
+        }
     }
 }
 
@@ -95,7 +110,9 @@ impl Stack {
             database: random_name("caudal_test_"),
             ..Default::default()
         };
-        let (metadata_addr, _) = metadata_svc::start(meta_cfg, shutdown.clone()).await.expect("metadata-svc starts");
+        let (metadata_addr, _) = metadata_svc::start(meta_cfg, shutdown.clone())
+            .await
+            .expect("metadata-svc starts");
         let demo_key = random_name("live_demo_");
         let demo_email = format!("{}@example.com", random_name("demo"));
         let demo_password = "correct horse battery staple".to_string();
@@ -107,9 +124,12 @@ impl Stack {
             display_name: "Demo Creator".into(),
             stream_key: demo_key.clone(),
         };
-        let (users_addr, _) = user_svc::start(user_cfg, shutdown.clone()).await.expect("user-svc starts");
-        let storage =
-            opts.storage.unwrap_or_else(|| StoreConfig::Local { root: dir.path().join("media") });
+        let (users_addr, _) = user_svc::start(user_cfg, shutdown.clone())
+            .await
+            .expect("user-svc starts");
+        let storage = opts.storage.unwrap_or_else(|| StoreConfig::Local {
+            root: dir.path().join("media"),
+        });
         let store = storage.open().await.expect("open the store");
         let ingest_cfg = ingest_rtmp::Config {
             rtmp_listen: any_port(),
@@ -118,14 +138,19 @@ impl Stack {
             user_svc_url: format!("http://{users_addr}"),
             metadata_svc_url: format!("http://{metadata_addr}"),
             storage,
-            transcode: transcoder::LiveConfig { spool_dir: dir.path().join("spool"), ..opts.transcode },
+            transcode: transcoder::LiveConfig {
+                spool_dir: dir.path().join("spool"),
+                ..opts.transcode
+            },
             handshake_timeout_secs: 3,
             idle_timeout_secs: 3,
             ..Default::default()
         };
         // ingest stops first (Stack::stop): its last metadata updates need metadata-svc up
         let ingest_shutdown = CancellationToken::new();
-        let ingest = ingest_rtmp::start(ingest_cfg, ingest_shutdown.clone()).await.expect("ingest starts");
+        let ingest = ingest_rtmp::start(ingest_cfg, ingest_shutdown.clone())
+            .await
+            .expect("ingest starts");
         Stack {
             rtmp_addr: ingest.rtmp_addr,
             ingest_http: ingest.http_addr,
@@ -139,7 +164,10 @@ impl Stack {
             demo_key,
             demo_email,
             demo_password,
-            metadata: MetadataClient::new(format!("http://{metadata_addr}"), Duration::from_secs(5)),
+            metadata: MetadataClient::new(
+                format!("http://{metadata_addr}"),
+                Duration::from_secs(5),
+            ),
             users: UserClient::new(format!("http://{users_addr}"), Duration::from_secs(5)),
         }
     }
@@ -161,7 +189,10 @@ impl Stack {
             if let Ok(b) = self.store.get(key).await {
                 return b;
             }
-            assert!(t.elapsed() < within, "{key} did not appear within {within:?}");
+            assert!(
+                t.elapsed() < within,
+                "{key} did not appear within {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -169,7 +200,10 @@ impl Stack {
     /// Stops ingest (which finishes its broadcasts and their metadata), then the services.
     pub async fn stop(self) {
         self.ingest_shutdown.cancel();
-        if tokio::time::timeout(Duration::from_secs(30), self.ingest.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), self.ingest.wait())
+            .await
+            .is_err()
+        {
             eprintln!("test-stack: ingest did not stop within 30 s");
         }
         self.shutdown.cancel();
@@ -180,13 +214,20 @@ async fn reqwest_get(url: &str) -> String {
     // tiny HTTP/1.0 GET over tokio, to keep this crate free of an HTTP client
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
     let text = String::from_utf8_lossy(&out).to_string();
-    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 /// A synthetic publisher: ffmpeg encoding test patterns and a tone, in real time, to RTMP.
@@ -223,18 +264,58 @@ impl Publisher {
     pub fn spawn(&self, url: &str) -> Child {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-            .args(["-f", "lavfi", "-i", &format!("testsrc2=size={}x{}:rate={}", self.width, self.height, self.fps)])
-            .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate={}", self.sample_rate)])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                &format!(
+                    "testsrc2=size={}x{}:rate={}",
+                    self.width, self.height, self.fps
+                ),
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("sine=frequency=440:sample_rate={}", self.sample_rate),
+            ])
             .args(["-t", &self.secs.to_string(), "-c:v", self.video_codec]);
         if self.video_codec == "libx264" {
-            cmd.args(["-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "high", "-pix_fmt", "yuv420p"])
-                .args(["-g", &self.gop.to_string(), "-bf", &self.bframes.to_string(), "-b:v", "3000k"]);
+            cmd.args([
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-profile:v",
+                "high",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args([
+                "-g",
+                &self.gop.to_string(),
+                "-bf",
+                &self.bframes.to_string(),
+                "-b:v",
+                "3000k",
+            ]);
         }
-        cmd.args(["-c:a", "aac", "-b:a", "128k", "-ac", &self.channels.to_string(), "-f", "flv", url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd.spawn().expect("ffmpeg must be installed (scripts/test.sh installs it)")
+        cmd.args([
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-ac",
+            &self.channels.to_string(),
+            "-f",
+            "flv",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        cmd.spawn()
+            .expect("ffmpeg must be installed (scripts/test.sh installs it)")
     }
 }
 
@@ -266,7 +347,12 @@ pub fn ffprobe(path: &Path) -> serde_json::Value {
         .arg(path)
         .output()
         .expect("ffprobe runs");
-    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("ffprobe json")
 }
 

@@ -30,7 +30,10 @@ pub struct TestDb {
 impl TestDb {
     pub fn new() -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        Self { url: mongo_url(), name: format!("caudal_test_meta_{}", &id[..12]) }
+        Self {
+            url: mongo_url(),
+            name: format!("caudal_test_meta_{}", &id[..12]),
+        }
     }
 
     pub fn config(&self) -> Config {
@@ -43,7 +46,10 @@ impl TestDb {
     }
 
     pub async fn database(&self) -> mongodb::Database {
-        mongodb::Client::with_uri_str(&self.url).await.expect("mongo client").database(&self.name)
+        mongodb::Client::with_uri_str(&self.url)
+            .await
+            .expect("mongo client")
+            .database(&self.name)
     }
 }
 
@@ -52,10 +58,17 @@ impl Drop for TestDb {
         let (url, name) = (self.url.clone(), self.name.clone());
         // drop may run inside a runtime: use a thread with its own
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 if let Ok(client) = mongodb::Client::with_uri_str(&url).await {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), client.database(&name).drop()).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        client.database(&name).drop(),
+                    )
+                    .await;
                 }
             });
         })
@@ -86,15 +99,31 @@ impl Svc {
         let mut config = db.config();
         tweak(&mut config);
         let shutdown = CancellationToken::new();
-        let (addr, _task) = metadata_svc::start(config, shutdown.clone()).await.expect("metadata-svc starts");
+        let (addr, _task) = metadata_svc::start(config, shutdown.clone())
+            .await
+            .expect("metadata-svc starts");
         let base = format!("http://{addr}");
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
         let client = MetadataClient::new(base.clone(), Duration::from_secs(20));
-        Self { base, http, client, shutdown, db }
+        Self {
+            base,
+            http,
+            client,
+            shutdown,
+            db,
+        }
     }
 
     /// Sends a request and returns the status and the JSON body (`Null` when empty).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
@@ -102,7 +131,11 @@ impl Svc {
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let bytes = resp.bytes().await.expect("body read");
-        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
         (status, json)
     }
 
@@ -138,11 +171,24 @@ impl Drop for Svc {
 
 /// Asserts the shared error shape and returns `(code, field)`.
 pub fn error_of(body: &Value) -> (String, Option<String>) {
-    let e = body.get("error").unwrap_or_else(|| panic!("not an error body: {body}"));
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "error has a message: {body}");
-    (e["code"].as_str().unwrap().to_string(), e["field"].as_str().map(String::from))
+    let e = body
+        .get("error")
+        .unwrap_or_else(|| panic!("not an error body: {body}"));
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error has a message: {body}"
+    );
+    (
+        e["code"].as_str().unwrap().to_string(),
+        e["field"].as_str().map(String::from),
+    )
 }
 
 pub fn ids(page: &Value) -> Vec<String> {
-    page["items"].as_array().expect("items").iter().map(|v| v["id"].as_str().unwrap().to_string()).collect()
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect()
 }
