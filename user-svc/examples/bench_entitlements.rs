@@ -67,7 +67,11 @@ async fn main() -> anyhow::Result<()> {
 
 async fn bench(db_url: &str, secs: u64) -> anyhow::Result<()> {
     let mut config = Config::for_tests(db_url);
-    config.database_max_connections = 32;
+    // BENCH_POOL: database connections (default 32, the service's default)
+    config.database_max_connections = std::env::var("BENCH_POOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
     let shutdown = CancellationToken::new();
     let (addr, server) = user_svc::start(config, shutdown.clone()).await?;
     let base = format!("http://{addr}");
@@ -93,6 +97,7 @@ async fn bench(db_url: &str, secs: u64) -> anyhow::Result<()> {
     );
 
     for (name, kind) in [
+        ("floor: GET /healthz (no database)", Kind::Floor),
         ("entitlement check", Kind::Entitlement),
         ("stream-key validate", Kind::Validate),
     ] {
@@ -235,10 +240,12 @@ async fn seed(http: &reqwest::Client, base: &str) -> anyhow::Result<Seed> {
     Ok(s)
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Entitlement,
     Validate,
+    /// `GET /healthz`: no database; the floor of this harness on this machine.
+    Floor,
 }
 
 /// One request of the mix, and the status it must answer.
@@ -268,6 +275,7 @@ fn next_request(seed: &Seed, kind: Kind, rng: &mut impl rand::Rng) -> (String, V
             };
             ("/internal/v1/entitlements/check".into(), body, 200)
         }
+        Kind::Floor => ("/healthz".into(), Value::Null, 200),
         Kind::Validate => {
             if rng.gen_bool(0.9) {
                 let key = seed.keys.choose(rng).expect("seeded");
@@ -352,7 +360,12 @@ async fn run_phase(
                     break;
                 }
                 let (path, body, want) = next_request(&seed, kind, &mut rng);
-                let ok = match http.post(format!("{base}{path}")).json(&body).send().await {
+                let req = if kind == Kind::Floor {
+                    http.get(format!("{base}{path}"))
+                } else {
+                    http.post(format!("{base}{path}")).json(&body)
+                };
+                let ok = match req.send().await {
                     Ok(resp) => resp.status().as_u16() == want && resp.bytes().await.is_ok(),
                     Err(_) => false,
                 };
