@@ -67,7 +67,7 @@ start_mariadb() {
   fi
   mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysql.sock" --port="$port" \
     --bind-address=127.0.0.1 --user=root --pid-file="$dir/mariadb.pid" --innodb-buffer-pool-size=64M \
-    --max-connections=500 --skip-name-resolve >"$dir/mariadb.log" 2>&1 &
+    --max-connections=500 --skip-name-resolve --thread-handling=pool-of-threads >"$dir/mariadb.log" 2>&1 &
   CAUDAL_PIDS+=($!)
   wait_port 127.0.0.1 "$port" 60 mariadb
   local i
