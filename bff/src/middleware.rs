@@ -57,24 +57,6 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Request count and latency per route template (bounded labels).
-pub async fn track(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("bff_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("bff_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    resp
-}
-
 /// Refuses a declared body over the limit before reading it (413); bodies without a length
 /// are cut by `DefaultBodyLimit` in the JSON extractor, with the same answer.
 pub async fn body_limit(State(max): State<usize>, req: Request, next: Next) -> Response {

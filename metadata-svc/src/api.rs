@@ -3,13 +3,13 @@
 //! Bodies are read field by field so that a wrong field answers 400 `invalid_field` naming
 //! it; every error uses the shared JSON shape of [`service_kit::error::ApiError`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -60,27 +60,12 @@ pub fn router() -> Router<AppState> {
                 "method not allowed on this route",
             )
         })
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn_with_state(
+            "metadata",
+            service_kit::track_http,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-}
-
-/// Request count and latency per route (bounded labels: the route template, not the path).
-async fn track(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("metadata_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("metadata_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    resp
 }
 
 // ---------------------------------------------------------------------------------------------

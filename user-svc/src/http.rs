@@ -2,16 +2,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{
-    ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
-};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -61,7 +58,10 @@ pub fn app(state: AppState) -> Router {
             "/internal/v1/payment-provider/mode",
             put(set_payment_mode).get(payment_mode),
         )
-        .route_layer(middleware::from_fn(track_metrics))
+        .route_layer(middleware::from_fn_with_state(
+            "user_svc",
+            service_kit::track_http,
+        ))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -73,23 +73,6 @@ pub fn app(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .with_state(state)
         .merge(service_kit::health_router())
-}
-
-async fn track_metrics(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let method = req.method().to_string();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("user_svc_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("user_svc_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
-    resp
 }
 
 /// `axum::Json` whose rejection is our JSON error.

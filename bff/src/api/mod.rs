@@ -140,7 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{*path}", get(web::static_file))
         .route("/vendor/hls.min.js", get(web::hls_js))
         .route("/healthz", get(|| async { "ok" }))
-        .route_layer(from_fn(mw::track))
+        .route_layer(from_fn_with_state("bff", service_kit::track_http))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -172,3 +172,28 @@ pub async fn serve_metrics(
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     serve(addr, metrics::router().merge(health_router()), shutdown).await
 }
+
+/// Middleware counting requests (`{prefix}_http_requests_total`, by method, route template
+/// and status) and timing them (`{prefix}_http_request_duration_seconds`). Labels are the
+/// route template, never the path, so they stay bounded. Use with
+/// `axum::middleware::from_fn_with_state("bff", service_kit::track_http)`.
+pub async fn track_http(
+    axum::extract::State(prefix): axum::extract::State<&'static str>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    ::metrics::counter!(format!("{prefix}_http_requests_total"), "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    ::metrics::histogram!(format!("{prefix}_http_request_duration_seconds"), "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
