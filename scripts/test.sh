@@ -27,6 +27,8 @@ export CAUDAL_ROOT
 status=0
 log "checking formatting (cargo fmt --check)"
 cargo fmt --all --check >"$STATE/fmt.log" 2>&1 || { status=1; log "cargo fmt --check failed: run cargo fmt --all"; head -40 "$STATE/fmt.log"; }
+log "linting (cargo clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -q -- -D warnings || status=1
 log "running the Rust tests"
 cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee "$STATE/cargo-test.log" || status=1
 for extra in "$CAUDAL_ROOT"/scripts/tests.d/*.sh; do

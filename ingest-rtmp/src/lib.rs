@@ -153,6 +153,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 async fn list_streams(State(shared): State<Arc<Shared>>) -> Json<Vec<LiveEntry>> {
     let live = shared.live.lock().expect("live map lock");
     let mut v: Vec<LiveEntry> = live.values().cloned().collect();
-    v.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    v.sort_by_key(|e| e.started_at);
     Json(v)
 }

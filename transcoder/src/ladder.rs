@@ -67,7 +67,7 @@ pub fn select(src_w: u32, src_h: u32, rungs: &[RungSpec], passthrough: bool) -> 
         .iter()
         .filter(|r| r.height <= src_h && r.height > 0)
         .collect();
-    specs.sort_by(|a, b| b.height.cmp(&a.height));
+    specs.sort_by_key(|r| std::cmp::Reverse(r.height));
     let aspect = src_w as f64 / src_h.max(1) as f64;
     let mut out = Vec::new();
     if passthrough {

@@ -79,19 +79,11 @@ pub struct Stack {
     pub users: UserClient,
 }
 
+#[derive(Default)]
 pub struct StackOptions {
     pub transcode: transcoder::LiveConfig,
     /// None: a local folder inside the stack's temp dir.
     pub storage: Option<StoreConfig>,
-}
-
-impl Default for StackOptions {
-    fn default() -> Self {
-        Self {
-            transcode: transcoder::LiveConfig::default(),
-            storage: None,
-        }
-    }
 }
 
 fn any_port() -> SocketAddr {
