@@ -142,7 +142,11 @@ def t_s3_playlist_fresh_within_ttl(env):
             if r.status != 200:
                 errors.append(r.status)
             else:
-                check_cors({k.lower(): v for k, v in r.getheaders()}, "playlist 200")
+                hdrs = {k.lower(): v for k, v in r.getheaders()}
+                check_cors(hdrs, "playlist 200")
+                # browsers must not keep their own copy on top of the edge's
+                check(hdrs.get("cache-control") == "no-cache",
+                      f"playlist Cache-Control {hdrs.get('cache-control')}")
                 seen.append((t0, int(re.search(rb"SEQUENCE:(\d+)", b).group(1)), r.getheader("X-Cache-Status")))
             time.sleep(0.1)
         c.close()
