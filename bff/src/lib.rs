@@ -292,21 +292,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let (metrics_addr, metrics_task) =
-        service_kit::serve_metrics(config.metrics_listen, shutdown.clone()).await?;
-    tracing::info!(addr = %metrics_addr, "metrics listening");
-    let (_, api_task) = match start(config, shutdown.clone()).await {
-        Ok(v) => v,
-        Err(e) => {
-            shutdown.cancel();
-            let _ = metrics_task.await;
-            return Err(e);
-        }
-    };
-    let _ = api_task.await;
-    let _ = metrics_task.await;
-    tracing::info!("bff stopped");
-    Ok(())
+    let metrics_listen = config.metrics_listen;
+    service_kit::run_with_metrics(
+        "bff",
+        metrics_listen,
+        shutdown.clone(),
+        start(config, shutdown),
+    )
+    .await
 }
 
 #[cfg(test)]

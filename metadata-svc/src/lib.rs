@@ -87,20 +87,12 @@ pub async fn start(
 
 /// Serves the API and the metrics port until `shutdown`, then waits for both to stop.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (metrics_addr, metrics_task) =
-        service_kit::serve_metrics(config.metrics_listen, shutdown.clone()).await?;
-    tracing::info!(addr = %metrics_addr, "metrics listening");
-    let api = start(config, shutdown.clone()).await;
-    let (_, api_task) = match api {
-        Ok(v) => v,
-        Err(e) => {
-            shutdown.cancel();
-            let _ = metrics_task.await;
-            return Err(e);
-        }
-    };
-    let _ = api_task.await;
-    let _ = metrics_task.await;
-    tracing::info!("metadata-svc stopped");
-    Ok(())
+    let metrics_listen = config.metrics_listen;
+    service_kit::run_with_metrics(
+        "metadata-svc",
+        metrics_listen,
+        shutdown.clone(),
+        start(config, shutdown),
+    )
+    .await
 }

@@ -106,14 +106,14 @@ pub async fn start_with_pool(
 /// [`start`], plus `/metrics` on `config.metrics_listen`; returns once `shutdown` fired and
 /// every task stopped.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let metrics_addr = config.metrics_listen;
-    let (_, api) = start(config, shutdown.clone()).await?;
-    let (maddr, metrics) = service_kit::serve_metrics(metrics_addr, shutdown.clone()).await?;
-    info!(addr = %maddr, "metrics listening");
-    let _ = api.await;
-    let _ = metrics.await;
-    info!("user-svc stopped");
-    Ok(())
+    let metrics_listen = config.metrics_listen;
+    service_kit::run_with_metrics(
+        "user-svc",
+        metrics_listen,
+        shutdown.clone(),
+        start(config, shutdown),
+    )
+    .await
 }
 
 /// What a reconciliation run settled.

@@ -197,3 +197,31 @@ pub async fn track_http(
         .record(started.elapsed().as_secs_f64());
     resp
 }
+
+/// What a service's `run` does: serves `/metrics` on `metrics_listen`, starts the service with
+/// `start` (its `start(config, shutdown)`), and returns once `shutdown` fired and both stopped.
+/// If the service cannot start, the metrics server is stopped and the error returned.
+pub async fn run_with_metrics<F>(
+    name: &str,
+    metrics_listen: SocketAddr,
+    shutdown: CancellationToken,
+    start: F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)>>,
+{
+    let (metrics_addr, metrics_task) = serve_metrics(metrics_listen, shutdown.clone()).await?;
+    tracing::info!(addr = %metrics_addr, "metrics listening");
+    let (_, api_task) = match start.await {
+        Ok(v) => v,
+        Err(e) => {
+            shutdown.cancel();
+            let _ = metrics_task.await;
+            return Err(e);
+        }
+    };
+    let _ = api_task.await;
+    let _ = metrics_task.await;
+    tracing::info!("{name} stopped");
+    Ok(())
+}
