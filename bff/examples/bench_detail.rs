@@ -1,6 +1,8 @@
 //! Load test of the watch screen, `GET /v1/videos/{id}`, for entitled viewers: each of 64
 //! clients is a different signed-in viewer subscribed to the creator of a subscribers-only
-//! live video, so every answer carries `access.reason = subscribed` and a playback URL.
+//! live video, so every answer carries `access.reason = subscribed` and a signed playback URL.
+//! This is playback-token issuance: the access check (always asked of user-svc when a token
+//! is handed out) plus signing. Goal: p99 < 10 ms at 1,000 requests/s.
 //!
 //! Everything runs in this process on loopback, over real HTTP: metadata-svc (MongoDB-
 //! compatible server) and user-svc (MariaDB) through `test-stack`, bff, and the floor: an
@@ -226,7 +228,16 @@ async fn main() -> anyhow::Result<()> {
             access: AccessPolicy::Subscribers,
             status: Some(VideoStatus::Live),
             started_at: Some(chrono::Utc::now()),
-            renditions: vec![],
+            // as ingest records them once the stream is playable
+            renditions: vec![service_clients::metadata::Rendition {
+                name: "720p".into(),
+                width: 1280,
+                height: 720,
+                bandwidth: 3_000_000,
+                codecs: "avc1.64001f,mp4a.40.2".into(),
+                frame_rate: 30.0,
+                playlist: format!("live/{id}/720p/index.m3u8"),
+            }],
             playback: PlaybackLocations {
                 master: Some(format!("live/{id}/master.m3u8")),
                 vod_master: None,
@@ -328,9 +339,9 @@ async fn main() -> anyhow::Result<()> {
     for (i, (name, _)) in targets.iter().enumerate().skip(1) {
         let (p99, rate) = (median(paced_p99[i].clone()), median(max_rate[i].clone()));
         println!(
-            "{name:<22} p99 at 1000/s {p99:.2} ms ({:.1}x the floor; goal < 20 ms: {}), max throughput {rate:.0} req/s ({:.2} of the floor)",
+            "{name:<22} p99 at 1000/s {p99:.2} ms ({:.1}x the floor; goal < 10 ms: {}), max throughput {rate:.0} req/s ({:.2} of the floor)",
             p99 / floor_p99,
-            if p99 < 20.0 { "met" } else { "missed" },
+            if p99 < 10.0 { "met" } else { "missed" },
             rate / floor_rate,
         );
     }

@@ -53,6 +53,61 @@ pub struct Config {
     /// at once. 0 = always ask metadata-svc.
     pub video_cache_ms: u64,
     pub rate_limit: RateLimitConfig,
+    pub playback: PlaybackConfig,
+}
+
+/// Signed playback URLs: `{edge_url}/p/{token}/{key}` (see the `playback-token` crate). The
+/// edge accepts every key listed here; bff signs with one of them.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PlaybackConfig {
+    /// `kid=secret[,kid2=secret2]`, the same list the edge has (`CAUDAL_PLAYBACK_KEYS`).
+    /// Required. A secret: give it as `CAUDAL_BFF_PLAYBACK__KEYS_FILE`.
+    pub keys: String,
+    /// The key id bff signs with; empty: the first listed. Rotation: list the new key on the
+    /// edge and here, switch this to it, and drop the old key one token lifetime later.
+    pub signing_key_id: String,
+    /// How long a playback token opens the video, s. The watch page renews it through bff
+    /// (which checks access again) before it runs out, so revoked access stops playback
+    /// within this time.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        Self {
+            keys: String::new(),
+            signing_key_id: String::new(),
+            token_ttl_secs: 300,
+        }
+    }
+}
+
+// Key ids only: the secrets never reach a log line.
+impl std::fmt::Debug for PlaybackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<&str> = self
+            .keys
+            .split(',')
+            .filter_map(|k| k.split_once('=').map(|(kid, _)| kid.trim()))
+            .collect();
+        f.debug_struct("PlaybackConfig")
+            .field("keys", &kids)
+            .field("signing_key_id", &self.signing_key_id)
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .finish()
+    }
+}
+
+impl PlaybackConfig {
+    pub fn keys(&self) -> Result<playback_token::Keys, String> {
+        let signer = Some(self.signing_key_id.as_str()).filter(|s| !s.is_empty());
+        playback_token::Keys::parse(&self.keys, signer).map_err(|e| {
+            format!(
+                "playback.keys: {e} (CAUDAL_BFF_PLAYBACK__KEYS or CAUDAL_BFF_PLAYBACK__KEYS_FILE)"
+            )
+        })
+    }
 }
 
 /// Token buckets per client address. A refused request answers 429 `rate_limited` with
@@ -108,6 +163,7 @@ impl Default for Config {
             entitlement_cache_ms: 5_000,
             video_cache_ms: 1_000,
             rate_limit: RateLimitConfig::default(),
+            playback: PlaybackConfig::default(),
         }
     }
 }
@@ -150,6 +206,10 @@ impl Config {
         if !(1..=100).contains(&self.page_size) {
             return Err("page_size must be from 1 to 100".into());
         }
+        self.playback.keys()?;
+        if !(10..=86_400).contains(&self.playback.token_ttl_secs) {
+            return Err("playback.token_ttl_secs must be from 10 to 86400".into());
+        }
         Ok(())
     }
 
@@ -169,22 +229,34 @@ impl Config {
             user_svc_url: user_svc_url.into(),
             metadata_svc_url: metadata_svc_url.into(),
             edge_url: edge_url.into(),
+            playback: PlaybackConfig {
+                keys: format!("test={TEST_PLAYBACK_SECRET}"),
+                ..PlaybackConfig::default()
+            },
             ..Self::default()
         }
     }
 }
+
+/// The playback key of [`Config::for_tests`] (key id `test`).
+pub const TEST_PLAYBACK_SECRET: &str = "caudal-test-playback-secret-0123456789";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid() {
-        let c = Config::default();
+    fn defaults_are_valid_once_playback_keys_are_given() {
+        let mut c = Config::default();
         assert_eq!(c.listen.port(), 8080);
         assert_eq!(c.metrics_listen.port(), 9080);
         assert_eq!(c.max_body_bytes, 65_536);
+        assert!(c.validate().unwrap_err().contains("playback.keys"));
+        c.playback.keys = format!("k1={TEST_PLAYBACK_SECRET}");
         assert!(c.validate().is_ok());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(TEST_PLAYBACK_SECRET), "{shown}");
+        assert!(shown.contains("k1"));
     }
 
     #[test]

@@ -41,21 +41,38 @@ use crate::model::{Creator, Reason};
 use crate::upstream::{MetadataSvc, Upstream, UpstreamError, UserSvc};
 use service_clients::metadata::Video;
 
-/// Builds playback and image URLs through the edge: storage key `K` is `{edge_url}/{K}`.
+/// Builds URLs through the edge: posters at `{edge_url}/{key}`, playback at
+/// `{edge_url}/p/{token}/{key}` with a token that opens that video's media only, for
+/// `token_ttl` (see the `playback-token` crate).
 #[derive(Debug, Clone)]
 pub struct EdgeUrls {
     base: String,
+    keys: playback_token::Keys,
+    token_ttl: Duration,
 }
 
 impl EdgeUrls {
-    pub fn new(base: &str) -> Self {
+    pub fn new(base: &str, keys: playback_token::Keys, token_ttl: Duration) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
+            keys,
+            token_ttl,
         }
     }
 
+    /// An unsigned URL: the edge serves only posters this way.
     pub fn url(&self, key: &str) -> String {
         format!("{}/{}", self.base, key.trim_start_matches('/'))
+    }
+
+    /// A signed URL for storage key `key` and when it stops working; `None` when the key is
+    /// not inside a video's media folder (`<kind>/<id>/...`).
+    pub fn signed(&self, key: &str) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+        let exp = chrono::Utc::now() + self.token_ttl;
+        let path = self
+            .keys
+            .signed_path(key.trim_start_matches('/'), exp.timestamp() as u64)?;
+        Some((format!("{}/{path}", self.base), exp))
     }
 }
 
@@ -110,7 +127,11 @@ impl AppState {
         let inner = Inner {
             users,
             catalog,
-            edge: EdgeUrls::new(&config.edge_url),
+            edge: EdgeUrls::new(
+                &config.edge_url,
+                config.playback.keys().map_err(|e| anyhow::anyhow!(e))?,
+                Duration::from_secs(config.playback.token_ttl_secs),
+            ),
             profiles: TtlCache::new(Duration::from_millis(config.profile_cache_ms), 50_000),
             identities: TtlCache::new(Duration::from_millis(config.identity_cache_ms), 50_000),
             grants: TtlCache::new(Duration::from_millis(config.entitlement_cache_ms), 100_000),
@@ -308,11 +329,22 @@ mod tests {
 
     #[test]
     fn edge_urls() {
-        let e = EdgeUrls::new("http://edge:8090/");
+        let keys =
+            playback_token::Keys::parse(&format!("k1={}", config::TEST_PLAYBACK_SECRET), None)
+                .unwrap();
+        let e = EdgeUrls::new("http://edge:8090/", keys.clone(), Duration::from_secs(60));
         assert_eq!(
-            e.url("live/abc/master.m3u8"),
-            "http://edge:8090/live/abc/master.m3u8"
+            e.url("live/abc/poster.jpg"),
+            "http://edge:8090/live/abc/poster.jpg"
         );
+        let (url, exp) = e.signed("live/abc/master.m3u8").unwrap();
+        let left = (exp - chrono::Utc::now()).num_seconds();
+        assert!((58..=60).contains(&left), "{left}");
+        let path = url.strip_prefix("http://edge:8090").unwrap();
+        assert!(path.starts_with("/p/k1."), "{path}");
+        let now = chrono::Utc::now().timestamp() as u64;
+        assert_eq!(keys.verify_path(path, now), Ok("live/abc/master.m3u8"));
+        assert!(e.signed("master.m3u8").is_none());
     }
 
     #[test]

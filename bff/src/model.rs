@@ -350,12 +350,18 @@ pub struct Access {
     pub offer: Option<Offer>,
 }
 
-/// Where to play: the master playlist through the edge.
+/// Where to play: the master playlist through the edge, with a playback token in its path
+/// (`{edge}/p/{token}/{key}`) that opens this video's playlists and segments, and only
+/// until `expires_at`. Players resolve relative URIs against the path, so every child request
+/// carries it. Ask for the video again before then for a fresh URL (access is checked again);
+/// a player can keep its position and swap the `/p/{token}/` part of its requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Playback {
     pub url: String,
     /// True for a broadcast on air (a live playlist), false for video on demand.
     pub live: bool,
+    /// When the URL's token stops working.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// `GET /v1/videos/{id}`: the watch screen in one answer.
@@ -443,6 +449,15 @@ pub struct VideoEdit {
     pub visibility: Option<Visibility>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessPolicy>,
+}
+
+/// `GET/PUT /v1/studio/broadcast-defaults`: what my new broadcasts start with. A broadcast
+/// is protected from its first second when the default access is `subscribers` or
+/// `purchase`. Until set: public and free.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BroadcastDefaults {
+    pub visibility: Visibility,
+    pub access: AccessPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use service_clients::metadata::Video;
 
 use crate::model::{
-    AccessPolicy, Creator, LoginRequest, NewStreamKeyRequest, Offer, Plan, PlanRequest,
-    ProfileEdit, Purchase, Reason, RefreshRequest, Session, SignupRequest, StreamKeyList,
-    SubscribeRequest, SubscriberList, Subscription, User,
+    AccessPolicy, BroadcastDefaults, Creator, LoginRequest, NewStreamKeyRequest, Offer, Plan,
+    PlanRequest, ProfileEdit, Purchase, Reason, RefreshRequest, Session, SignupRequest,
+    StreamKeyList, SubscribeRequest, SubscriberList, Subscription, User,
 };
 
 tokio::task_local! {
@@ -451,6 +451,33 @@ impl UserSvc {
             .await
     }
 
+    pub async fn broadcast_defaults(&self, auth: &str) -> Result<BroadcastDefaults, UpstreamError> {
+        self.up
+            .json(
+                bearer(self.get(&["v1", "me", "broadcast-defaults"]), auth),
+                Budget::Read,
+            )
+            .await
+    }
+
+    pub async fn set_broadcast_defaults(
+        &self,
+        auth: &str,
+        body: &BroadcastDefaults,
+    ) -> Result<BroadcastDefaults, UpstreamError> {
+        self.up
+            .json(
+                bearer(
+                    self.up
+                        .request(Method::PUT, &["v1", "me", "broadcast-defaults"]),
+                    auth,
+                )
+                .json(body),
+                Budget::Read,
+            )
+            .await
+    }
+
     pub async fn subscribers(&self, auth: &str) -> Result<SubscriberList, UpstreamError> {
         self.up
             .json(
@@ -663,6 +690,19 @@ impl MetadataSvc {
             .up
             .request(Method::POST, &["internal", "v1", "videos", id, "views"]);
         self.up.empty(req, Budget::Read).await
+    }
+
+    /// `DELETE /internal/v1/videos/{id}`: soft delete; the catalog records the video's storage
+    /// for the cleanup worker. `false` when there was no such video.
+    pub async fn delete(&self, id: &str) -> Result<bool, UpstreamError> {
+        let req = self
+            .up
+            .request(Method::DELETE, &["internal", "v1", "videos", id]);
+        match self.up.empty(req, Budget::Read).await {
+            Ok(()) => Ok(true),
+            Err(UpstreamError::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// `PATCH /internal/v1/videos/{id}` with `expected_version` and the fields to change.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{catalog_video, closed_port, config, start_bff};
+use common::{catalog_video, closed_port, config, opens, start_bff};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use service_clients::metadata::{AccessPolicy, VideoStatus};
@@ -134,8 +134,8 @@ async fn buying_twice_with_one_key_charges_once() {
         json!({"allowed": true, "reason": "purchased", "offer": null})
     );
     assert_eq!(
-        detail["playback"]["url"],
-        format!("http://edge.test/live/{}/master.m3u8", v.id)
+        opens(&detail["playback"]["url"], "http://edge.test"),
+        format!("live/{}/master.m3u8", v.id)
     );
     assert_eq!(detail["playback"]["live"], false);
 
@@ -625,8 +625,8 @@ async fn conventions_request_id_cors_limits_deprecation_and_openapi() {
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(
-        a.body["playback"]["url"],
-        format!("http://edge.test/live/{}/master.m3u8", v.id)
+        opens(&a.body["playback"]["url"], "http://edge.test"),
+        format!("live/{}/master.m3u8", v.id)
     );
     assert!(a.headers["deprecation"].to_str().unwrap().starts_with('@'));
     assert!(a.headers["sunset"].to_str().unwrap().ends_with("GMT"));
@@ -636,7 +636,11 @@ async fn conventions_request_id_cors_limits_deprecation_and_openapi() {
     );
     let current = api.get(&format!("/v1/videos/{}", v.id), None).await;
     assert!(!current.headers.contains_key("deprecation"));
-    assert_eq!(current.body["playback"], a.body["playback"]);
+    assert_eq!(
+        opens(&current.body["playback"]["url"], "http://edge.test"),
+        opens(&a.body["playback"]["url"], "http://edge.test")
+    );
+    assert_eq!(current.body["playback"]["live"], a.body["playback"]["live"]);
 
     // the OpenAPI document covers every /v1 route
     let doc = api.get("/v1/openapi.json", None).await.ok();
@@ -841,6 +845,140 @@ async fn views_count_only_for_viewers_who_may_watch_and_rank_trending() {
         "{home}"
     );
     assert!(trending.contains(&quiet.id.as_str()), "{home}");
+    stop.cancel();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_is_sold_that_the_buyer_could_not_watch() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let stop = CancellationToken::new();
+    let api = start_bff(config(&stack, "http://edge.test"), &stop).await;
+    let (creator_token, creator) = api.creator("Seller", None).await;
+    let (buyer, _) = api.signup("Buyer").await;
+    let price = AccessPolicy::Purchase {
+        price_minor: 300,
+        currency: "EUR".into(),
+    };
+    let buy = |id: String, key: &'static str| {
+        let api = api.clone();
+        let buyer = buyer.clone();
+        async move {
+            api.send(
+                Method::POST,
+                "/v1/purchases",
+                Some(&buyer),
+                Some(json!({"video_id": id})),
+                &[("Idempotency-Key", key)],
+            )
+            .await
+        }
+    };
+
+    // ended without a recording: nothing to watch, nothing sold
+    let ended = catalog_video(&stack, &creator, "Ended", price.clone(), VideoStatus::Ended).await;
+    let a = buy(ended.id.clone(), "k-ended").await;
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (StatusCode::CONFLICT, "not_watchable")
+    );
+
+    // private: the buyer cannot even see it
+    let private = catalog_video(
+        &stack,
+        &creator,
+        "Private",
+        price.clone(),
+        VideoStatus::Recorded,
+    )
+    .await;
+    api.send(
+        Method::PATCH,
+        &format!("/v1/studio/videos/{}", private.id),
+        Some(&creator_token),
+        Some(json!({"expected_version": private.version, "visibility": "private"})),
+        &[],
+    )
+    .await
+    .ok();
+    let a = buy(private.id.clone(), "k-private").await;
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    // no charge was made for either
+    let mine = api.get("/v1/me/purchases", Some(&buyer)).await.ok();
+    assert_eq!(mine["purchases"], json!([]), "{mine}");
+
+    // a watchable one sells, and its playback URL opens only that video
+    let rec = catalog_video(&stack, &creator, "On sale", price, VideoStatus::Recorded).await;
+    let a = buy(rec.id.clone(), "k-rec").await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let d = api
+        .get(&format!("/v1/videos/{}", rec.id), Some(&buyer))
+        .await
+        .ok();
+    assert_eq!(
+        opens(&d["playback"]["url"], "http://edge.test"),
+        format!("live/{}/vod.m3u8", rec.id)
+    );
+    stop.cancel();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn broadcast_defaults_are_for_creators() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let stop = CancellationToken::new();
+    let api = start_bff(config(&stack, "http://edge.test"), &stop).await;
+    let (viewer, _) = api.signup("Viewer").await;
+    let a = api
+        .send(
+            Method::PUT,
+            "/v1/studio/broadcast-defaults",
+            Some(&viewer),
+            Some(json!({"visibility": "public", "access": {"policy": "subscribers"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    let (creator, _) = api.creator("Maker", None).await;
+    let d = api
+        .get("/v1/studio/broadcast-defaults", Some(&creator))
+        .await
+        .ok();
+    assert_eq!(
+        d,
+        json!({"visibility": "public", "access": {"policy": "free"}})
+    );
+    let a = api
+        .send(
+            Method::PUT,
+            "/v1/studio/broadcast-defaults",
+            Some(&creator),
+            Some(json!({"visibility": "unlisted", "access": {"policy": "purchase"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    let d = api
+        .send(
+            Method::PUT,
+            "/v1/studio/broadcast-defaults",
+            Some(&creator),
+            Some(json!({"visibility": "unlisted", "access": {"policy": "purchase", "price_minor": 250, "currency": "USD"}})),
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(d["visibility"], "unlisted");
+    assert_eq!(d["access"]["price_minor"], 250);
+    let again = api
+        .get("/v1/studio/broadcast-defaults", Some(&creator))
+        .await
+        .ok();
+    assert_eq!(again, d);
     stop.cancel();
     stack.stop().await;
 }

@@ -110,7 +110,14 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .route("/v1/studio/videos", get(studio::videos))
-        .route("/v1/studio/videos/{id}", patch(studio::edit_video))
+        .route(
+            "/v1/studio/videos/{id}",
+            patch(studio::edit_video).delete(studio::delete_video),
+        )
+        .route(
+            "/v1/studio/broadcast-defaults",
+            get(studio::broadcast_defaults).put(studio::set_broadcast_defaults),
+        )
         .route(
             "/v1/studio/stream-keys",
             get(studio::stream_keys).post(studio::create_stream_key),

@@ -188,12 +188,9 @@ pub fn valid_video_id(id: &str) -> bool {
 /// rung has a segment (ingest then records the renditions): until then there is no URL, so a
 /// client never fetches (and an edge never caches) a playlist that is not there yet.
 pub fn playback_of(v: &Video, edge: &EdgeUrls) -> Option<Playback> {
-    match v.status {
-        VideoStatus::Live if v.renditions.is_empty() => None,
-        VideoStatus::Live => v.playback.master.as_deref().map(|k| Playback {
-            url: edge.url(k),
-            live: true,
-        }),
+    let (key, live) = match v.status {
+        VideoStatus::Live if v.renditions.is_empty() => return None,
+        VideoStatus::Live => (v.playback.master.as_deref()?, true),
         VideoStatus::Recorded | VideoStatus::Ready => {
             let key = match v.kind {
                 VideoKind::Upload => v
@@ -203,13 +200,19 @@ pub fn playback_of(v: &Video, edge: &EdgeUrls) -> Option<Playback> {
                     .or(v.playback.master.as_deref()),
                 VideoKind::Live => v.playback.vod_master.as_deref(),
             };
-            key.map(|k| Playback {
-                url: edge.url(k),
-                live: false,
-            })
+            (key?, false)
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    let Some((url, expires_at)) = edge.signed(key) else {
+        tracing::warn!(video_id = %v.id, key, "playlist key outside a media folder: not playable");
+        return None;
+    };
+    Some(Playback {
+        url,
+        live,
+        expires_at,
+    })
 }
 
 fn allowed(reason: Reason) -> Access {
@@ -221,10 +224,12 @@ fn allowed(reason: Reason) -> Access {
 }
 
 /// Who may watch: free and owner are decided here; anything else is asked of user-svc.
-/// Granted answers are reused for up to `entitlement_cache_ms` (renewed in the background
+/// With `fresh` (every answer that hands out a playback token) user-svc is always asked, so
+/// a refund, an expired subscription or a changed policy stops new tokens at once. Otherwise
+/// granted answers are reused for up to `entitlement_cache_ms` (renewed in the background
 /// while in use); denials never are. With user-svc down a protected video is denied with
 /// reason `unavailable`.
-pub async fn decide(st: &AppState, viewer: Option<&str>, v: &Video) -> Access {
+pub async fn decide(st: &AppState, viewer: Option<&str>, v: &Video, fresh: bool) -> Access {
     if matches!(v.access, WirePolicy::Free) {
         return allowed(Reason::Free);
     }
@@ -232,7 +237,7 @@ pub async fn decide(st: &AppState, viewer: Option<&str>, v: &Video) -> Access {
         return allowed(Reason::Owner);
     }
     let cache_key = viewer.map(|u| (u.to_string(), v.id.clone(), format!("{:?}", v.access)));
-    if let Some(k) = &cache_key {
+    if let Some(k) = cache_key.as_ref().filter(|_| !fresh) {
         match st.grants.lookup(k) {
             Lookup::Hit(reason) => return allowed(reason),
             Lookup::Refresh(reason) => {
@@ -347,8 +352,10 @@ pub async fn video_detail(
 ) -> Result<Json<VideoDetail>> {
     let (v, viewer) = load_for_viewer(&st, &id, &auth).await?;
     let owner = [v.as_ref()];
-    let (creators, access) =
-        tokio::join!(creators_of(&st, &owner), decide(&st, viewer.as_deref(), &v));
+    let (creators, access) = tokio::join!(
+        creators_of(&st, &owner),
+        decide(&st, viewer.as_deref(), &v, true)
+    );
     let creator_unavailable = creators.is_err();
     let creator = creators.ok().and_then(|mut m| m.remove(&v.owner_id));
     let playback = if access.allowed {
@@ -399,7 +406,7 @@ pub async fn record_view(
     MaybeBearer(auth): MaybeBearer,
 ) -> Result<StatusCode> {
     let (v, viewer) = load_for_viewer(&st, &id, &auth).await?;
-    let access = decide(&st, viewer.as_deref(), &v).await;
+    let access = decide(&st, viewer.as_deref(), &v, false).await;
     if !access.allowed {
         if access.reason == Reason::Unavailable {
             return Err(Error::Unavailable("user-svc"));
@@ -440,7 +447,7 @@ pub async fn playback(
     MaybeBearer(auth): MaybeBearer,
 ) -> Result<Json<PlaybackAnswer>> {
     let (v, viewer) = load_for_viewer(&st, &id, &auth).await?;
-    let access = decide(&st, viewer.as_deref(), &v).await;
+    let access = decide(&st, viewer.as_deref(), &v, true).await;
     let playback = if access.allowed {
         playback_of(&v, &st.edge)
     } else {
@@ -487,9 +494,31 @@ mod tests {
         }
     }
 
+    fn edge() -> EdgeUrls {
+        let keys = playback_token::Keys::parse(
+            &format!("k1={}", crate::config::TEST_PLAYBACK_SECRET),
+            None,
+        )
+        .unwrap();
+        EdgeUrls::new("http://edge", keys, std::time::Duration::from_secs(60))
+    }
+
+    /// The storage key a playback URL opens, after checking its token.
+    fn opens(p: &Playback) -> String {
+        let keys = playback_token::Keys::parse(
+            &format!("k1={}", crate::config::TEST_PLAYBACK_SECRET),
+            None,
+        )
+        .unwrap();
+        let path = p.url.strip_prefix("http://edge").unwrap();
+        let now = chrono::Utc::now().timestamp() as u64;
+        assert!(p.expires_at > chrono::Utc::now());
+        keys.verify_path(path, now).unwrap().to_string()
+    }
+
     #[test]
     fn what_plays() {
-        let e = EdgeUrls::new("http://edge");
+        let e = edge();
         let mut live = video(
             VideoKind::Live,
             VideoStatus::Live,
@@ -507,13 +536,10 @@ mod tests {
             frame_rate: 30.0,
             playlist: "live/v1/720p/index.m3u8".into(),
         });
-        assert_eq!(
-            playback_of(&live, &e),
-            Some(Playback {
-                url: "http://edge/live/v1/master.m3u8".into(),
-                live: true
-            })
-        );
+        let p = playback_of(&live, &e).unwrap();
+        assert!(p.live);
+        assert!(p.url.starts_with("http://edge/p/k1."), "{}", p.url);
+        assert_eq!(opens(&p), "live/v1/master.m3u8");
         let ended = video(
             VideoKind::Live,
             VideoStatus::Ended,
@@ -531,13 +557,9 @@ mod tests {
             Some("live/v1/master.m3u8"),
             Some("live/v1/vod.m3u8"),
         );
-        assert_eq!(
-            playback_of(&rec, &e).unwrap(),
-            Playback {
-                url: "http://edge/live/v1/vod.m3u8".into(),
-                live: false
-            }
-        );
+        let p = playback_of(&rec, &e).unwrap();
+        assert!(!p.live);
+        assert_eq!(opens(&p), "live/v1/vod.m3u8");
         let rec_no_vod = video(
             VideoKind::Live,
             VideoStatus::Recorded,
@@ -551,10 +573,7 @@ mod tests {
             Some("up/v1/master.m3u8"),
             None,
         );
-        assert_eq!(
-            playback_of(&up, &e).unwrap().url,
-            "http://edge/up/v1/master.m3u8"
-        );
+        assert_eq!(opens(&playback_of(&up, &e).unwrap()), "up/v1/master.m3u8");
         let processing = video(
             VideoKind::Upload,
             VideoStatus::Processing,
@@ -562,6 +581,14 @@ mod tests {
             None,
         );
         assert_eq!(playback_of(&processing, &e), None);
+        // a key outside a video's folder cannot carry a token: nothing to play
+        let odd = video(
+            VideoKind::Upload,
+            VideoStatus::Ready,
+            Some("master.m3u8"),
+            None,
+        );
+        assert_eq!(playback_of(&odd, &e), None);
     }
 
     #[test]

@@ -12,9 +12,9 @@ use utoipa::IntoParams;
 use crate::error::{Error, Result};
 use crate::extract::{AppJson, AppPath, AppQuery, Bearer};
 use crate::model::{
-    EncoderProfile, ErrorEnvelope, NewStreamKey, NewStreamKeyRequest, ObsSettings, Plan,
-    PlanAnswer, PlanRequest, StreamKeyList, StudioVideo, StudioVideoPage, SubscriberList,
-    VideoEdit,
+    BroadcastDefaults, EncoderProfile, ErrorEnvelope, NewStreamKey, NewStreamKeyRequest,
+    ObsSettings, Plan, PlanAnswer, PlanRequest, StreamKeyList, StudioVideo, StudioVideoPage,
+    SubscriberList, VideoEdit,
 };
 use crate::upstream::CreatedKey;
 use crate::AppState;
@@ -122,6 +122,88 @@ pub async fn edit_video(
     let v = v?;
     tracing::info!(video_id = %id, version = v.version, "video edited in the studio");
     Ok(Json(StudioVideo::from_wire(&v, &st.edge)))
+}
+
+/// Deletes one of my videos: it is gone from the catalog and its playback tokens stop at
+/// once; a cleanup worker deletes its media from storage, and the edge serves nothing new
+/// for it (copies it cached expire: playlists within seconds, a segment only with a token).
+#[utoipa::path(
+    delete, path = "/v1/studio/videos/{id}", tag = "studio",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Video id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such video of mine", body = ErrorEnvelope),
+        (status = 409, description = "`conflict`: the video is live; end the broadcast first", body = ErrorEnvelope),
+    )
+)]
+pub async fn delete_video(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    AppPath(id): AppPath<String>,
+) -> Result<StatusCode> {
+    if !valid_video_id(&id) {
+        return Err(Error::NotFound("video"));
+    }
+    let (me, video) = tokio::join!(st.user_id(&auth), st.catalog.video(&id));
+    let me = me?;
+    let v = match video? {
+        Some(v) if v.owner_id == me => v,
+        _ => return Err(Error::NotFound("video")),
+    };
+    if v.status == service_clients::metadata::VideoStatus::Live {
+        return Err(Error::Conflict {
+            code: "video_live",
+            message: "the video is live: stop the broadcast (or revoke its stream key) first"
+                .into(),
+        });
+    }
+    let deleted = st.catalog.delete(&id).await;
+    st.videos.remove(&id);
+    if !deleted? {
+        return Err(Error::NotFound("video"));
+    }
+    tracing::info!(video_id = %id, "video deleted in the studio");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What my new broadcasts start with: visibility and access policy.
+#[utoipa::path(
+    get, path = "/v1/studio/broadcast-defaults", tag = "studio",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "My defaults (public and free until set)", body = BroadcastDefaults),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+    )
+)]
+pub async fn broadcast_defaults(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+) -> Result<Json<BroadcastDefaults>> {
+    Ok(Json(st.users.broadcast_defaults(&auth).await?))
+}
+
+/// Sets what my new broadcasts start with. With `subscribers` or `purchase` a broadcast is
+/// protected from its first second; videos that exist keep their own policy.
+#[utoipa::path(
+    put, path = "/v1/studio/broadcast-defaults", tag = "studio",
+    security(("bearer" = [])),
+    request_body = BroadcastDefaults,
+    responses(
+        (status = 200, description = "The defaults", body = BroadcastDefaults),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`: become a creator first", body = ErrorEnvelope),
+    )
+)]
+pub async fn set_broadcast_defaults(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    AppJson(body): AppJson<BroadcastDefaults>,
+) -> Result<Json<BroadcastDefaults>> {
+    // the same rule as a video's policy: purchase needs a price and a currency
+    body.access.to_wire()?;
+    Ok(Json(st.users.set_broadcast_defaults(&auth, &body).await?))
 }
 
 /// My active stream keys, masked.

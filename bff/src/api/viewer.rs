@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use futures::StreamExt;
-use service_clients::metadata::{AccessPolicy as WirePolicy, Video};
+use service_clients::metadata::{AccessPolicy as WirePolicy, Video, VideoStatus, Visibility};
 
 use crate::error::{Error, Result};
 use crate::extract::{AppJson, AppPath, Bearer};
@@ -138,7 +138,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String> {
         (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
         (status = 402, description = "`payment_declined`", body = ErrorEnvelope),
         (status = 404, description = "`not_found`: no such video", body = ErrorEnvelope),
-        (status = 409, description = "`not_for_sale`, `already_purchased` or `idempotency_conflict`", body = ErrorEnvelope),
+        (status = 409, description = "`not_for_sale`, `not_watchable`, `already_purchased` or `idempotency_conflict`", body = ErrorEnvelope),
         (status = 429, description = "`rate_limited`", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 504, description = "`payment_timeout`: pending; retrying with the same key is safe", body = ErrorEnvelope),
@@ -154,11 +154,24 @@ pub async fn purchase(
     if !valid_video_id(&body.video_id) {
         return Err(Error::NotFound("video"));
     }
-    let v = st
-        .catalog
-        .video(&body.video_id)
-        .await?
-        .ok_or(Error::NotFound("video"))?;
+    let (buyer, v) = tokio::join!(st.user_id(&auth), st.catalog.video(&body.video_id));
+    let buyer = buyer?;
+    let v = v?.ok_or(Error::NotFound("video"))?;
+    // nothing is charged for a video the buyer could not watch: a private one is not even
+    // shown to them, and one that is not playable (ended without a recording, processing,
+    // failed) waits until it is
+    if v.visibility == Visibility::Private && v.owner_id != buyer {
+        return Err(Error::NotFound("video"));
+    }
+    if !matches!(
+        v.status,
+        VideoStatus::Live | VideoStatus::Recorded | VideoStatus::Ready
+    ) {
+        return Err(Error::Conflict {
+            code: "not_watchable",
+            message: "this video cannot be watched at the moment, so it is not sold".into(),
+        });
+    }
     let WirePolicy::Purchase {
         price_minor,
         currency,

@@ -1,9 +1,8 @@
-//! Helpers for bff's end-to-end tests: start bff against a real stack, a tiny edge serving
-//! the ingest store's folder, and a small JSON client.
+//! Helpers for bff's end-to-end tests: start bff against a real stack, check the playback
+//! URLs it hands out, and a small JSON client.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
@@ -44,13 +43,22 @@ pub async fn start_bff(config: bff::Config, shutdown: &CancellationToken) -> Api
     Api::new(addr)
 }
 
-/// A tiny edge: serves the folder over HTTP, as nginx serves the store.
-pub async fn edge_server(dir: &Path, shutdown: &CancellationToken) -> SocketAddr {
-    let router = axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir));
-    let (addr, _) = service_kit::serve(any_port(), router, shutdown.clone())
-        .await
-        .unwrap();
-    addr
+/// The storage key a playback URL from bff opens at the edge `edge`: checks its token with
+/// the test key of `bff::Config::for_tests`, as the edge does.
+pub fn opens(url: &serde_json::Value, edge: &str) -> String {
+    let url = url
+        .as_str()
+        .unwrap_or_else(|| panic!("no playback URL: {url}"));
+    let path = url
+        .strip_prefix(edge)
+        .unwrap_or_else(|| panic!("{url} is not on the edge {edge}"));
+    let keys =
+        playback_token::Keys::parse(&format!("test={}", bff::config::TEST_PLAYBACK_SECRET), None)
+            .unwrap();
+    let now = chrono::Utc::now().timestamp() as u64;
+    keys.verify_path(path, now)
+        .unwrap_or_else(|e| panic!("{url}: the edge would refuse it: {e}"))
+        .to_string()
 }
 
 pub struct Answer {

@@ -161,6 +161,25 @@ pub struct Video {
     pub version: i64,
 }
 
+/// A deleted video whose media is still in storage (`GET /internal/v1/cleanup`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CleanupTask {
+    pub video_id: String,
+    pub owner_id: String,
+    /// Folders holding only this video's objects (`live/{id}/`).
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Single objects outside such folders.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    pub deleted_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct CleanupPage {
+    items: Vec<CleanupTask>,
+}
+
 #[derive(Clone)]
 pub struct MetadataClient {
     base: String,
@@ -211,6 +230,41 @@ impl MetadataClient {
             Ok(v) => Ok(Some(v)),
             Err(ClientError::Api { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Deleted videos whose storage is not cleaned up yet, oldest first.
+    pub async fn pending_cleanup(&self, limit: usize) -> Result<Vec<CleanupTask>, ClientError> {
+        let page: CleanupPage = send_json(
+            "metadata-svc",
+            self.http
+                .get(format!("{}/internal/v1/cleanup", self.base))
+                .query(&[("limit", limit)]),
+        )
+        .await?;
+        Ok(page.items)
+    }
+
+    /// Marks a video's storage as cleaned up. `Ok(false)`: it was not pending (done already).
+    pub async fn complete_cleanup(&self, video_id: &str) -> Result<bool, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/internal/v1/cleanup/{video_id}/done", self.base))
+            .send()
+            .await
+            .map_err(|e| ClientError::Unavailable {
+                service: "metadata-svc",
+                detail: e.to_string(),
+            })?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            s => Err(ClientError::Api {
+                service: "metadata-svc",
+                status: s,
+                code: "unexpected_status".into(),
+                message: format!("cleanup/{video_id}/done answered {s}"),
+            }),
         }
     }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metadata::{AccessPolicy, Visibility};
 use crate::{send_json, ClientError};
 
 /// `POST /internal/v1/stream-keys/validate` request.
@@ -18,6 +19,16 @@ pub struct StreamKeyOwner {
     pub user_id: String,
     pub display_name: String,
     pub key_id: String,
+    /// What a broadcast on this key starts with.
+    #[serde(default)]
+    pub defaults: BroadcastDefaults,
+}
+
+/// A creator's visibility and access policy for new broadcasts (public and free unless set).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct BroadcastDefaults {
+    pub visibility: Visibility,
+    pub access: AccessPolicy,
 }
 
 #[derive(Clone)]

@@ -136,6 +136,8 @@ impl Stack {
             },
             handshake_timeout_secs: 3,
             idle_timeout_secs: 3,
+            key_recheck_secs: 1,
+            cleanup_interval_secs: 1,
             ..Default::default()
         };
         // ingest stops first (Stack::stop): its last metadata updates need metadata-svc up
@@ -199,6 +201,100 @@ impl Stack {
             eprintln!("test-stack: ingest did not stop within 30 s");
         }
         self.shutdown.cancel();
+    }
+}
+
+/// The real nginx edge (`cdn-config/render.sh`, local-folder origin) over a media folder,
+/// checking playback tokens signed with `keys` (`kid=secret,...`). Stopped when dropped.
+pub struct Edge {
+    pub url: String,
+    /// The edge's folder: `logs/access.log`, `logs/origin.log` (one line per origin fetch).
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Edge {
+    pub async fn start(media: &Path, keys: &str) -> Edge {
+        // the origin's unix socket path must stay short: a folder under /tmp
+        let dir = tempfile::Builder::new()
+            .prefix("caudal-edge-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let port = std::net::TcpListener::bind(any_port())
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let render = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cdn-config/render.sh");
+        let out = Command::new("bash")
+            .arg(&render)
+            .arg(dir.path())
+            .arg(port.to_string())
+            .arg("local")
+            .arg(media)
+            .env("CAUDAL_PLAYBACK_KEYS", keys)
+            .env("CAUDAL_EDGE_WORKERS", "1")
+            .output()
+            .expect("bash runs cdn-config/render.sh");
+        assert!(
+            out.status.success(),
+            "cdn-config/render.sh failed (is nginx installed? scripts/test.sh installs it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = dir.path().join("nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx runs");
+        let t = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the nginx edge did not listen on port {port} within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Edge {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            child,
+        }
+    }
+
+    /// Lines of the origin's log (local mode: one per object the edge fetched).
+    pub fn origin_fetches(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("logs/origin.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (SIGKILL would leave them serving the port)
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
