@@ -36,6 +36,11 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Simultaneous RTMP connections.
     pub max_connections: usize,
+    /// While live, the stream key is checked again this often, s: a revoked or rotated key
+    /// ends its broadcast within this time plus one check.
+    pub key_recheck_secs: u64,
+    /// How often the media of deleted videos is looked for and deleted, s (0: never).
+    pub cleanup_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -54,6 +59,8 @@ impl Default for Config {
             handshake_timeout_secs: 10,
             idle_timeout_secs: 15,
             max_connections: 512,
+            key_recheck_secs: 2,
+            cleanup_interval_secs: 10,
         }
     }
 }

@@ -13,6 +13,7 @@ use rml_rtmp::sessions::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use transcoder::flv::{self, AudioTag, FlvError, Timeline, VideoTag};
 use transcoder::{LiveEvent, LiveStream, MediaInput};
 
@@ -37,6 +38,8 @@ enum ConnError {
 
 struct Publishing {
     key_id: String,
+    /// Stops the task that checks the key again while live.
+    key_watch: CancellationToken,
     video_id: String,
     stream: LiveStream,
     timeline: Timeline,
@@ -51,6 +54,8 @@ struct Conn {
     out: Vec<u8>,
     publishing: Option<Publishing>,
     close_after_write: Option<String>,
+    /// Cancelled when the live key was revoked or rotated: the connection ends.
+    key_revoked: CancellationToken,
 }
 
 pub async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -112,7 +117,9 @@ async fn serve(
         out: Vec::new(),
         publishing: None,
         close_after_write: None,
+        key_revoked: CancellationToken::new(),
     };
+    let key_revoked = conn.key_revoked.clone();
     let res = async {
         conn.results(initial).await?;
         conn.input(&remaining).await?;
@@ -121,6 +128,10 @@ async fn serve(
         loop {
             let n = tokio::select! {
                 _ = shared.shutdown.cancelled() => return Ok(()),
+                _ = key_revoked.cancelled() => {
+                    metrics::counter!("caudal_rtmp_rejected_total", "reason" => "key_revoked").increment(1);
+                    return Err(ConnError::Refused("the stream key was revoked while live".into()));
+                }
                 n = read_some(socket, &mut buf, idle, "waiting for data (stalled publisher)") => n?,
             };
             if n == 0 {
@@ -331,12 +342,19 @@ impl Conn {
         let _ = meta_tx
             .send(MetaOp::Create(metadata::new_live_video(
                 &video_id,
-                &owner.user_id,
-                &owner.display_name,
+                &owner,
                 started_at,
                 format!("{prefix}/master.m3u8"),
             )))
             .await;
+        let key_watch = CancellationToken::new();
+        self.shared.tasks.spawn(watch_key(
+            self.shared.clone(),
+            key,
+            owner.key_id.clone(),
+            key_watch.clone(),
+            self.key_revoked.clone(),
+        ));
         self.shared.tasks.spawn(metadata::run(
             self.shared.metadata.clone(),
             video_id.clone(),
@@ -371,6 +389,7 @@ impl Conn {
         tracing::info!(peer = %self.peer, video_id, owner = %owner.user_id, "publish started");
         self.publishing = Some(Publishing {
             key_id: owner.key_id,
+            key_watch,
             video_id,
             stream,
             timeline: Timeline::new(),
@@ -446,6 +465,7 @@ impl Conn {
         let Some(p) = self.publishing.take() else {
             return;
         };
+        p.key_watch.cancel();
         self.shared
             .live
             .lock()
@@ -468,6 +488,38 @@ impl Conn {
             }
             drop(p.meta);
         });
+    }
+}
+
+/// Checks the live key with user-svc every `key_recheck_secs` until `stop`; cancels
+/// `revoked` once the key is no longer valid (revoked, rotated, the owner no longer a
+/// creator). While user-svc cannot answer the broadcast goes on.
+async fn watch_key(
+    shared: Arc<Shared>,
+    key: String,
+    key_id: String,
+    stop: CancellationToken,
+    revoked: CancellationToken,
+) {
+    let every = Duration::from_secs(shared.cfg.key_recheck_secs.max(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match shared.users.validate_stream_key(&key).await {
+            Ok(Some(o)) if o.key_id == key_id => {}
+            Ok(_) => {
+                tracing::warn!(
+                    key_id,
+                    "stream key revoked while live: ending the broadcast"
+                );
+                revoked.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(key_id, error = %e, "cannot check the live stream key again"),
+        }
     }
 }
 

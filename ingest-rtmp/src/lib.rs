@@ -2,9 +2,12 @@
 //! with user-svc, refuses a second publisher on a key that is already live, feeds the live
 //! transcoder, and records the broadcast in metadata-svc.
 //!
+//! It also deletes the media of deleted videos ([`cleanup`]): it holds the store's write key.
+//!
 //! rml_rtmp is sans-IO: one task per connection owns the socket, feeds bytes to the session
 //! and acts on the events it raises ([`connection`]).
 
+mod cleanup;
 pub mod config;
 mod connection;
 mod metadata;
@@ -99,6 +102,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let (metrics_addr, metrics) =
         service_kit::serve_metrics(shared.cfg.metrics_listen, shutdown.clone()).await?;
     let tasks = shared.tasks.clone();
+    tasks.spawn(cleanup::run(shared.clone()));
     tasks.spawn(accept_loop(listener, shared));
     tracing::info!(%rtmp_addr, %http_addr, %metrics_addr, "ingest listening");
     Ok(Running {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use service_clients::metadata::{
     MetadataClient, NewVideo, PlaybackLocations, Rendition, StatusChange, VideoKind, VideoStatus,
 };
+use service_clients::users::StreamKeyOwner;
 use service_clients::ClientError;
 use tokio::sync::mpsc;
 use transcoder::RenditionInfo;
@@ -29,22 +30,23 @@ pub enum MetaOp {
     },
 }
 
+/// The broadcast's document: it starts with the creator's default visibility and access
+/// policy, so a subscribers-only creator is never live in the clear.
 pub fn new_live_video(
     id: &str,
-    owner_id: &str,
-    display_name: &str,
+    owner: &StreamKeyOwner,
     started_at: DateTime<Utc>,
     master: String,
 ) -> NewVideo {
     NewVideo {
         id: Some(id.to_string()),
-        owner_id: owner_id.to_string(),
+        owner_id: owner.user_id.clone(),
         kind: VideoKind::Live,
-        title: format!("{display_name} is live"),
+        title: format!("{} is live", owner.display_name),
         description: String::new(),
         tags: Vec::new(),
-        visibility: Default::default(),
-        access: Default::default(),
+        visibility: owner.defaults.visibility,
+        access: owner.defaults.access.clone(),
         status: Some(VideoStatus::Live),
         started_at: Some(started_at),
         renditions: Vec::new(),

@@ -35,6 +35,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/me", get(me).patch(patch_me))
         .route("/v1/me/become-creator", post(become_creator))
         .route("/v1/me/plan", put(put_plan).get(my_plan))
+        .route(
+            "/v1/me/broadcast-defaults",
+            put(put_broadcast_defaults).get(broadcast_defaults),
+        )
         .route("/v1/me/subscriptions", get(my_subscriptions))
         .route("/v1/me/purchases", get(my_purchases))
         .route("/v1/me/transactions", get(my_transactions))
@@ -260,6 +264,23 @@ async fn put_plan(
 ) -> Result<impl IntoResponse> {
     Ok(Json(
         subscriptions::set_plan(&st, &user.id, b.price_minor, &b.currency).await?,
+    ))
+}
+
+async fn broadcast_defaults(
+    State(st): State<AppState>,
+    user: AuthUser,
+) -> Result<impl IntoResponse> {
+    Ok(Json(crate::broadcast_defaults::get(&st, &user.id).await?))
+}
+
+async fn put_broadcast_defaults(
+    State(st): State<AppState>,
+    user: AuthUser,
+    AppJson(b): AppJson<crate::broadcast_defaults::BroadcastDefaults>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        crate::broadcast_defaults::set(&st, &user.id, b).await?,
     ))
 }
 

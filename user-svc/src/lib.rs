@@ -7,6 +7,7 @@
 //! - [`run`] is [`start`] plus the metrics endpoint, until the shutdown token fires.
 
 pub mod auth;
+pub mod broadcast_defaults;
 pub mod config;
 pub mod entitlements;
 pub mod error;

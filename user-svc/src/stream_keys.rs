@@ -5,6 +5,7 @@ use sqlx::MySqlConnection;
 use tracing::{info, warn};
 
 use crate::auth::{new_stream_key, sha256_hex};
+use crate::broadcast_defaults::{self, BroadcastDefaults};
 use crate::error::{is_unique_violation, Error, Result};
 use crate::model::{new_id, now, NewStreamKey, StreamKeyInfo, StreamKeyRow};
 use crate::state::{retry_tx, AppState};
@@ -14,12 +15,14 @@ pub const MAX_ACTIVE_KEYS: i64 = 20;
 
 const KEY_COLUMNS: &str = "id, user_id, key_last4, label, created_at, revoked_at";
 
-/// The owner of a valid key, as ingest expects it (`service_clients::users::StreamKeyOwner`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
+/// The owner of a valid key, as ingest expects it (`service_clients::users::StreamKeyOwner`),
+/// with what the new broadcast starts with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StreamKeyOwner {
     pub user_id: String,
     pub display_name: String,
     pub key_id: String,
+    pub defaults: BroadcastDefaults,
 }
 
 fn validate_label(label: Option<&str>) -> Result<Option<String>> {
@@ -183,16 +186,33 @@ pub async fn validate(state: &AppState, key: &str) -> Result<StreamKeyOwner> {
             .increment(1);
         return Err(Error::InvalidStreamKey);
     }
-    let owner = sqlx::query_as::<_, StreamKeyOwner>(
-        "SELECT u.id AS user_id, u.display_name, k.id AS key_id \
+    type OwnerRow = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+    );
+    let owner = sqlx::query_as::<_, OwnerRow>(
+        "SELECT u.id, u.display_name, k.id, CAST(d.visibility AS CHAR), CAST(d.access AS CHAR), \
+         d.price_minor, d.currency \
          FROM stream_keys k JOIN users u ON u.id = k.user_id \
+         LEFT JOIN broadcast_defaults d ON d.creator_id = u.id \
          WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.role IN ('creator', 'admin')",
     )
     .bind(sha256_hex(key))
     .fetch_optional(&state.db)
     .await?;
     match owner {
-        Some(o) => {
+        Some((user_id, display_name, key_id, visibility, access, price, currency)) => {
+            let o = StreamKeyOwner {
+                user_id,
+                display_name,
+                key_id,
+                defaults: broadcast_defaults::from_row((visibility, access, price, currency)),
+            };
             metrics::counter!("user_svc_stream_key_validations_total", "outcome" => "valid")
                 .increment(1);
             Ok(o)

@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use service_clients::users::{StreamKeyOwner, UserClient};
+use service_clients::metadata::{AccessPolicy, Visibility};
+use service_clients::users::{BroadcastDefaults, StreamKeyOwner, UserClient};
 use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 use user_svc::Config;
@@ -72,9 +73,73 @@ async fn create_list_validate(db: MySqlPool) {
         StreamKeyOwner {
             user_id: c.id.clone(),
             display_name: "Streamer".into(),
-            key_id
+            key_id: key_id.clone(),
+            defaults: Default::default(),
         }
     );
+
+    // a creator's broadcast defaults travel with the key
+    let (s, v) = app
+        .put(
+            "/v1/me/broadcast-defaults",
+            Some(&c.token),
+            json!({"visibility": "unlisted", "access": {"policy": "subscribers"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = app
+        .post(
+            "/internal/v1/stream-keys/validate",
+            None,
+            json!({"key": key}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let owner: StreamKeyOwner = serde_json::from_value(v).unwrap();
+    assert_eq!(
+        owner.defaults,
+        BroadcastDefaults {
+            visibility: Visibility::Unlisted,
+            access: AccessPolicy::Subscribers
+        }
+    );
+    let (s, v) = app
+        .put(
+            "/v1/me/broadcast-defaults",
+            Some(&c.token),
+            json!({"visibility": "public", "access": {"policy": "purchase", "price_minor": 299, "currency": "eur"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["access"]["currency"], "EUR");
+    let (_, v) = app
+        .post(
+            "/internal/v1/stream-keys/validate",
+            None,
+            json!({"key": key}),
+        )
+        .await;
+    let owner: StreamKeyOwner = serde_json::from_value(v).unwrap();
+    assert_eq!(
+        owner.defaults.access,
+        AccessPolicy::Purchase {
+            price_minor: 299,
+            currency: "EUR".into()
+        }
+    );
+    let (s, v) = app.get("/v1/me/broadcast-defaults", Some(&c.token)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["access"]["policy"], "purchase");
+    // a purchase default needs a price
+    let (s, v) = app
+        .put(
+            "/v1/me/broadcast-defaults",
+            Some(&c.token),
+            json!({"visibility": "public", "access": {"policy": "purchase"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(err_code(&v), "invalid_field");
 
     let (s, v) = app
         .post(
