@@ -11,6 +11,11 @@
 #   local  origin is a folder: ORIGIN_DIR, else $CAUDAL_MEDIA_DIR, else
 #          $CAUDAL_INGEST_STORAGE__ROOT, else OUT_DIR/../media.
 #
+# Playback tokens (required): CAUDAL_PLAYBACK_KEYS="kid1=secret1[,kid2=secret2]" (or
+# CAUDAL_PLAYBACK_KEYS_FILE naming a file with that text), every key accepted. Without a key
+# render.sh fails, unless CAUDAL_EDGE_TOKENS=off (benchmarks and development only: the token is
+# not checked and unsigned paths serve every object).
+#
 # Optional: CAUDAL_EDGE_LISTEN_ADDR (127.0.0.1), CAUDAL_EDGE_WORKERS (auto),
 # CAUDAL_EDGE_CACHE_MAX_SIZE (4g), CAUDAL_EDGE_PLAYLIST_INACTIVE (10m).
 # Creates OUT_DIR/{logs,cache,temp}; re-rendering keeps the cache.
@@ -36,6 +41,8 @@ WORKERS=${CAUDAL_EDGE_WORKERS:-auto}
 CACHE_MAX_SIZE=${CAUDAL_EDGE_CACHE_MAX_SIZE:-4g}
 PLAYLIST_INACTIVE=${CAUDAL_EDGE_PLAYLIST_INACTIVE:-10m}
 NJS_MODULE=/usr/lib/nginx/modules/ngx_http_js_module.so
+TOKENS=${CAUDAL_EDGE_TOKENS:-on}
+[[ "$TOKENS" == on || "$TOKENS" == off ]] || die "CAUDAL_EDGE_TOKENS must be on or off, got '$TOKENS'"
 # Run as root (scripts/up.sh does), nginx would switch its workers to "nobody", which cannot
 # reach folders under /root: keep the invoking user, like every other Caudal process.
 USER_LINE="# user: the invoking user"
@@ -54,6 +61,64 @@ secret() {
 
 # nginx string literal check: these would need escaping inside "..." (and $ starts a variable).
 plain() { [[ "$2" != *[\"\\\$\;[:space:]]* && -n "$2" ]] || die "$1 must be non-empty and free of quotes, backslashes, \$, ; and spaces"; }
+
+# njs: playback tokens (playback-token.js) and the S3 origin's signatures (s3-sign.js).
+if [ ! -f "$NJS_MODULE" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "render.sh: installing libnginx-mod-http-js (njs: playback tokens, S3 signatures)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libnginx-mod-http-js >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libnginx-mod-http-js >/dev/null; } ||
+      die "apt-get install libnginx-mod-http-js failed"
+  fi
+  [ -f "$NJS_MODULE" ] || die "$NJS_MODULE is missing: apt-get install libnginx-mod-http-js"
+fi
+
+# Playback keys: "kid=secret[,kid=secret...]", parsed as bff parses them (crates/playback-token):
+# entries trimmed, empty ones skipped, kid 1-16 of A-Z a-z 0-9 _ -, secret at least 32 bytes.
+# Written to OUT_DIR/playback-keys.conf (mode 0600) as a map from kid to the secret in hex, so a
+# secret may hold any character but a comma.
+KIDS=""
+if [ "$TOKENS" = on ]; then
+  if [ -n "${CAUDAL_PLAYBACK_KEYS_FILE:-}" ]; then
+    [ -r "$CAUDAL_PLAYBACK_KEYS_FILE" ] || die "CAUDAL_PLAYBACK_KEYS_FILE names a file that cannot be read: $CAUDAL_PLAYBACK_KEYS_FILE"
+    KEYS_TEXT=$(cat "$CAUDAL_PLAYBACK_KEYS_FILE")
+  else
+    KEYS_TEXT=${CAUDAL_PLAYBACK_KEYS:-}
+  fi
+  MAP_LINES=()
+  declare -A SEEN=()
+  IFS=, read -r -d '' -a KEY_ITEMS < <(printf '%s\0' "$KEYS_TEXT") || true
+  for item in "${KEY_ITEMS[@]}"; do
+    item="${item#"${item%%[![:space:]]*}"}" item="${item%"${item##*[![:space:]]}"}"
+    [ -n "$item" ] || continue
+    [[ "$item" == *=* ]] || die "playback key '${item:0:16}': write each key as kid=secret"
+    kid=${item%%=*} secret=${item#*=}
+    kid="${kid#"${kid%%[![:space:]]*}"}" kid="${kid%"${kid##*[![:space:]]}"}"
+    [[ "$kid" =~ ^[A-Za-z0-9_-]{1,16}$ ]] || die "playback key id '$kid': 1 to 16 of A-Z a-z 0-9 _ -"
+    (($(printf '%s' "$secret" | wc -c) >= 32)) || die "playback key '$kid': the secret must be at least 32 characters"
+    # nginx's map matches case-insensitively
+    [ -z "${SEEN[${kid,,}]:-}" ] || die "playback key id '$kid' is listed twice (key ids are compared ignoring case)"
+    SEEN[${kid,,}]=1
+    MAP_LINES+=("    \"kid:$kid\" \"$(printf '%s' "$secret" | od -An -v -tx1 | tr -d ' \n')\";")
+    KIDS+="${KIDS:+,}$kid"
+  done
+  [ -n "$KIDS" ] || die "no playback key: set CAUDAL_PLAYBACK_KEYS=kid=secret[,kid2=secret2] or CAUDAL_PLAYBACK_KEYS_FILE (or CAUDAL_EDGE_TOKENS=off, for benchmarks and development only)"
+  (
+    umask 077
+    {
+      echo "# Written by cdn-config/render.sh: the playback keys (kid -> secret, hex). \"kid:\" keeps"
+      echo "# every kid clear of the map's keywords (default, include...)."
+      echo "map \"kid:\$pb_kid\" \$pb_secret {"
+      echo "    default \"\";"
+      printf '%s\n' "${MAP_LINES[@]}"
+      echo "}"
+    } >"$OUT_DIR/playback-keys.conf"
+  )
+  cp "$HERE/playback-token.js" "$OUT_DIR/playback-token.js"
+else
+  rm -f "$OUT_DIR/playback-keys.conf" "$OUT_DIR/playback-token.js"
+fi
 
 case "$MODE" in
   s3)
@@ -74,16 +139,6 @@ case "$MODE" in
     S3_SECRET_KEY=$(secret CAUDAL_S3_SECRET_KEY_FILE CAUDAL_S3_SECRET_KEY caudalsecret)
     plain CAUDAL_S3_BUCKET "$S3_BUCKET"; plain CAUDAL_S3_REGION "$S3_REGION"
     plain "the S3 access key" "$S3_ACCESS_KEY"; plain "the S3 secret key" "$S3_SECRET_KEY"
-    if [ ! -f "$NJS_MODULE" ]; then
-      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "render.sh: installing libnginx-mod-http-js (njs signs the edge's S3 requests)" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libnginx-mod-http-js >/dev/null 2>&1 ||
-          { apt-get update -qq >/dev/null 2>&1 &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libnginx-mod-http-js >/dev/null; } ||
-          die "apt-get install libnginx-mod-http-js failed"
-      fi
-      [ -f "$NJS_MODULE" ] || die "$NJS_MODULE is missing: apt-get install libnginx-mod-http-js"
-    fi
     # Credentials and the origin's identity: readable by the owner only.
     (
       umask 077
@@ -119,9 +174,10 @@ esac
 # A unix socket path is limited to 107 bytes.
 ((${#OUT_DIR} < 90)) || [ "$MODE" != local ] || die "OUT_DIR path too long for the origin's unix socket: $OUT_DIR"
 
-# {{NAME}} substitution and #{{s3}} / #{{local}} blocks.
+# {{NAME}} substitution and #{{s3}} / #{{local}} / #{{tokens}} / #{{no-tokens}} blocks (not nested).
+if [ "$TOKENS" = on ]; then KEEP="$MODE tokens"; else KEEP="$MODE no-tokens"; fi
 render() {
-  awk -v mode="$MODE" \
+  awk -v mode="$MODE" -v keep=" $KEEP " \
     -v OUT_DIR="$OUT_DIR" -v LISTEN="$LISTEN" -v WORKERS="$WORKERS" -v USER_LINE="$USER_LINE" \
     -v CACHE_MAX_SIZE="$CACHE_MAX_SIZE" -v PLAYLIST_INACTIVE="$PLAYLIST_INACTIVE" \
     -v NJS_MODULE="$NJS_MODULE" -v S3_HOSTPORT="$S3_HOSTPORT" -v S3_SCHEME="$S3_SCHEME" \
@@ -135,8 +191,12 @@ render() {
       vals["MEDIA_DIR"] = MEDIA_DIR; vals["MODE"] = mode
       skip = 0
     }
-    /^[ \t]*#\{\{(s3|local)\}\}[ \t]*$/ { if ($0 !~ "\\{\\{" mode "\\}\\}") skip = 1; next }
-    /^[ \t]*#\{\{\/(s3|local)\}\}[ \t]*$/ { skip = 0; next }
+    /^[ \t]*#\{\{(s3|local|tokens|no-tokens)\}\}[ \t]*$/ {
+      name = $0; gsub(/[ \t#{}]/, "", name)
+      if (index(keep, " " name " ") == 0) skip = 1
+      next
+    }
+    /^[ \t]*#\{\{\/(s3|local|tokens|no-tokens)\}\}[ \t]*$/ { skip = 0; next }
     skip { next }
     {
       for (i = 1; i <= n; i++) {
@@ -150,7 +210,7 @@ render() {
 
 render "$HERE/nginx.conf.template" >"$OUT_DIR/nginx.conf.new"
 rm -f "$OUT_DIR/origin-s3.conf" "$OUT_DIR/origin-local.conf"
-for f in cors.conf edge-request.conf "origin-$MODE.conf"; do
+for f in cors.conf edge-request.conf playlist.conf segment.conf playback-token.conf "origin-$MODE.conf"; do
   render "$HERE/snippets/$f" >"$OUT_DIR/$f"
 done
 mv "$OUT_DIR/nginx.conf.new" "$OUT_DIR/nginx.conf"
@@ -159,4 +219,5 @@ nginx -t -q -p "$OUT_DIR" -c "$OUT_DIR/nginx.conf" -g 'daemon off;' ||
   die "the rendered config does not pass nginx -t: $OUT_DIR/nginx.conf"
 # nginx -t leaves an empty pid file behind; a running edge owns a non-empty one.
 [ -s "$OUT_DIR/nginx.pid" ] || rm -f "$OUT_DIR/nginx.pid"
-echo "render.sh: edge on http://$LISTEN -> $ORIGIN_DESC; config $OUT_DIR/nginx.conf" >&2
+if [ "$TOKENS" = on ]; then TOKENS_DESC="playback keys $KIDS"; else TOKENS_DESC="playback tokens OFF (unsigned paths serve everything)"; fi
+echo "render.sh: edge on http://$LISTEN -> $ORIGIN_DESC; $TOKENS_DESC; config $OUT_DIR/nginx.conf" >&2

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Edge throughput: one cached ~1 MB, 2 s segment fetched through the edge (cache HIT) with wrk,
-against a plain nginx serving the same file straight from disk. Prints req/s, MB/s and the ratio.
+"""Edge throughput: one cached ~1 MB, 2 s segment fetched with wrk (cache HIT) through
+  - the edge with playback tokens (/p/<token>/<key>: njs checks the token on every request),
+  - the same edge rendered with CAUDAL_EDGE_TOKENS=off (/<key>, no JavaScript on a hit),
+  - a plain nginx serving the same file straight from disk.
+Rounds alternate between the three (the order rotates each round). Prints req/s, MB/s, the
+servers' own CPU time per request (nginx master + workers, from /proc: less sensitive than
+req/s to other work on the machine) and the ratios tokens/off and edge/plain.
 
 Usage: python3 bench/edge/throughput.py [--duration 10] [--connections 64] [--threads 2]
-       [--size-kb 1000] [--mode s3|local] [--rounds 3]
+       [--size-kb 1000] [--mode s3|local] [--rounds 3] [--no-plain]
 Needs nginx, wrk (apt-get install wrk), s3s-fs (s3 mode) and libnginx-mod-http-js.
 Everything runs on loopback ports in a temporary folder that is removed afterwards.
 """
@@ -52,16 +57,35 @@ http {{
 UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
 
 
-def wrk(url, args):
+def cpu_seconds(master):
+    """utime + stime of an nginx master and its children (the workers), in seconds."""
+    ticks = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(d) == master or int(fields[1]) == master:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url, args, master):
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url]
+    cpu0 = cpu_seconds(master)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(master) - cpu0
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", out)
     mbps = float(m.group(1)) * UNITS[m.group(2)] / 1e6
     p99 = re.search(r"99%\s+([\d.]+\w+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "mbps": mbps, "p99": p99.group(1) if p99 else "?",
+    return {"rps": rps, "mbps": mbps, "p99": p99.group(1) if p99 else "?", "cpu_us": cpu / requests * 1e6,
             "non2xx": int(errors.group(1)) if errors else 0, "socket_errors": sock.group(1) if sock else "none"}
 
 
@@ -73,6 +97,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="runs of each, alternating; medians reported")
     ap.add_argument("--size-kb", type=int, default=1000, help="segment size (1000 KB = 4 Mbit/s x 2 s)")
     ap.add_argument("--mode", choices=["s3", "local"], default="s3", help="edge origin")
+    ap.add_argument("--no-plain", action="store_true", help="leave out the plain nginx")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -92,14 +117,24 @@ def main():
             s3 = kit.S3sFs(os.path.join(wd, "s3"))
             stops.append(s3.stop)
             s3.put(key, body, "video/mp2t")
-            edge = kit.Edge(os.path.join(wd, "s3"), "s3", s3)
+            origin = s3
         else:
-            edge = kit.Edge(wd, "local", disk)
+            origin = disk
+        # two edges on one origin, each with its own folder and cache
+        edge = kit.Edge(os.path.join(wd, "on"), args.mode, origin)
         stops.insert(0, edge.stop)
-        for want in ("MISS", "HIT"):
-            st, h, b = kit.http_get(edge.url, "/" + key)
-            assert st == 200 and b == body and h.get("x-cache-status") == want, (st, h)
+        off = kit.Edge(os.path.join(wd, "off"), args.mode, origin, env={"CAUDAL_EDGE_TOKENS": "off"})
+        stops.insert(0, off.stop)
+        signed = kit.signed_path(key)
+        for e, path in ((edge, signed), (off, "/" + key)):
+            for want in ("MISS", "HIT"):
+                st, h, b = kit.http_get(e.url, path)
+                assert st == 200 and b == body and h.get("x-cache-status") == want, (st, h)
+        st, _, _ = kit.http_get(edge.url, "/" + key)
+        assert st == 403, f"unsigned path through the token edge: {st}"
 
+        targets = [("edge, tokens on (HIT)", edge.url + signed, edge.proc.p.pid),
+                   ("edge, tokens off (HIT)", off.url + "/" + key, off.proc.p.pid)]
         plain_dir = os.path.join(wd, "plain")
         os.makedirs(os.path.join(plain_dir, "logs"))
         os.makedirs(os.path.join(plain_dir, "temp"))
@@ -110,32 +145,42 @@ def main():
             if os.geteuid() == 0:
                 user = f"user {pwd.getpwuid(0).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
             f.write(PLAIN_CONF.format(user=user, workers=os.environ.get("CAUDAL_EDGE_WORKERS", "auto"), port=port, root=disk))
-        plain = kit.Proc(["nginx", "-p", plain_dir, "-c", os.path.join(plain_dir, "nginx.conf"),
-                          "-g", "daemon off;"], os.path.join(wd, "plain.out"))
-        stops.insert(0, plain.stop)
-        kit.wait_port(port, 10, "plain nginx", plain.p)
+        if not args.no_plain:
+            plain = kit.Proc(["nginx", "-p", plain_dir, "-c", os.path.join(plain_dir, "nginx.conf"),
+                              "-g", "daemon off;"], os.path.join(wd, "plain.out"))
+            stops.insert(0, plain.stop)
+            kit.wait_port(port, 10, "plain nginx", plain.p)
+            targets.append(("plain nginx from disk", f"http://127.0.0.1:{port}/{key}", plain.p.pid))
 
-        print(f"segment {len(body) / 1e6:.2f} MB; wrk -t{args.threads} -c{args.connections} "
+        print(f"segment {len(body) / 1e6:.3f} MB, {args.mode} origin; wrk -t{args.threads} -c{args.connections} "
               f"-d{args.duration}s; {os.cpu_count()} cores shared by wrk and nginx", flush=True)
-        targets = (("edge (cache HIT, " + args.mode + " origin)", edge.url + "/" + key),
-                   ("plain nginx from disk", f"http://127.0.0.1:{port}/{key}"))
-        results = {name: [] for name, _ in targets}
-        # alternate the two so that noise from other work on the machine hits both alike
+        results = {t[0]: [] for t in targets}
+        # alternate so that noise from other work on the machine hits all alike; rotate the order
         for rnd in range(args.rounds):
-            for name, url in targets:
-                r = wrk(url, args)
+            for name, url, master in targets[rnd % len(targets):] + targets[:rnd % len(targets)]:
+                r = wrk(url, args, master)
                 results[name].append(r)
-                print(f"round {rnd + 1}: {name:32s} {r['rps']:8.0f} req/s {r['mbps']:8.0f} MB/s  "
-                      f"p99 {r['p99']:>8s}  non-2xx {r['non2xx']}  socket errors: {r['socket_errors']}", flush=True)
+                print(f"round {rnd + 1}: {name:24s} {r['rps']:8.0f} req/s {r['mbps']:8.0f} MB/s  "
+                      f"nginx CPU {r['cpu_us']:6.1f} us/req  p99 {r['p99']:>8s}  non-2xx {r['non2xx']}  "
+                      f"socket errors: {r['socket_errors']}", flush=True)
         med = {}
         for name, rs in results.items():
-            med[name] = (statistics.median(r["rps"] for r in rs), statistics.median(r["mbps"] for r in rs))
-            print(f"median: {name:32s} {med[name][0]:8.0f} req/s {med[name][1]:8.0f} MB/s")
-        (e_rps, e_mbps), (p_rps, p_mbps) = med.values()
-        print(f"edge / plain: {e_rps / p_rps:.2f} (req/s), {e_mbps / p_mbps:.2f} (MB/s)")
-        with open(edge.logfile("upstream.log")) as f:
-            fetches = sum(1 for _ in f)
-        print(f"origin fetches during the run: {fetches - 1} (after the warm-up MISS)")
+            med[name] = [statistics.median(r[k] for r in rs) for k in ("rps", "mbps", "cpu_us")]
+            print(f"median: {name:24s} {med[name][0]:8.0f} req/s {med[name][1]:8.0f} MB/s  "
+                  f"nginx CPU {med[name][2]:6.1f} us/req")
+        names = [t[0] for t in targets]
+        on, offm = med[names[0]], med[names[1]]
+        per_round = ", ".join(f"{a['rps'] / b['rps']:.3f}" for a, b in zip(results[names[0]], results[names[1]]))
+        print(f"tokens on / off: {on[0] / offm[0]:.3f} (req/s), {on[1] / offm[1]:.3f} (MB/s); per round: {per_round}")
+        print(f"tokens on - off: {on[2] - offm[2]:+.1f} us of nginx CPU per request "
+              f"(off / on CPU per request: {offm[2] / on[2]:.3f})")
+        if len(names) > 2:
+            p = med[names[2]]
+            print(f"edge / plain: tokens on {on[0] / p[0]:.2f}, tokens off {offm[0] / p[0]:.2f} (req/s)")
+        for name, e in (("tokens on", edge), ("tokens off", off)):
+            with open(e.logfile("upstream.log")) as f:
+                fetches = sum(1 for _ in f)
+            print(f"origin fetches during the run, {name}: {fetches - 1} (after the warm-up MISS)")
     finally:
         for s in stops:
             s()

@@ -5,14 +5,18 @@ Starts s3s-fs, the edge (cdn-config/render.sh + nginx, s3 origin) and live_origi
 segment + live playlist every 2 s), waits for three segments, then runs the viewers for
 --duration seconds. Each viewer behaves like hls.js on one keep-alive connection: master
 playlist once, then the live playlist (again after the target duration when it changed, half
-of it when not), and every new segment it lists (the last three at start).
+of it when not), and every new segment it lists (the last three at start). Every viewer has
+its own playback token (/p/<token>/live/<id>/master.m3u8, as bff hands out; half signed with
+kid k1, half with k2), and resolves the playlists' relative URIs against the playlist's path,
+so its token is in every request.
 
 Reports: origin fetches per object (counted in s3s-fs's own request log), failed requests,
 segment and playlist fetch times (p50/p99/max), how long after its listing at the origin each
 segment reached viewers, and the edge's cache statuses.
 
 Usage: python3 bench/edge/viewers.py [--viewers 1000] [--duration 60] [--segment-kb 250]
-       [--ramp 10]
+       [--ramp 10] [--no-tokens]
+--no-tokens: the edge rendered with CAUDAL_EDGE_TOKENS=off and unsigned paths (before tokens).
 """
 
 import argparse
@@ -88,7 +92,7 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-async def viewer(port, prefix, stats, start_at, end_at):
+async def viewer(port, master_path, stats, start_at, end_at):
     await asyncio.sleep(max(0.0, start_at - time.time()))
     conn = HttpConn(port)
 
@@ -113,11 +117,12 @@ async def viewer(port, prefix, stats, start_at, end_at):
         return body
 
     try:
-        master = await fetch(f"/{prefix}/master.m3u8", "master")
+        master = await fetch(master_path, "master")
         if master is None:
             return
         variant = [ln for ln in master.decode().splitlines() if ln and not ln.startswith("#")][0]
-        playlist_path = f"/{prefix}/{variant}"
+        # relative URIs resolve against the playlist's path: the token comes along
+        playlist_path = master_path.rsplit("/", 1)[0] + "/" + variant
         base = playlist_path.rsplit("/", 1)[0]
         last = None
         while time.time() < end_at:
@@ -149,13 +154,28 @@ async def viewer(port, prefix, stats, start_at, end_at):
         conn.close()
 
 
-async def run_viewers(port, prefix, n, duration, ramp):
+async def run_viewers(port, master_paths, duration, ramp):
     stats = Stats()
     t0 = time.time() + 0.5
     end = t0 + duration
-    tasks = [asyncio.create_task(viewer(port, prefix, stats, t0 + random.uniform(0, ramp), end)) for _ in range(n)]
+    tasks = [asyncio.create_task(viewer(port, path, stats, t0 + random.uniform(0, ramp), end)) for path in master_paths]
     await asyncio.gather(*tasks)
     return stats
+
+
+def edge_cpu(edge):
+    """utime + stime (s) of the edge's nginx master and workers."""
+    master, ticks = edge.proc.p.pid, 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(d) == master or int(fields[1]) == master:
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -164,6 +184,7 @@ def main():
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--segment-kb", type=int, default=250, help="250 KB per 2 s = a 1 Mbit/s rung")
     ap.add_argument("--ramp", type=float, default=10, help="viewers join over this many seconds")
+    ap.add_argument("--no-tokens", action="store_true", help="edge with CAUDAL_EDGE_TOKENS=off, unsigned paths")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < args.viewers + 200:
@@ -175,7 +196,8 @@ def main():
     try:
         s3 = kit.S3sFs(os.path.join(wd, "s3"))
         stops.append(s3.stop)
-        edge = kit.Edge(os.path.join(wd, "s3"), "s3", s3)
+        edge = kit.Edge(os.path.join(wd, "s3"), "s3", s3,
+                        env={"CAUDAL_EDGE_TOKENS": "off"} if args.no_tokens else None)
         stops.insert(0, edge.stop)
         prefix = "live/" + "%032x" % random.getrandbits(128)
         events = os.path.join(wd, "origin-events.jsonl")
@@ -188,13 +210,24 @@ def main():
             if origin.p.poll() is not None:
                 sys.exit("live_origin.py stopped: " + open(origin.log).read()[-2000:])
             time.sleep(0.1)
+        master = f"{prefix}/master.m3u8"
+        if args.no_tokens:
+            paths = ["/" + master] * args.viewers
+        else:
+            # one token per viewer: distinct expiries, kids k1 and k2 alternating
+            exp0 = int(time.time()) + 3600
+            paths = [kit.signed_path(master, kid="k1" if i % 2 else "k2", exp=exp0 + i) for i in range(args.viewers)]
         print(f"{args.viewers} viewers for {args.duration:.0f} s (joining over {args.ramp:.0f} s), "
-              f"{args.segment_kb} KB segments every 2 s, {os.cpu_count()} cores for everything", flush=True)
+              f"{args.segment_kb} KB segments every 2 s, {os.cpu_count()} cores for everything; "
+              f"{'tokens off, unsigned paths' if args.no_tokens else f'{len(set(paths))} distinct playback tokens'}",
+              flush=True)
         cpu0 = os.times()
+        edge_cpu0 = edge_cpu(edge)
         wall0 = time.time()
-        stats = asyncio.run(run_viewers(edge.port, prefix, args.viewers, args.duration, args.ramp))
+        stats = asyncio.run(run_viewers(edge.port, paths, args.duration, args.ramp))
         wall = time.time() - wall0
         cpu1 = os.times()
+        edge_cpu_s = edge_cpu(edge) - edge_cpu0
         origin.stop()
 
         listed = {}
@@ -204,10 +237,10 @@ def main():
         gets = s3.gets()
         seg_fetches = {int(re.search(r"seg_(\d+)", k).group(1)): v for k, v in gets.items() if k.endswith(".ts")}
         delivered_segs = sorted(stats.delivered)
-        per_seg = [seg_fetches.get(s, 0) for s in delivered_segs]
+        per_seg = [seg_fetches.get(s, 0) for s in delivered_segs] or [0]  # [0]: nothing delivered
         playlist_fetches = sum(v for k, v in gets.items() if k.endswith("index.m3u8"))
         master_fetches = sum(v for k, v in gets.items() if k.endswith("master.m3u8"))
-        delays = [t - listed[s] for s, ts in stats.delivered.items() if s in listed for t in ts]
+        delays = [t - listed[s] for s, ts in stats.delivered.items() if s in listed for t in ts] or [float("nan")]
         cache = Counter()
         for ln in open(edge.logfile("access.log"), errors="replace"):
             m = re.search(r'"GET \S+\.(m3u8|ts) HTTP/1.1" (\d+) \d+ cache=(\S+)', ln)
@@ -218,6 +251,8 @@ def main():
         print(f"requests: {stats.requests} ok+http-error, {stats.requests / wall:.0f} req/s, "
               f"{stats.bytes / wall / 1e6:.1f} MB/s to viewers; load client CPU "
               f"{(cpu1.user - cpu0.user + cpu1.system - cpu0.system) / wall * 100:.0f}% of one core")
+        print(f"edge nginx CPU: {edge_cpu_s / wall * 100:.0f}% of one core, "
+              f"{edge_cpu_s / max(1, stats.requests) * 1e6:.0f} us per request")
         print(f"failed requests: {total_failed} {dict(stats.failures) if total_failed else ''}")
         print(f"segments watched: {len(delivered_segs)}; origin fetches per segment: "
               f"min {min(per_seg)} max {max(per_seg)} total {sum(per_seg)} "
@@ -225,10 +260,10 @@ def main():
         print(f"live playlist: {playlist_fetches} origin fetches in {wall:.0f} s "
               f"({playlist_fetches / wall:.2f}/s); master playlist: {master_fetches} origin fetches")
         print(f"segment fetch time: p50 {pct(stats.seg_times, 50) * 1000:.1f} ms  "
-              f"p99 {pct(stats.seg_times, 99) * 1000:.1f} ms  max {max(stats.seg_times) * 1000:.1f} ms "
+              f"p99 {pct(stats.seg_times, 99) * 1000:.1f} ms  max {max(stats.seg_times, default=float('nan')) * 1000:.1f} ms "
               f"({len(stats.seg_times)} segments)")
         print(f"playlist fetch time: p50 {pct(stats.pl_times, 50) * 1000:.1f} ms  "
-              f"p99 {pct(stats.pl_times, 99) * 1000:.1f} ms  max {max(stats.pl_times) * 1000:.1f} ms "
+              f"p99 {pct(stats.pl_times, 99) * 1000:.1f} ms  max {max(stats.pl_times, default=float('nan')) * 1000:.1f} ms "
               f"({len(stats.pl_times)} playlists)")
         print(f"segment listed at origin -> received by a viewer: p50 {pct(delays, 50):.2f} s  "
               f"p99 {pct(delays, 99):.2f} s  max {max(delays):.2f} s")

@@ -5,8 +5,12 @@
   origin fetches from the origin's own log.
 - start_edge(): cdn-config/render.sh into a folder, then nginx with that config.
 - http_get(): one HTTP request with http.client, returning status, headers and body.
+- playback_token() / signed_path(): playback tokens as bff signs them (cdn-config/README.md,
+  "Playback tokens": /p/{kid}.{exp}.{sig}/{key}, sig = base64url(HMAC-SHA256(secret,
+  "{kid}.{exp}.{prefix}")), no padding).
 """
 
+import base64
 import datetime
 import hashlib
 import hmac
@@ -23,6 +27,30 @@ import urllib.parse
 
 CDN_CONFIG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+# The playback keys every test edge is rendered with (k1's secret is the spec's test vector's).
+TEST_KEYS = {"k1": "caudal-test-secret-0123456789abcdef", "k2": "caudal-second-test-secret-for-rotation"}
+TOKEN_TTL = 3600
+
+
+def keys_spec(keys):
+    """CAUDAL_PLAYBACK_KEYS text: kid=secret,kid=secret."""
+    return ",".join(f"{k}={v}" for k, v in keys.items())
+
+
+def media_prefix(key):
+    """The video's prefix of a storage key: its first two segments and a slash."""
+    return "/".join(key.split("/")[:2]) + "/"
+
+
+def playback_token(secret, kid, exp, prefix):
+    mac = hmac.new(secret.encode(), f"{kid}.{exp}.{prefix}".encode(), hashlib.sha256).digest()
+    return f"{kid}.{exp}." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def signed_path(key, kid="k1", exp=None, keys=None):
+    """/p/{token}/{key} with a token of `kid` (from TEST_KEYS), valid for TOKEN_TTL by default."""
+    exp = int(time.time()) + TOKEN_TTL if exp is None else exp
+    return f"/p/{playback_token((keys or TEST_KEYS)[kid], kid, exp, media_prefix(key))}/{key}"
 
 
 def free_port():
@@ -175,14 +203,19 @@ class S3sFs:
 
 
 class Edge:
-    """cdn-config/render.sh + nginx in OUT_DIR. mode 's3' (origin: an S3sFs) or 'local'."""
+    """cdn-config/render.sh + nginx in OUT_DIR. mode 's3' (origin: an S3sFs) or 'local'.
+    Playback keys: TEST_KEYS unless env names others or sets CAUDAL_EDGE_TOKENS=off."""
 
     def __init__(self, workdir, mode, origin, env=None):
         self.dir = os.path.join(workdir, "edge")
         self.port = free_port()
         self.mode = mode
-        e = {k: v for k, v in os.environ.items() if not k.startswith(("CAUDAL_S3_", "CAUDAL_EDGE_", "CAUDAL_MEDIA"))}
-        e.update(env or {})
+        e = {k: v for k, v in os.environ.items()
+             if not k.startswith(("CAUDAL_S3_", "CAUDAL_EDGE_", "CAUDAL_MEDIA", "CAUDAL_PLAYBACK_"))}
+        env = env or {}
+        if not {"CAUDAL_PLAYBACK_KEYS", "CAUDAL_PLAYBACK_KEYS_FILE", "CAUDAL_EDGE_TOKENS"} & set(env):
+            e["CAUDAL_PLAYBACK_KEYS"] = keys_spec(TEST_KEYS)
+        e.update(env)
         if mode == "s3":
             e.update(CAUDAL_S3_ACCESS_KEY=origin.ACCESS_KEY, CAUDAL_S3_SECRET_KEY=origin.SECRET_KEY,
                      CAUDAL_S3_BUCKET=origin.bucket)
