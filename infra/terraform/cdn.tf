@@ -1,10 +1,17 @@
 # CloudFront: the one public HTTPS entry point (it replaces the nginx edge of the local stack).
 #
-#   live/*.ts, live/*.m4s -> S3 (OAC)  segments: immutable, cached up to a year
-#   live/*.m3u8           -> S3 (OAC)  playlists: cached at most 1 s (live windows move)
-#   live/*                -> S3 (OAC)  anything else the transcoder writes: origin Cache-Control
-#   /v1/*                 -> ALB/bff   API: not cached, every method and header forwarded
-#   everything else       -> ALB/bff   pages: not cached
+#   /p/*.ts, /p/*.m4s       -> S3 (OAC)  segments: immutable, cached up to a year
+#   /p/*.m3u8               -> S3 (OAC)  playlists: cached at most 1 s (live windows move)
+#   /p/*                    -> S3 (OAC)  anything else the transcoder writes: origin Cache-Control
+#   /*/*/poster.jpg|png     -> S3 (OAC)  posters of public cards, unsigned
+#   /v1/*                   -> ALB/bff   API: not cached, every method and header forwarded
+#   everything else         -> ALB/bff   pages: not cached
+#
+# Media is served only under a playback token (/p/{kid}.{exp}.{sig}/{key}, handed out by bff):
+# functions/playback-token.js checks it on viewer request, answers 403 without an origin fetch
+# when it does not hold, and otherwise rewrites the uri to /{key}. CloudFront computes the cache
+# key from the rewritten uri, so every viewer's token maps to one cached object. The HMAC keys
+# (kid -> secret) live in a CloudFront key value store, so two keys can be valid at once.
 #
 # The ALB accepts only CloudFront's origin-facing addresses (security_groups.tf) that also
 # carry the secret X-Caudal-Origin-Verify header (loadbalancers.tf).
@@ -65,8 +72,34 @@ resource "aws_cloudfront_cache_policy" "hls_playlists" {
   }
 }
 
+# Posters, thumbnails, VOD files: the origin's Cache-Control, a day when it sends none (the
+# settings of Managed-CachingOptimized, defined here so that the cache key is visibly the object
+# key only).
+resource "aws_cloudfront_cache_policy" "media_other" {
+  name        = "${local.name}-media-other"
+  comment     = "Other media objects: origin Cache-Control, a day by default"
+  min_ttl     = 1
+  default_ttl = 86400
+  max_ttl     = 31536000
+
+  parameters_in_cache_key_and_forwarded_to_origin {
+    enable_accept_encoding_gzip   = true
+    enable_accept_encoding_brotli = true
+
+    cookies_config {
+      cookie_behavior = "none"
+    }
+    headers_config {
+      header_behavior = "none"
+    }
+    query_strings_config {
+      query_string_behavior = "none"
+    }
+  }
+}
+
 # Media may be played from other sites (embeds, native players): CloudFront adds the CORS
-# headers itself and answers preflights (functions/cors-preflight.js), so the bucket needs no
+# headers itself and answers preflights (functions/playback-token.js), so the bucket needs no
 # CORS configuration.
 resource "aws_cloudfront_response_headers_policy" "media" {
   #checkov:skip=CKV_AWS_259:HSTS is sent for a year with override; includeSubDomains and preload would commit every subdomain of the operator's domain to HTTPS (and to browser preload lists), which only the domain owner can decide.
@@ -126,22 +159,37 @@ resource "aws_cloudfront_response_headers_policy" "app" {
   }
 }
 
-resource "aws_cloudfront_function" "cors_preflight" {
-  name    = "${local.name}-cors-preflight"
+# kid -> secret of the playback token keys (the same secrets bff signs with, secrets.tf).
+resource "aws_cloudfront_key_value_store" "playback_keys" {
+  name    = "${local.name}-playback-keys"
+  comment = "Playback token keys: kid -> HMAC secret (functions/playback-token.js)"
+}
+
+resource "aws_cloudfrontkeyvaluestore_key" "playback" {
+  for_each = toset(var.playback_keys.key_ids)
+
+  key_value_store_arn = aws_cloudfront_key_value_store.playback_keys.arn
+  key                 = each.value
+  value               = random_password.playback[each.value].result
+}
+
+# Viewer request on every media behaviour: token check and uri rewrite, unsigned posters, CORS
+# preflight.
+resource "aws_cloudfront_function" "playback_token" {
+  name    = "${local.name}-playback-token"
   runtime = "cloudfront-js-2.0"
-  comment = "Answers CORS preflight for media at the edge"
+  comment = "Checks playback tokens, answers CORS preflight for media"
   publish = true
-  code = templatefile("${path.module}/functions/cors-preflight.js", {
+  code = templatefile("${path.module}/functions/playback-token.js", {
     allowed_origins = jsonencode(var.cors_allowed_origins)
+    # the store's id is the last part of its ARN (the resource's "id" is its name)
+    kvs_id = element(split("/", aws_cloudfront_key_value_store.playback_keys.arn), 1)
   })
+  key_value_store_associations = [aws_cloudfront_key_value_store.playback_keys.arn]
 }
 
 data "aws_cloudfront_cache_policy" "caching_disabled" {
   name = "Managed-CachingDisabled"
-}
-
-data "aws_cloudfront_cache_policy" "caching_optimized" {
-  name = "Managed-CachingOptimized"
 }
 
 # Everything the viewer sent (Authorization, cookies, query) except Host: the ALB's
@@ -227,8 +275,10 @@ resource "aws_cloudfront_distribution" "main" {
     response_headers_policy_id = aws_cloudfront_response_headers_policy.app.id
   }
 
+  # Media under a playback token. The behaviour is chosen on the viewer's path (/p/...); the
+  # cache key and the S3 request use the path the function rewrote (/{key}).
   ordered_cache_behavior {
-    path_pattern               = "/${local.media_prefix}/*.m3u8"
+    path_pattern               = "/p/*.m3u8"
     target_origin_id           = "media"
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
@@ -239,12 +289,12 @@ resource "aws_cloudfront_distribution" "main" {
 
     function_association {
       event_type   = "viewer-request"
-      function_arn = aws_cloudfront_function.cors_preflight.arn
+      function_arn = aws_cloudfront_function.playback_token.arn
     }
   }
 
   ordered_cache_behavior {
-    path_pattern               = "/${local.media_prefix}/*.ts"
+    path_pattern               = "/p/*.ts"
     target_origin_id           = "media"
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
@@ -255,12 +305,12 @@ resource "aws_cloudfront_distribution" "main" {
 
     function_association {
       event_type   = "viewer-request"
-      function_arn = aws_cloudfront_function.cors_preflight.arn
+      function_arn = aws_cloudfront_function.playback_token.arn
     }
   }
 
   ordered_cache_behavior {
-    path_pattern               = "/${local.media_prefix}/*.m4s"
+    path_pattern               = "/p/*.m4s"
     target_origin_id           = "media"
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
@@ -271,23 +321,57 @@ resource "aws_cloudfront_distribution" "main" {
 
     function_association {
       event_type   = "viewer-request"
-      function_arn = aws_cloudfront_function.cors_preflight.arn
+      function_arn = aws_cloudfront_function.playback_token.arn
     }
   }
 
   ordered_cache_behavior {
-    path_pattern               = "/${local.media_prefix}/*"
+    path_pattern               = "/p/*"
     target_origin_id           = "media"
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
     cached_methods             = ["GET", "HEAD"]
     compress                   = true
-    cache_policy_id            = data.aws_cloudfront_cache_policy.caching_optimized.id
+    cache_policy_id            = aws_cloudfront_cache_policy.media_other.id
     response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
 
     function_association {
       event_type   = "viewer-request"
-      function_arn = aws_cloudfront_function.cors_preflight.arn
+      function_arn = aws_cloudfront_function.playback_token.arn
+    }
+  }
+
+  # Posters of public cards, unsigned. "*" also matches "/": the function serves only
+  # /{seg1}/{seg2}/poster.jpg|png and answers 403 to anything deeper.
+  ordered_cache_behavior {
+    path_pattern               = "/*/*/poster.jpg"
+    target_origin_id           = "media"
+    viewer_protocol_policy     = "https-only"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = aws_cloudfront_cache_policy.media_other.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.playback_token.arn
+    }
+  }
+
+  ordered_cache_behavior {
+    path_pattern               = "/*/*/poster.png"
+    target_origin_id           = "media"
+    viewer_protocol_policy     = "https-only"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = aws_cloudfront_cache_policy.media_other.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.playback_token.arn
     }
   }
 

@@ -90,8 +90,14 @@ locals {
         CAUDAL_BFF_RTMP_URL                        = local.rtmps_enabled ? local.rtmps_url : local.rtmp_url
         CAUDAL_BFF_CORS_ORIGINS                    = jsonencode([local.site_url])
         CAUDAL_BFF_RATE_LIMIT__TRUST_FORWARDED_FOR = tostring(var.bff_trust_forwarded_for)
+        CAUDAL_BFF_PLAYBACK__SIGNING_KEY_ID        = var.playback_keys.signing_key_id
+        CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS        = tostring(var.playback_token_ttl_secs)
       }
-      secrets = {}
+      secrets = {
+        # Pinned to the secret's version: a changed key list changes the task definition, so
+        # bff is redeployed with it (ECS reads secrets only when a task starts).
+        CAUDAL_BFF_PLAYBACK__KEYS = "${aws_secretsmanager_secret.playback_keys.arn}:::${aws_secretsmanager_secret_version.playback_keys.version_id}"
+      }
     }
 
     "user-svc" = {
@@ -280,6 +286,12 @@ resource "aws_ecs_service" "service" {
 
   health_check_grace_period_seconds = each.value.target_group == "" ? null : 60
 
-  # A target group must be attached to its load balancer (listener rule) before a service uses it.
-  depends_on = [aws_lb_listener_rule.bff_from_cloudfront, aws_lb_listener.rtmp, aws_iam_role_policy.execution]
+  # A target group must be attached to its load balancer (listener rule) before a service uses
+  # it; CloudFront must know the playback keys before bff signs with them.
+  depends_on = [
+    aws_lb_listener_rule.bff_from_cloudfront,
+    aws_lb_listener.rtmp,
+    aws_iam_role_policy.execution,
+    aws_cloudfrontkeyvaluestore_key.playback,
+  ]
 }

@@ -1,6 +1,7 @@
 # IAM for the ECS tasks.
-#   execution role (ECS agent): pull images, write logs, read exactly the three secrets.
-#   ingest-rtmp task role: put/get objects under live/ and list the media bucket, nothing else.
+#   execution role (ECS agent): pull images, write logs, read exactly the four secrets.
+#   ingest-rtmp task role: put/get/delete objects under live/ and list the media bucket (only
+#   under live/ when a listing names a prefix), nothing else.
 #   bff, user-svc, metadata-svc: no task role (they call no AWS API).
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
@@ -44,6 +45,7 @@ resource "aws_iam_role_policy" "execution" {
           aws_secretsmanager_secret.jwt.arn,
           aws_secretsmanager_secret.user_database_url.arn,
           aws_secretsmanager_secret.metadata_mongo_url.arn,
+          aws_secretsmanager_secret.playback_keys.arn,
         ]
       },
       {
@@ -77,11 +79,24 @@ resource "aws_iam_role_policy" "ingest_media" {
         Resource = "${aws_s3_bucket.media.arn}/${local.media_prefix}/*"
       },
       {
-        # Also makes a read of a missing key answer 404 (not 403), which the store maps to NotFound.
-        Sid      = "ListMediaBucket"
+        # ingest-rtmp runs the cleanup of deleted videos: it lists a video's prefix and deletes
+        # its objects (delete markers; the lifecycle rule expires the old versions).
+        Sid      = "DeleteVideoMedia"
+        Effect   = "Allow"
+        Action   = "s3:DeleteObject"
+        Resource = "${aws_s3_bucket.media.arn}/${local.media_prefix}/*"
+      },
+      {
+        # Listings that name a prefix must stay under live/. IfExists: S3 also checks
+        # ListBucket (without a prefix) to answer 404 rather than 403 for a missing key, which
+        # the store maps to NotFound.
+        Sid      = "ListMediaPrefix"
         Effect   = "Allow"
         Action   = "s3:ListBucket"
         Resource = aws_s3_bucket.media.arn
+        Condition = {
+          StringLikeIfExists = { "s3:prefix" = ["${local.media_prefix}/*"] }
+        }
       },
     ]
   })

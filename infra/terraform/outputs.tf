@@ -26,8 +26,13 @@ output "api_url" {
 }
 
 output "playback_url_example" {
-  description = "Shape of a live stream's master playlist URL."
-  value       = "${local.site_url}/${local.media_prefix}/<video id>/master.m3u8"
+  description = "Shape of a live stream's master playlist URL as bff hands it out: media is served only under a playback token (posters excepted)."
+  value       = "${local.site_url}/p/<kid>.<exp>.<sig>/${local.media_prefix}/<video id>/master.m3u8"
+}
+
+output "playback_key_store_arn" {
+  description = "CloudFront key value store holding the playback token keys (kid -> secret)."
+  value       = aws_cloudfront_key_value_store.playback_keys.arn
 }
 
 output "alb_dns_name" {
@@ -71,5 +76,6 @@ output "secret_arns" {
     jwt_secret         = aws_secretsmanager_secret.jwt.arn
     user_database_url  = aws_secretsmanager_secret.user_database_url.arn
     metadata_mongo_url = aws_secretsmanager_secret.metadata_mongo_url.arn
+    playback_keys      = aws_secretsmanager_secret.playback_keys.arn
   }
 }

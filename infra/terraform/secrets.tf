@@ -5,6 +5,8 @@
 #   CAUDAL_USER_JWT_SECRET        user-svc  HS256 key of access tokens
 #   CAUDAL_USER_DATABASE_URL      user-svc  mysql://caudal:<password>@<rds>:3306/caudal
 #   CAUDAL_METADATA_MONGO_URL     metadata-svc  mongodb://caudal:<password>@<docdb>:27017/?tls=true...
+#   CAUDAL_BFF_PLAYBACK__KEYS     bff  kid=secret[,kid2=secret2]: playback token keys; the same
+#                                 secrets are in CloudFront's key value store (cdn.tf)
 
 resource "random_password" "jwt" {
   length  = 64
@@ -19,6 +21,14 @@ resource "random_password" "mariadb" {
 
 resource "random_password" "docdb" {
   length  = 40
+  special = false
+}
+
+# One secret per playback key id. Letters and digits only: the list is "kid=secret,kid=secret".
+resource "random_password" "playback" {
+  for_each = toset(var.playback_keys.key_ids)
+
+  length  = 48
   special = false
 }
 
@@ -43,6 +53,8 @@ locals {
     aws_docdb_cluster.metadata.port,
     var.docdb_ca_file,
   )
+
+  playback_keys = join(",", [for id in var.playback_keys.key_ids : "${id}=${random_password.playback[id].result}"])
 }
 
 resource "aws_secretsmanager_secret" "jwt" {
@@ -82,4 +94,17 @@ resource "aws_secretsmanager_secret" "metadata_mongo_url" {
 resource "aws_secretsmanager_secret_version" "metadata_mongo_url" {
   secret_id     = aws_secretsmanager_secret.metadata_mongo_url.id
   secret_string = local.metadata_mongo_url
+}
+
+resource "aws_secretsmanager_secret" "playback_keys" {
+  #checkov:skip=CKV2_AWS_57:Playback keys rotate by key id (add a kid, switch the signer, drop the old kid; README "Playback tokens") so that CloudFront and bff never disagree; a Secrets Manager rotation Lambda would change bff's copy without CloudFront's key value store.
+  name                    = "${local.name}/bff/playback-keys"
+  description             = "Playback token keys kid=secret[,kid=secret] bff signs with (CAUDAL_BFF_PLAYBACK__KEYS); CloudFront verifies with the same keys"
+  kms_key_id              = aws_kms_key.main.arn
+  recovery_window_in_days = local.secret_recovery_days
+}
+
+resource "aws_secretsmanager_secret_version" "playback_keys" {
+  secret_id     = aws_secretsmanager_secret.playback_keys.id
+  secret_string = local.playback_keys
 }

@@ -269,6 +269,41 @@ variable "cloudfront_web_acl_arn" {
   default     = ""
 }
 
+# One variable, so that the signing key id can be checked against the list (Terraform 1.0 cannot
+# compare two variables).
+variable "playback_keys" {
+  description = "Playback token keys: key_ids are every key id (kid) CloudFront accepts and bff knows, signing_key_id the one bff signs with. Terraform generates a secret per id. Rotate by adding a new id, then switching signing_key_id, then removing the old id one token lifetime later (README \"Playback tokens\")."
+  type = object({
+    key_ids        = list(string)
+    signing_key_id = string
+  })
+  default = {
+    key_ids        = ["k1"]
+    signing_key_id = "k1"
+  }
+
+  validation {
+    condition = (
+      length(var.playback_keys.key_ids) >= 1 && length(var.playback_keys.key_ids) <= 4 &&
+      length(distinct(var.playback_keys.key_ids)) == length(var.playback_keys.key_ids) &&
+      alltrue([for id in var.playback_keys.key_ids : can(regex("^[A-Za-z0-9_-]{1,16}$", id))]) &&
+      contains(var.playback_keys.key_ids, var.playback_keys.signing_key_id)
+    )
+    error_message = "The playback_keys need 1 to 4 distinct key_ids of 1-16 A-Z a-z 0-9 _ -, and signing_key_id must be one of them."
+  }
+}
+
+variable "playback_token_ttl_secs" {
+  description = "How long a playback token handed out by bff opens its video, seconds (CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS). The watch page renews it before it runs out; revoked access stops playback within this time. Also the wait between switching signing_key_id and removing the old key."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.playback_token_ttl_secs >= 10 && var.playback_token_ttl_secs <= 86400 && floor(var.playback_token_ttl_secs) == var.playback_token_ttl_secs
+    error_message = "The playback_token_ttl_secs must be a whole number between 10 and 86400."
+  }
+}
+
 # --- storage -------------------------------------------------------------------------------
 
 variable "recordings_ia_after_days" {

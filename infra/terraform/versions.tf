@@ -4,11 +4,12 @@ terraform {
   required_version = ">= 1.0"
 
   required_providers {
-    # Any 5.x from 5.30 on: early 5.x releases do not know the cloudfront-js-2.0 runtime
-    # (cdn.tf) and predate security groups on network load balancers.
+    # Any 5.x from 5.75 on: a release with CloudFront key value store keys and their
+    # association with a function (cdn.tf); early 5.x releases also lack the cloudfront-js-2.0
+    # runtime and security groups on network load balancers.
     aws = {
       source  = "hashicorp/aws"
-      version = "~> 5.30"
+      version = "~> 5.75"
     }
     random = {
       source  = "hashicorp/random"
@@ -16,8 +17,8 @@ terraform {
     }
   }
 
-  # The state holds generated secrets (database passwords, the JWT key, the origin header):
-  # keep it in an encrypted, access-controlled backend, for example
+  # The state holds generated secrets (database passwords, the JWT key, the playback keys, the
+  # origin header): keep it in an encrypted, access-controlled backend, for example
   #
   # backend "s3" {
   #   bucket         = "my-terraform-state"

@@ -6,9 +6,10 @@
 #      HCL parser built to WebAssembly)
 #   3. infra/terraform/tests/check_terraform.py: named checks of the important properties
 #      (private encrypted bucket, OAC, playlist/segment TTLs, RTMP on NLB TCP 1935, private
-#      encrypted databases, no database port open to the internet, ...) and a self-test that
-#      each check still catches a deliberate breakage; the CloudFront preflight function run
-#      in node against sample requests
+#      encrypted databases, no database port open to the internet, playback tokens on every
+#      media behaviour, ...) and a self-test that each check still catches a deliberate
+#      breakage; the CloudFront playback-token function (token check, uri rewrite, posters,
+#      CORS preflight) run in node against sample requests
 #   4. checkov (pinned): no finding that is not skipped inline with a reason, and no stale skip
 # Installs what is missing: a Python venv for checkov + terraform (under ~/.cache/caudal, or
 # $CAUDAL_TOOLS_DIR) and `npm ci` in infra/terraform/tests.
@@ -120,7 +121,7 @@ if [ "$node_tools" = 0 ]; then
   took "hcl2json" "$t0"
   t0=$(now)
   python3 "$TESTS/check_terraform.py" "$WORK/parsed.json" | record
-  node "$TESTS/cors_preflight.js" "$TF_DIR/functions/cors-preflight.js" | record
+  node "$TESTS/playback_token.js" "$TF_DIR/functions/playback-token.js" | record
   took "property checks" "$t0"
 else
   result "hcl2json parses every .tf file" 1 "@cdktf/hcl2json is not installed"

@@ -7,7 +7,7 @@ PARSED.json maps file names to what @cdktf/hcl2json made of them (tests/hcl2json
 are lists; expressions are strings such as "${var.region}". Only the standard library is used.
 Prints one "PASS: <name>" or "FAIL: <name>: <why>" line per check; exits 1 if any failed.
 Then a self-test: each of a list of deliberate breakages of the parsed configuration (a public
-database, a 60 s playlist TTL, ...) must make its check fail, so a check cannot silently turn
+database, a 60 s playlist TTL, unsigned media, ...) must make its check fail, so a check cannot silently turn
 into one that always passes.
 """
 
@@ -301,21 +301,99 @@ def _(cfg):
                 expect(v is not None and v >= 86400, "segment %s is %r (want >= 86400)" % (key, policy.get(key)))
 
 
+def media_behaviours(cfg):
+    """Every cache behaviour (default included) that goes to the media bucket."""
+    d = distribution(cfg)
+    origin_id = media_origin_id(cfg)
+    return [b for b in blocks(d, "default_cache_behavior") + blocks(d, "ordered_cache_behavior")
+            if b.get("target_origin_id") == origin_id]
+
+
+def viewer_request_function(behaviour):
+    """Name of the aws_cloudfront_function run on viewer request, or None."""
+    fa = [a for a in blocks(behaviour, "function_association") if a.get("event_type") == "viewer-request"]
+    m = fa and re.fullmatch(r"\$\{aws_cloudfront_function\.([A-Za-z0-9_-]+)\.arn\}", fa[0].get("function_arn", ""))
+    return m.group(1) if m else None
+
+
+TOKEN_PATTERNS = ("/p/*.m3u8", "/p/*.ts", "/p/*.m4s", "/p/*")
+POSTER_PATTERN = re.compile(r"/[^/]+/[^/]+/poster\.(jpg|png)")
+
+
 @check("cloudfront: media carries CORS headers (response headers policy) and preflights are answered at the edge")
 def _(cfg):
-    for suffix in (".m3u8", ".ts", ".m4s"):
-        for b in behaviours(cfg, suffix):
-            m = re.fullmatch(r"\$\{aws_cloudfront_response_headers_policy\.([A-Za-z0-9_-]+)\.id\}", b.get("response_headers_policy_id", ""))
-            expect(m, "*%s has no response headers policy defined here" % suffix)
-            pol = cfg.resources[("aws_cloudfront_response_headers_policy", m.group(1))]
-            cors = blocks(pol, "cors_config")
-            expect(cors, "policy %s has no cors_config" % m.group(1))
-            expect(blocks(cors[0], "access_control_allow_origins")[0].get("items"), "no allowed origins")
-            fa = [a for a in blocks(b, "function_association") if a.get("event_type") == "viewer-request"]
-            expect(fa and refers_to(fa[0].get("function_arn"), "aws_cloudfront_function", "cors_preflight"),
-                   "*%s does not answer preflights (no viewer-request cors_preflight function)" % suffix)
-    fn = cfg.resources.get(("aws_cloudfront_function", "cors_preflight"))
-    expect(fn and "functions/cors-preflight.js" in fn.get("code", ""), "the preflight function is not functions/cors-preflight.js")
+    behaviours_ = media_behaviours(cfg)
+    expect(behaviours_, "no behaviour goes to the media bucket")
+    for b in behaviours_:
+        where = b.get("path_pattern", "(default)")
+        m = re.fullmatch(r"\$\{aws_cloudfront_response_headers_policy\.([A-Za-z0-9_-]+)\.id\}", b.get("response_headers_policy_id", ""))
+        expect(m, "%s has no response headers policy defined here" % where)
+        pol = cfg.resources[("aws_cloudfront_response_headers_policy", m.group(1))]
+        cors = blocks(pol, "cors_config")
+        expect(cors, "policy %s has no cors_config" % m.group(1))
+        expect(blocks(cors[0], "access_control_allow_origins")[0].get("items"), "no allowed origins")
+        expect("OPTIONS" in b.get("allowed_methods", []), "%s does not allow OPTIONS" % where)
+        expect(viewer_request_function(b) == "playback_token",
+               "%s does not answer preflights (no viewer-request playback_token function)" % where)
+    fn = cfg.resources.get(("aws_cloudfront_function", "playback_token"))
+    expect(fn and "functions/playback-token.js" in fn.get("code", ""), "the media function is not functions/playback-token.js")
+    expect("cors_allowed_origins" in fn.get("code", ""), "the media function is not given var.cors_allowed_origins")
+
+
+@check("cloudfront: playback tokens are verified on every media behaviour (playback_token function with the key store)")
+def _(cfg):
+    behaviours_ = media_behaviours(cfg)
+    patterns = [b.get("path_pattern") for b in behaviours_]
+    for p in TOKEN_PATTERNS:
+        expect(p in patterns, "no media behaviour for %s" % p)
+    expect(patterns.index("/p/*") > max(patterns.index(p) for p in TOKEN_PATTERNS[:3]),
+           "/p/* comes before a more specific /p/ behaviour")
+    for b in behaviours_:
+        expect(viewer_request_function(b) == "playback_token",
+               "%s does not run the playback_token function on viewer request" % b.get("path_pattern", "(default)"))
+        expect(not blocks(b, "lambda_function_association"), "%s also runs Lambda@Edge" % b.get("path_pattern"))
+    fn = cfg.resources.get(("aws_cloudfront_function", "playback_token"))
+    expect(fn is not None, "no aws_cloudfront_function.playback_token")
+    expect(fn.get("runtime") == "cloudfront-js-2.0", "the function's runtime is %r (key stores need cloudfront-js-2.0)" % fn.get("runtime"))
+    expect(fn.get("publish") is not False, "the function is not published")
+    kvs = fn.get("key_value_store_associations") or []
+    expect(len(kvs) == 1 and refers_to(kvs[0], "aws_cloudfront_key_value_store"), "the function has no key value store")
+    store = re.search(r"aws_cloudfront_key_value_store\.([A-Za-z0-9_-]+)", kvs[0]).group(1)
+    expect(re.search(r"kvs_id\s*=\s*element\(split\(\"/\", aws_cloudfront_key_value_store\.%s\.arn\), 1\)" % store, fn.get("code", "")),
+           "the function code is not given the store's id (the last part of its ARN)")
+    keys = [k for k in cfg.of_type("aws_cloudfrontkeyvaluestore_key").values()
+            if refers_to(k.get("key_value_store_arn"), "aws_cloudfront_key_value_store", store)]
+    expect(keys, "no key is put into the key value store")
+
+
+@check("cloudfront: unsigned media: only posters are served without a token")
+def _(cfg):
+    d = distribution(cfg)
+    origin_id = media_origin_id(cfg)
+    expect(all(b.get("target_origin_id") != origin_id for b in blocks(d, "default_cache_behavior")),
+           "the default behaviour serves the media bucket")
+    for b in media_behaviours(cfg):
+        p = cfg.resolve(b.get("path_pattern", ""))
+        expect(p.startswith("/p/") or POSTER_PATTERN.fullmatch(p),
+               "%s serves media without a token (only /p/... and /{seg1}/{seg2}/poster.jpg|png may)" % p)
+    posters = [b for b in media_behaviours(cfg) if POSTER_PATTERN.fullmatch(cfg.resolve(b.get("path_pattern", "")))]
+    expect(posters, "no poster behaviour")
+
+
+@check("cloudfront: media cache keys (/p/* and posters) are the object key only (no query string, cookie or header)")
+def _(cfg):
+    for b in media_behaviours(cfg):
+        where = b.get("path_pattern", "(default)")
+        expect(not b.get("origin_request_policy_id"), "%s forwards more than the cache key to S3 (origin request policy)" % where)
+        expect(not b.get("forwarded_values"), "%s uses legacy forwarded_values" % where)
+        policy = cache_policy(cfg, b)
+        params = blocks(policy, "parameters_in_cache_key_and_forwarded_to_origin")
+        expect(params, "%s: cache policy has no key parameters" % where)
+        prm = params[0]
+        for block, key in (("cookies_config", "cookie_behavior"), ("headers_config", "header_behavior"),
+                           ("query_strings_config", "query_string_behavior")):
+            v = blocks(prm, block)[0].get(key) if blocks(prm, block) else None
+            expect(v == "none", "%s: %s is %r (want none)" % (where, key, v))
 
 
 @check("cloudfront: HTTPS only for viewers and for the custom origin")
@@ -538,7 +616,7 @@ def _(cfg):
     expect(not any("ACCESS_KEY" in k for k in env), "ingest has static S3 keys (use the task role)")
     expect(env.get("CAUDAL_INGEST_RTMP_LISTEN") == "0.0.0.0:1935", "ingest does not listen on 0.0.0.0:1935")
     for svc, var in (("user-svc", "CAUDAL_USER_JWT_SECRET"), ("user-svc", "CAUDAL_USER_DATABASE_URL"),
-                     ("metadata-svc", "CAUDAL_METADATA_MONGO_URL")):
+                     ("metadata-svc", "CAUDAL_METADATA_MONGO_URL"), ("bff", "CAUDAL_BFF_PLAYBACK__KEYS")):
         expect(var in svcs[svc].get("secrets", {}), "%s: %s is not an ECS secret" % (svc, var))
         expect(var not in svcs[svc].get("env", {}), "%s: %s is a plain environment variable" % (svc, var))
     for svc in ("bff", "ingest-rtmp"):
@@ -547,20 +625,118 @@ def _(cfg):
         expect(svcs[svc]["env"].get(pre + "METADATA_SVC_URL") == "${local.metadata_svc_url}", "%s does not find metadata-svc" % svc)
 
 
-@check("iam: ingest task role may only put/get/list in the media bucket")
+@check("playback keys: CloudFront's key store and bff's secret hold the same generated keys; bff signs with the configured kid")
+def _(cfg):
+    var = cfg.variables.get("playback_keys", {})
+    expect(any("contains(var.playback_keys.key_ids, var.playback_keys.signing_key_id)" in v.get("condition", "")
+               for v in blocks(var, "validation")), "var.playback_keys does not check that signing_key_id is listed")
+    pw = cfg.resources.get(("random_password", "playback"))
+    expect(pw and pw.get("for_each") == "${toset(var.playback_keys.key_ids)}", "no random_password.playback per key id")
+    expect(as_number(pw.get("length")) >= 32 and pw.get("special") is False,
+           "playback secrets must be >= 32 letters and digits (the list is kid=secret,...)")
+    kvs_keys = cfg.of_type("aws_cloudfrontkeyvaluestore_key")
+    expect(len(kvs_keys) == 1, "expected one aws_cloudfrontkeyvaluestore_key (per key id)")
+    k = next(iter(kvs_keys.values()))
+    expect(k.get("for_each") == pw.get("for_each"), "the key store does not hold every key id")
+    expect(k.get("key") in ("${each.value}", "${each.key}"), "the store's keys are not the key ids")
+    expect(refers_to(k.get("value"), "random_password", "playback"), "the store's values are not the generated secrets")
+    local = cfg.locals.get("playback_keys", "")
+    expect(refers_to(local, "random_password", "playback") and "var.playback_keys.key_ids" in local,
+           "local.playback_keys is not kid=secret of every key id")
+    ver = cfg.resources.get(("aws_secretsmanager_secret_version", "playback_keys"))
+    expect(ver and ver.get("secret_string") == "${local.playback_keys}", "the secret does not hold local.playback_keys")
+    bff = services(cfg)["bff"]
+    secret = bff.get("secrets", {}).get("CAUDAL_BFF_PLAYBACK__KEYS", "")
+    expect(refers_to(secret, "aws_secretsmanager_secret", "playback_keys"), "bff does not get the playback keys secret")
+    expect(secret.endswith(":::${aws_secretsmanager_secret_version.playback_keys.version_id}"),
+           "bff's secret is not pinned to the secret version (a new key list would not redeploy bff)")
+    expect(bff["env"].get("CAUDAL_BFF_PLAYBACK__SIGNING_KEY_ID") == "${var.playback_keys.signing_key_id}",
+           "bff does not sign with var.playback_keys.signing_key_id")
+    execution = cfg.resources.get(("aws_iam_role_policy", "execution"), {})
+    expect("aws_secretsmanager_secret.playback_keys.arn" in execution.get("policy", ""),
+           "the execution role cannot read the playback keys secret")
+
+
+def policy_statements(text):
+    """The top-level {...} blocks of Statement = [...] in an inline jsonencode() policy."""
+    text = "\n".join(l for l in text.splitlines() if not l.strip().startswith("#"))
+    i = text.index("[", text.index("Statement"))
+    out, depth, start, in_str = [], 0, None, False
+    for j in range(i + 1, len(text)):
+        c = text[j]
+        if in_str:
+            in_str = not (c == '"' and text[j - 1] != "\\")
+        elif c == '"':
+            in_str = True
+        elif c == "{":
+            start = j if depth == 0 else start
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                out.append(text[start:j + 1])
+        elif c == "]" and depth == 0:
+            break
+    return out
+
+
+def statement_actions(st):
+    m = re.search(r'\bAction\s*=\s*(\[[^\]]*\]|"[^"]*")', st)
+    return set(re.findall(r'"([^"]+)"', m.group(1))) if m else set()
+
+
+def statement_resource(st):
+    m = re.search(r"\bResource\s*=\s*(\[[^\]]*\]|\S+)", st)
+    return m.group(1) if m else ""
+
+
+def ingest_policy(cfg):
+    policies = [p for p in cfg.of_type("aws_iam_role_policy").values() if refers_to(p.get("role"), "aws_iam_role", "ingest_task")]
+    expect(len(policies) == 1, "expected one inline policy on the ingest task role")
+    statements = policy_statements(policies[0]["policy"])
+    expect(statements, "the ingest policy has no statements")
+    return policies[0]["policy"], statements
+
+
+MEDIA_OBJECTS = '"${aws_s3_bucket.media.arn}/${local.media_prefix}/*"'
+
+
+@check("iam: ingest task role may only put/get/delete under the media prefix and list the media bucket")
 def _(cfg):
     td = cfg.of_type("aws_ecs_task_definition")
     expect(td, "no task definition")
-    policies = [p for p in cfg.of_type("aws_iam_role_policy").values() if refers_to(p.get("role"), "aws_iam_role", "ingest_task")]
-    expect(len(policies) == 1, "expected one inline policy on the ingest task role")
     attached = [a for a in cfg.of_type("aws_iam_role_policy_attachment").values() if refers_to(a.get("role"), "aws_iam_role", "ingest_task")]
     expect(not attached, "managed policies are attached to the ingest task role")
-    text = policies[0]["policy"]
-    actions = set(re.findall(r'"((?:s3|kms|iam|sts|\*)[:A-Za-z*]*)"', text))
-    expect(actions == {"s3:PutObject", "s3:GetObject", "s3:ListBucket"}, "actions are %s" % sorted(actions))
-    resources = re.findall(r"Resource\s*=\s*(\S+)", text)
-    expect(resources and all("aws_s3_bucket.media.arn" in r for r in resources), "resources are %s" % resources)
+    text, statements = ingest_policy(cfg)
+    actions = set()
+    for st in statements:
+        expect('"Allow"' in st and "NotAction" not in st and "NotResource" not in st, "a statement is not a plain Allow")
+        acts = statement_actions(st)
+        expect(acts, "a statement has no Action")
+        actions |= acts
+        res = statement_resource(st)
+        expect("aws_s3_bucket.media.arn" in res, "resource %s is not the media bucket" % res)
+        if acts - {"s3:ListBucket"}:
+            expect(res == MEDIA_OBJECTS, "object actions %s on %s, not under the media prefix" % (sorted(acts), res))
+    expect(actions == {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}, "actions are %s" % sorted(actions))
     expect('"Deny"' not in text and '"*"' not in text, "policy has a wildcard")
+
+
+@check("iam: video deletion: the ingest task role (cleanup worker) may delete media objects and lists only the media prefix")
+def _(cfg):
+    roles = [t.get("task_role_arn", "") for t in cfg.of_type("aws_ecs_task_definition").values()]
+    expect(any(re.search(r'"ingest-rtmp"\s*\?\s*aws_iam_role\.ingest_task\.arn\b', r) for r in roles),
+           "ingest-rtmp does not run with the ingest task role")
+    _text, statements = ingest_policy(cfg)
+    delete = [st for st in statements if "s3:DeleteObject" in statement_actions(st)]
+    expect(delete, "no statement allows s3:DeleteObject")
+    expect(all(statement_resource(st) == MEDIA_OBJECTS for st in delete), "s3:DeleteObject is not on the media prefix")
+    listing = [st for st in statements if "s3:ListBucket" in statement_actions(st)]
+    expect(listing, "no statement allows s3:ListBucket (the cleanup lists a video's prefix)")
+    for st in listing:
+        m = re.search(r'(StringLike(?:IfExists)?)\s*=\s*\{\s*"s3:prefix"\s*=\s*(\[[^\]]*\]|"[^"]*")', st)
+        expect(m, "s3:ListBucket is not limited by s3:prefix")
+        expect(re.findall(r'"([^"]+)"', m.group(2)) == ["${local.media_prefix}/*"], "s3:prefix is %s" % m.group(2))
 
 
 @check("logs: every CloudWatch log group has a retention and a KMS key")
@@ -606,8 +782,24 @@ def _service_env(files, service):
     return block["services"][service]["env"]
 
 
+def _service_secrets(files, service):
+    block = [b for b in files["ecs.tf"]["locals"] if "services" in b][0]
+    return block["services"][service]["secrets"]
+
+
 def _ordered(files):
     return res(files, "cdn.tf", "aws_cloudfront_distribution", "main")["ordered_cache_behavior"]
+
+
+def _behaviour(files, pattern):
+    return [b for b in _ordered(files) if b["path_pattern"] == pattern][0]
+
+
+def _ingest_policy_replace(files, old, new):
+    policy = res(files, "iam.tf", "aws_iam_role_policy", "ingest_media")
+    if old not in policy["policy"]:
+        raise KeyError("%r is not in the ingest policy" % old)
+    policy["policy"] = policy["policy"].replace(old, new)
 
 
 MUTATIONS = [
@@ -642,9 +834,40 @@ MUTATIONS = [
     ("security groups: databases accept", "DocumentDB open to bff",
      lambda f: res(f, "security_groups.tf", "aws_vpc_security_group_ingress_rule", "docdb_from_metadata_svc")
      .update(referenced_security_group_id="${aws_security_group.bff.id}")),
-    ("iam:", "s3:* for ingest",
-     lambda f: res(f, "iam.tf", "aws_iam_role_policy", "ingest_media").update(
-         policy=res(f, "iam.tf", "aws_iam_role_policy", "ingest_media")["policy"].replace('"s3:GetObject"', '"s3:*"'))),
+    ("iam: ingest", "s3:* for ingest",
+     lambda f: _ingest_policy_replace(f, '"s3:GetObject"', '"s3:*"')),
+    ("iam: ingest", "deletes outside the media prefix",
+     lambda f: _ingest_policy_replace(f, 'Action   = "s3:DeleteObject"\n        Resource = "${aws_s3_bucket.media.arn}/${local.media_prefix}/*"',
+                                      'Action   = "s3:DeleteObject"\n        Resource = "${aws_s3_bucket.media.arn}/*"')),
+    ("iam: video deletion", "an ingest role that cannot delete",
+     lambda f: _ingest_policy_replace(f, '"s3:DeleteObject"', '"s3:GetObject"')),
+    ("iam: video deletion", "listing the whole bucket",
+     lambda f: _ingest_policy_replace(f, '"s3:prefix" = ["${local.media_prefix}/*"]', '"s3:prefix" = ["*"]')),
+    ("cloudfront: playback tokens", "a segment behaviour without the token function",
+     lambda f: _behaviour(f, "/p/*.ts").pop("function_association")),
+    ("cloudfront: playback tokens", "another function on a media behaviour",
+     lambda f: _behaviour(f, "/p/*.m3u8")["function_association"][0].update(function_arn="${aws_cloudfront_function.other.arn}")),
+    ("cloudfront: playback tokens", "a function without the key store",
+     lambda f: res(f, "cdn.tf", "aws_cloudfront_function", "playback_token").pop("key_value_store_associations")),
+    ("cloudfront: unsigned media", "the old unsigned /live/* behaviour back",
+     lambda f: _ordered(f).append(dict(_behaviour(f, "/p/*"), path_pattern="/${local.media_prefix}/*"))),
+    ("cloudfront: unsigned media", "pages served from the bucket",
+     lambda f: res(f, "cdn.tf", "aws_cloudfront_distribution", "main")["default_cache_behavior"][0].update(target_origin_id="media")),
+    ("cloudfront: media cache keys", "the query string in the segment cache key",
+     lambda f: res(f, "cdn.tf", "aws_cloudfront_cache_policy", "hls_segments")["parameters_in_cache_key_and_forwarded_to_origin"][0]
+     ["query_strings_config"][0].update(query_string_behavior="all")),
+    ("cloudfront: media cache keys", "a managed cache policy on /p/*",
+     lambda f: _behaviour(f, "/p/*").update(cache_policy_id="${data.aws_cloudfront_cache_policy.caching_disabled.id}")),
+    ("cloudfront: media cache keys", "viewer headers forwarded to S3",
+     lambda f: _behaviour(f, "/p/*.m3u8").update(origin_request_policy_id="${data.aws_cloudfront_origin_request_policy.all_viewer_except_host.id}")),
+    ("cloudfront: media carries CORS", "a poster behaviour without the CORS policy",
+     lambda f: _behaviour(f, "/*/*/poster.jpg").pop("response_headers_policy_id")),
+    ("playback keys:", "bff signing with a fixed kid",
+     lambda f: _service_env(f, "bff").update(CAUDAL_BFF_PLAYBACK__SIGNING_KEY_ID="k1")),
+    ("playback keys:", "a key store filled from another secret",
+     lambda f: res(f, "cdn.tf", "aws_cloudfrontkeyvaluestore_key", "playback").update(value="${random_password.jwt.result}")),
+    ("playback keys:", "bff's keys secret not pinned to its version",
+     lambda f: _service_secrets(f, "bff").update(CAUDAL_BFF_PLAYBACK__KEYS="${aws_secretsmanager_secret.playback_keys.arn}")),
     ("ecs: task configuration", "ingest storing media locally",
      lambda f: _service_env(f, "ingest-rtmp").update(CAUDAL_INGEST_STORAGE__BACKEND="local")),
     ("ecs: task configuration", "the JWT secret as a plain variable",
