@@ -18,7 +18,17 @@ platform_free_ports() {
   CAUDAL_MYSQL_PORT=$(free_port) CAUDAL_MONGO_PORT=$(free_port) CAUDAL_S3_PORT=$(free_port)
   CAUDAL_RTMP_PORT=$(free_port) CAUDAL_INGEST_HTTP_PORT=$(free_port) CAUDAL_USER_PORT=$(free_port)
   CAUDAL_METADATA_PORT=$(free_port) CAUDAL_BFF_PORT=$(free_port) CAUDAL_EDGE_PORT=$(free_port)
-  CAUDAL_METRICS_BASE=$(( $(free_port) / 10 * 10 ))
+  # four metrics ports from the base: free, and none of them one of the ports above
+  local taken=" $CAUDAL_MYSQL_PORT $CAUDAL_MONGO_PORT $CAUDAL_S3_PORT $CAUDAL_RTMP_PORT $CAUDAL_INGEST_HTTP_PORT $CAUDAL_USER_PORT $CAUDAL_METADATA_PORT $CAUDAL_BFF_PORT $CAUDAL_EDGE_PORT " i ok
+  while :; do
+    CAUDAL_METRICS_BASE=$(( $(free_port) / 10 * 10 ))
+    ok=1
+    for i in 0 1 2 3; do
+      [[ "$taken" == *" $((CAUDAL_METRICS_BASE + i)) "* ]] && ok=0
+      (exec 3<>"/dev/tcp/127.0.0.1/$((CAUDAL_METRICS_BASE + i))") 2>/dev/null && ok=0
+    done
+    [ "$ok" = 1 ] && break
+  done
   platform_defaults
 }
 
@@ -35,6 +45,9 @@ start_platform() {
   [ -s "$STATE/jwt-secret" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE/jwt-secret"
   [ -s "$STATE/demo-stream-key" ] || echo "live_demo_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$STATE/demo-stream-key"
   DEMO_KEY=$(cat "$STATE/demo-stream-key")
+  # playback-token keys shared by bff (signs) and the edge (verifies): kid=secret
+  [ -s "$STATE/playback-keys" ] || (umask 077 && echo "k1=$(head -c 36 /dev/urandom | base64 | tr -d '\n/+=')" >"$STATE/playback-keys")
+  export CAUDAL_PLAYBACK_KEYS_FILE="$STATE/playback-keys"
   BIN="$CAUDAL_ROOT/target/debug"
 
   export CAUDAL_USER_LISTEN="127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_USER_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 2))"
@@ -69,7 +82,7 @@ start_platform() {
   if [ -x "$BIN/bff" ]; then
     export CAUDAL_BFF_LISTEN="127.0.0.1:$CAUDAL_BFF_PORT" CAUDAL_BFF_METRICS_LISTEN="127.0.0.1:$CAUDAL_METRICS_BASE"
     export CAUDAL_BFF_USER_SVC_URL="http://127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_BFF_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
-    export CAUDAL_BFF_EDGE_URL="http://127.0.0.1:$CAUDAL_EDGE_PORT"
+    export CAUDAL_BFF_EDGE_URL="http://127.0.0.1:$CAUDAL_EDGE_PORT" CAUDAL_BFF_PLAYBACK__KEYS_FILE="$STATE/playback-keys"
     start_bg bff "$STATE/logs/bff.log" "$BIN/bff"
     wait_port 127.0.0.1 "$CAUDAL_BFF_PORT" 60 bff
   fi

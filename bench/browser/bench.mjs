@@ -26,7 +26,7 @@ const RTMP_PORT = env('CAUDAL_RTMP_PORT');
 const DEMO_KEY = env('DEMO_KEY');
 const INGEST = `http://127.0.0.1:${env('CAUDAL_INGEST_HTTP_PORT')}`;
 const EDGE = `http://127.0.0.1:${env('CAUDAL_EDGE_PORT')}`;
-const BFF = process.env.BENCH_BFF_URL || ''; // empty: bff not running, watch-page rows skipped
+const BFF = process.env.BENCH_BFF_URL || ''; // the playback URLs (with their tokens) come from bff
 const NGINX_RTMP = env('BENCH_NGINX_RTMP'); // host:port
 const NGINX_HLS = env('BENCH_NGINX_HLS_URL'); // http://host:port/hls
 const PAGE = env('BENCH_PAGE_URL'); // http://host:port/player.html
@@ -190,7 +190,13 @@ async function main() {
     return list[0];
   });
   const id = stream.video_id;
-  const master = `${EDGE}/${stream.master_playlist}`;
+  // the edge serves media only under a playback token, handed out by bff
+  const signed = async (live) =>
+    until(`bff: a signed ${live ? 'live' : 'recording'} URL`, 60, async () => {
+      const r = await fetch(`${BFF}/v1/videos/${id}`).then((r) => r.json()).catch(() => null);
+      return r && r.playback && r.playback.live === live ? r.playback.url : null;
+    });
+  const master = await signed(true);
   const nginxUrl = `${NGINX_HLS}/bench.m3u8`;
   await until('caudal master playlist at the edge', 30, () => getText(master));
   const firstRung = (await getText(master)).split('\n').find((l) => l && !l.startsWith('#'));
@@ -223,7 +229,7 @@ async function main() {
   for (const t of Object.values(ttffs)) if (t) results.ttff.push(ttffResult(t));
 
   // (b) the recording
-  const vod = `${EDGE}/live/${id}/vod.m3u8`;
+  const vod = await signed(false);
   await until('caudal recording (vod.m3u8) at the edge', 60, () => getText(vod));
   const rec = [{ name: 'caudal recorded, bench page -> edge', url: PAGE + '?src=' + encodeURIComponent(vod), runs: [] }];
   if (BFF) {

@@ -86,10 +86,12 @@ EOF
 }
 
 platform_free_ports
+# the bench page plays with hls.js alone (no token renewal): tokens outlast the run
+export CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS=${CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS:-7200}
 start_platform "$STATE/platform"
 [ -f cdn-config/render.sh ] || die "cdn-config/render.sh is missing: Caudal has no edge to measure"
-export BENCH_BFF_URL=""
-if [ -x target/debug/bff ]; then BENCH_BFF_URL="http://127.0.0.1:$CAUDAL_BFF_PORT"; else log "no bff: the watch-page rows are skipped"; fi
+[ -x target/debug/bff ] || die "target/debug/bff is not built: playback URLs (signed) come from bff"
+export BENCH_BFF_URL="http://127.0.0.1:$CAUDAL_BFF_PORT"
 export DEMO_KEY CAUDAL_ROOT
 start_nginx_rtmp
 

@@ -3,8 +3,9 @@
 # Starts the whole platform on free ports (its own MariaDB, SecantusDB, s3s-fs, services, bff
 # and edge), publishes a 720p30 test stream with ffmpeg over RTMP, and runs
 # `node --test web/tests/`: headless Chromium (playwright-core, /usr/bin/chromium) plays the
-# live stream and then its recording through the edge. Prints `browser: N passed, M failed`
-# last and exits non-zero on any failure. About 1.5 minutes.
+# live stream and then its recording through the edge; then web/tests/protected.test.mjs: a
+# subscribers-only broadcast watched with 20 s playback tokens. Prints
+# `browser: N passed, M failed` last and exits non-zero on any failure. About 6 minutes.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$CAUDAL_ROOT/scripts/platform.sh"
@@ -37,6 +38,8 @@ cargo build --workspace --bins --locked -q
 [ -f cdn-config/render.sh ] || die "cdn-config/render.sh is missing: no edge to test through"
 
 platform_free_ports
+# short playback tokens: the tests watch long enough to see several renewals
+export CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS=${CAUDAL_TEST_TOKEN_TTL_SECS:-20}
 start_platform "$STATE"
 
 log "publishing a ${PUBLISH_SECS} s 720p30 test stream"
@@ -47,20 +50,26 @@ ffmpeg -hide_banner -loglevel warning -nostdin -re \
 CAUDAL_PIDS+=($!)
 
 export CAUDAL_BFF_URL="http://127.0.0.1:$CAUDAL_BFF_PORT" CAUDAL_EDGE_URL="http://127.0.0.1:$CAUDAL_EDGE_PORT"
-export CAUDAL_TEST_PUBLISH_SECS="$PUBLISH_SECS"
-log "running the browser tests (web/tests/)"
-tap="$STATE/node-test.tap"
-node_status=0
-timeout 300 node --test \
-  --test-reporter=spec --test-reporter-destination=stdout \
-  --test-reporter=tap --test-reporter-destination="$tap" \
-  web/tests/ || node_status=$?
-
-passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n1)
-failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n1)
-passed=${passed:-0} failed=${failed:-0}
-# node itself failing (a crash, the timeout) with no failed test counted is a failure too
-if [ "$node_status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+export CAUDAL_TEST_PUBLISH_SECS="$PUBLISH_SECS" CAUDAL_TEST_TOKEN_TTL_SECS="$CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS"
+export CAUDAL_RTMP_URL="rtmp://127.0.0.1:$CAUDAL_RTMP_PORT/live"
+passed=0 failed=0
+# one file after the other: watch.test.mjs needs the demo broadcast started above, which
+# protected.test.mjs (its own broadcast, about 4 minutes) would outlast
+for file in ${CAUDAL_BROWSER_TESTS:-web/tests/watch.test.mjs web/tests/protected.test.mjs}; do
+  log "running the browser tests in $file"
+  tap="$STATE/node-test-$(basename "$file").tap"
+  node_status=0
+  timeout 420 node --test \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=tap --test-reporter-destination="$tap" \
+    "$file" || node_status=$?
+  p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n1)
+  f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n1)
+  p=${p:-0} f=${f:-0}
+  # node itself failing (a crash, the timeout) with no failed test counted is a failure too
+  if [ "$node_status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  passed=$((passed + p)) failed=$((failed + f))
+done
 summary="browser: $passed passed, $failed failed"
 if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then status=0; fi
 exit "$status"

@@ -151,7 +151,7 @@ test('the live watch page plays through the edge', async () => {
   await waitForState(page, 'playing', 30000);
 
   const start = await player(page);
-  assert.ok(start.url.startsWith(EDGE + '/live/' + liveId + '/'), `playing ${start.url}, not the live playlist through the edge`);
+  assert.match(start.url, new RegExp('^' + EDGE.replace(/[.]/g, '\\.') + '/p/[^/]+/live/' + liveId + '/'), `playing ${start.url}, not the signed live playlist through the edge`);
   assert.match(start.url, /master\.m3u8$/);
   await waitForProgress(page, start.currentTime, 5, 20000);
 

@@ -2,6 +2,12 @@
 // playback.url (the master playlist through the edge) with hls.js, served by the bff at
 // /vendor/hls.min.js. Plain JS, no build step.
 //
+// playback.url carries a short-lived token in its path (/p/{token}/live/{id}/master.m3u8) that
+// the edge checks on every playlist and segment. Before playback.expires_at the page asks the
+// bff again (which checks access again) and swaps the token into every later request
+// (hls.js xhrSetup), so playback goes on without a restart; access that was taken away ends
+// playback within one token lifetime.
+//
 // For tests and benchmarks: window.caudalPlayer = { hls, video }, window.caudalErrors (the
 // fatal hls.js errors) and <body data-state="loading|playing|offline|notfound|denied|error">.
 'use strict';
@@ -33,6 +39,9 @@
   let playingLive = false;
   let broadcastEnded = false;
   let recoveries = 0;
+  // the token in the URLs the player asks for, and when to ask the bff for the next one
+  let currentToken = null;
+  let renewTimer = null;
 
   function videoIdFromPath(path) {
     const parts = path.split('/').filter(Boolean);
@@ -128,6 +137,32 @@
     return 'Something went wrong loading this video (' + resp.status + '). Retrying…';
   }
 
+  const TOKEN_PATH = /\/p\/([^/]+)\//;
+
+  function tokenOf(url) {
+    const m = TOKEN_PATH.exec(url || '');
+    return m ? m[1] : null;
+  }
+
+  // the video's folder a signed URL is in (live/<id>/): what its token opens
+  function mediaFolder(url) {
+    const m = /\/p\/[^/]+\/([^/]+\/[^/]+\/)/.exec(url || '');
+    return m ? m[1] : null;
+  }
+
+  // every request of the player carries the newest token
+  function withToken(url) {
+    return currentToken ? url.replace(TOKEN_PATH, '/p/' + currentToken + '/') : url;
+  }
+
+  // ask the bff again halfway to expiry (at least 2 s from now)
+  function scheduleRenewal(expiresAt) {
+    clearTimeout(renewTimer);
+    const left = Date.parse(expiresAt) - Date.now();
+    if (!Number.isFinite(left)) return;
+    renewTimer = setTimeout(load, Math.max(2000, left / 2));
+  }
+
   function show(detail) {
     const v = detail.video || {};
     const live = v.status === 'live';
@@ -153,6 +188,22 @@
     delete body.dataset.reason;
 
     const playback = detail.playback;
+    if (playingUrl) {
+      // already playing: this answer renews the token. A token opens the whole video folder
+      // (live and recorded playlists alike), so the player keeps what it plays; the page
+      // moves on only when that ends (a broadcast's ENDLIST: the 'ended' event below).
+      if (playback && playback.url && mediaFolder(playback.url) === mediaFolder(playingUrl)) {
+        if (tokenOf(playback.url) !== currentToken) renewToken(playback.url);
+        scheduleRenewal(playback.expires_at);
+        return;
+      }
+      if (!playback || !playback.url) {
+        // ended, its recording not written yet: play what is left, ask again soon
+        clearTimeout(renewTimer);
+        renewTimer = setTimeout(load, POLL_MS);
+        return;
+      }
+    }
     // A broadcast's playback URL is known from its first second, but the master playlist is
     // written once every rung has a segment; the renditions are filled in with it. Asking
     // earlier gets a 404, which the edge keeps for a second.
@@ -178,8 +229,19 @@
       offerRecording(playback.url);
       return;
     }
-    if (playingUrl !== playback.url) {
-      play(playback.url, playback.live);
+    play(playback.url, playback.live);
+    scheduleRenewal(playback.expires_at);
+  }
+
+  function renewToken(url) {
+    currentToken = tokenOf(url);
+    playingUrl = withToken(playingUrl);
+    if (!hls && video.src) {
+      // Safari's own player: no hook into its requests, so it gets the new URL
+      const at = video.currentTime;
+      video.src = withToken(video.src);
+      if (!playingLive) video.currentTime = at;
+      startPlayback();
     }
   }
 
@@ -250,6 +312,8 @@
       hls = null;
     }
     playingUrl = null;
+    currentToken = null;
+    clearTimeout(renewTimer);
     window.caudalPlayer.hls = null;
     qualityLabel.hidden = true;
     if (had) {
@@ -261,6 +325,7 @@
   function play(url, live) {
     stopPlayer();
     playingUrl = url;
+    currentToken = tokenOf(url);
     playingLive = !!live;
     recoveries = 0;
     setState('loading', 'Loading…');
@@ -276,8 +341,14 @@
       setState('error', 'This browser cannot play HLS video.');
       return;
     }
-    // hls.js defaults: the benchmarks compare them with nginx-rtmp under the same settings.
-    hls = new window.Hls();
+    // hls.js defaults (the benchmarks compare them with nginx-rtmp under the same settings),
+    // plus the token swap: xhrSetup may open the request itself, with another URL.
+    hls = new window.Hls({
+      xhrSetup(xhr, requestUrl) {
+        const signed = withToken(requestUrl);
+        if (signed !== requestUrl) xhr.open('GET', signed, true);
+      },
+    });
     window.caudalPlayer.hls = hls;
     hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
       fillQualityMenu();
