@@ -65,6 +65,19 @@ impl EdgeUrls {
         format!("{}/{}", self.base, key.trim_start_matches('/'))
     }
 
+    /// An image of a video: `<kind>/<id>/poster.jpg|png` is public at the edge (cards show
+    /// it to everyone, and an unsigned URL stays in browser caches); any other key inside a
+    /// video's folder is signed like its media.
+    pub fn image(&self, key: &str) -> String {
+        let key = key.trim_start_matches('/');
+        let public = playback_token::media_prefix(key)
+            .is_some_and(|prefix| matches!(&key[prefix.len()..], "poster.jpg" | "poster.png"));
+        match self.signed(key) {
+            Some((url, _)) if !public => url,
+            _ => self.url(key),
+        }
+    }
+
     /// A signed URL for storage key `key` and when it stops working; `None` when the key is
     /// not inside a video's media folder (`<kind>/<id>/...`).
     pub fn signed(&self, key: &str) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
@@ -345,6 +358,13 @@ mod tests {
         let now = chrono::Utc::now().timestamp() as u64;
         assert_eq!(keys.verify_path(path, now), Ok("live/abc/master.m3u8"));
         assert!(e.signed("master.m3u8").is_none());
+        assert_eq!(
+            e.image("live/abc/poster.jpg"),
+            "http://edge:8090/live/abc/poster.jpg"
+        );
+        assert!(e
+            .image("live/abc/thumbs/0001.jpg")
+            .starts_with("http://edge:8090/p/k1."));
     }
 
     #[test]

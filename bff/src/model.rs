@@ -809,7 +809,7 @@ impl StudioVideo {
             visibility: v.visibility.into(),
             access: (&v.access).into(),
             duration_secs: v.duration_secs,
-            poster: v.poster.as_deref().map(|k| edge.url(k)),
+            poster: v.poster.as_deref().map(|k| edge.image(k)),
             counters: (&v.counters).into(),
             created_at: v.created_at,
             published_at: v.published_at,

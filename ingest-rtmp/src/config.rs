@@ -30,12 +30,17 @@ pub struct Config {
     pub media_prefix: String,
     /// The transcoding ladder and segmenting.
     pub transcode: LiveConfig,
-    /// A connection that has not finished the RTMP handshake in this time is closed, s.
-    pub handshake_timeout_secs: u64,
-    /// A connection that sends nothing for this long is closed (stalled publisher), s.
+    /// A connection must have its `publish` accepted within this time of connecting, s: one
+    /// deadline for handshake, `connect` and `publish`, however slowly bytes trickle in.
+    pub publish_deadline_secs: u64,
+    /// A publisher that sends nothing for this long is closed (stalled publisher), s.
     pub idle_timeout_secs: u64,
-    /// Simultaneous RTMP connections.
-    pub max_connections: usize,
+    /// Connections that have not published yet, in all; when full, the oldest is closed.
+    pub max_pending_connections: usize,
+    /// The same per client address.
+    pub max_pending_per_ip: usize,
+    /// Live publishers (authenticated); a publish beyond it is refused.
+    pub max_publishers: usize,
     /// While live, the stream key is checked again this often, s: a revoked or rotated key
     /// ends its broadcast within this time plus one check.
     pub key_recheck_secs: u64,
@@ -56,9 +61,11 @@ impl Default for Config {
             storage: StoreConfig::default(),
             media_prefix: "live".into(),
             transcode: LiveConfig::default(),
-            handshake_timeout_secs: 10,
+            publish_deadline_secs: 10,
             idle_timeout_secs: 15,
-            max_connections: 512,
+            max_pending_connections: 512,
+            max_pending_per_ip: 16,
+            max_publishers: 256,
             key_recheck_secs: 2,
             cleanup_interval_secs: 10,
         }

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use chrono::Utc;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use transcoder::flv::{self, AudioTag, FlvError, Timeline, VideoTag};
 use transcoder::{LiveEvent, LiveStream, MediaInput};
 
+use crate::admission::Slot;
 use crate::metadata::{self, MetaOp};
 use crate::{LiveEntry, Shared};
 
@@ -56,11 +59,13 @@ struct Conn {
     close_after_write: Option<String>,
     /// Cancelled when the live key was revoked or rotated: the connection ends.
     key_revoked: CancellationToken,
+    /// This connection's admission: pending until `publish` is accepted.
+    slot: Slot,
 }
 
-pub async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+pub async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, slot: Slot) {
     let _ = socket.set_nodelay(true);
-    let result = serve(&mut socket, peer, shared).await;
+    let result = serve(&mut socket, peer, shared, slot).await;
     match result {
         Ok(()) => tracing::info!(%peer, "rtmp connection closed"),
         Err(ConnError::Refused(why)) => {
@@ -70,15 +75,20 @@ pub async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     }
 }
 
+/// Reads until `deadline`; a connection closed to make room for a newer one ends here too.
 async fn read_some(
     socket: &mut TcpStream,
     buf: &mut [u8],
-    secs: u64,
+    deadline: Instant,
+    evicted: &CancellationToken,
     what: &'static str,
 ) -> Result<usize, ConnError> {
-    match tokio::time::timeout(Duration::from_secs(secs.max(1)), socket.read(buf)).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(ConnError::Timeout(what)),
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, socket.read(buf)) => match r {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ConnError::Timeout(what)),
+        },
+        _ = evicted.cancelled() => Err(ConnError::Refused("closed to make room: no publish yet".into())),
     }
 }
 
@@ -86,12 +96,21 @@ async fn serve(
     socket: &mut TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    slot: Slot,
 ) -> Result<(), ConnError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut hs = Handshake::new(PeerType::Server);
-    let hs_secs = shared.cfg.handshake_timeout_secs;
+    let deadline = Instant::now() + Duration::from_secs(shared.cfg.publish_deadline_secs.max(1));
+    let evicted = slot.evicted.clone();
     let remaining = loop {
-        let n = read_some(socket, &mut buf, hs_secs, "during the handshake").await?;
+        let n = read_some(
+            socket,
+            &mut buf,
+            deadline,
+            &evicted,
+            "before publishing (handshake)",
+        )
+        .await?;
         if n == 0 {
             return Ok(());
         }
@@ -118,21 +137,30 @@ async fn serve(
         publishing: None,
         close_after_write: None,
         key_revoked: CancellationToken::new(),
+        slot,
     };
     let key_revoked = conn.key_revoked.clone();
     let res = async {
         conn.results(initial).await?;
         conn.input(&remaining).await?;
         conn.flush(socket).await?;
-        let idle = shared.cfg.idle_timeout_secs;
+        let idle = Duration::from_secs(shared.cfg.idle_timeout_secs.max(1));
+        let never = CancellationToken::new();
         loop {
+            // before `publish`: the connection's one deadline, and it may be closed for a newer
+            // one; once publishing: the idle timeout per read
+            let (until, evictable, what) = if conn.publishing.is_some() {
+                (Instant::now() + idle, &never, "waiting for data (stalled publisher)")
+            } else {
+                (deadline, &evicted, "before publishing")
+            };
             let n = tokio::select! {
                 _ = shared.shutdown.cancelled() => return Ok(()),
                 _ = key_revoked.cancelled() => {
                     metrics::counter!("caudal_rtmp_rejected_total", "reason" => "key_revoked").increment(1);
                     return Err(ConnError::Refused("the stream key was revoked while live".into()));
                 }
-                n = read_some(socket, &mut buf, idle, "waiting for data (stalled publisher)") => n?,
+                n = read_some(socket, &mut buf, until, evictable, what) => n?,
             };
             if n == 0 {
                 return Ok(());
@@ -288,6 +316,16 @@ impl Conn {
                 return Ok(());
             }
         };
+        if !self.slot.publish() {
+            tracing::warn!(peer = %self.peer, max = self.shared.cfg.max_publishers, "at publisher capacity");
+            self.reject(
+                request_id,
+                "NetStream.Publish.Failed",
+                "the server is at its publisher capacity",
+                "at_capacity",
+            );
+            return Ok(());
+        }
         let video_id = uuid::Uuid::now_v7().simple().to_string();
         let prefix = format!("{}/{}", self.shared.cfg.media_prefix, video_id);
         let started_at = Utc::now();

@@ -7,6 +7,7 @@
 //! rml_rtmp is sans-IO: one task per connection owns the socket, feeds bytes to the session
 //! and acts on the events it raises ([`connection`]).
 
+mod admission;
 mod cleanup;
 pub mod config;
 mod connection;
@@ -123,9 +124,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(
-        shared.cfg.max_connections.max(1),
-    ));
+    let admission = admission::Admission::new(admission::Limits {
+        max_pending: shared.cfg.max_pending_connections,
+        max_pending_per_ip: shared.cfg.max_pending_per_ip,
+        max_publishers: shared.cfg.max_publishers,
+    });
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -139,18 +142,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "too many connections, closing");
-            metrics::counter!("caudal_rtmp_rejected_total", "reason" => "too_many_connections")
-                .increment(1);
-            continue;
-        };
+        let slot = admission.admit(peer.ip());
         metrics::counter!("caudal_rtmp_connections_total").increment(1);
-        let shared2 = shared.clone();
-        shared.tasks.spawn(async move {
-            connection::handle(socket, peer, shared2).await;
-            drop(permit);
-        });
+        shared
+            .tasks
+            .spawn(connection::handle(socket, peer, shared.clone(), slot));
     }
 }
 

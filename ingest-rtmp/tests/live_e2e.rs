@@ -460,3 +460,74 @@ async fn a_revoked_stream_key_is_refused_and_a_new_one_publishes() {
     .await;
     stack.stop().await;
 }
+
+/// One squatter: connects from `ip`, sends the RTMP version byte and then one more byte every
+/// second, never finishing the handshake. Returns how long the server kept it open.
+async fn squat(ip: [u8; 4], server: std::net::SocketAddr) -> Option<Duration> {
+    let sock = tokio::net::TcpSocket::new_v4().ok()?;
+    sock.bind((std::net::Ipv4Addr::from(ip), 0).into()).ok()?;
+    let mut s = sock.connect(server).await.ok()?;
+    let t = Instant::now();
+    let mut buf = [0u8; 4096];
+    let _ = s.write_all(&[3]).await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(t.elapsed()),
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                if s.write_all(&[7]).await.is_err() {
+                    return Some(t.elapsed());
+                }
+            }
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            return None;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn squatting_connections_cannot_lock_out_a_publisher() {
+    let _turn = HEAVY.lock().await;
+    let stack = Stack::start(StackOptions::default()).await;
+    // 520 connections (more than the 512 pending slots) from 65 addresses, each trickling a
+    // byte a second: the attack that used to lock every streamer out
+    let squatters: Vec<_> = (0..520u32)
+        .map(|i| {
+            let ip = [127, 0, 0, 2 + (i / 8) as u8];
+            tokio::spawn(squat(ip, stack.rtmp_addr))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let publisher = Publisher {
+        secs: 8,
+        width: 320,
+        height: 240,
+        ..Default::default()
+    }
+    .spawn(&stack.rtmp_url(&stack.demo_key));
+    let video_id = wait_live(&stack, Duration::from_secs(15)).await;
+    let (ok, err) = wait_child(publisher, Duration::from_secs(30)).await;
+    assert!(ok, "the publisher got through and ran to the end: {err}");
+    wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(40),
+    )
+    .await;
+    // every squatter was closed by the publish deadline (5 s here), trickling or not
+    let mut longest = Duration::ZERO;
+    for s in squatters {
+        let open = s
+            .await
+            .unwrap()
+            .expect("a squatter was kept open 30 s, or could not connect");
+        longest = longest.max(open);
+    }
+    assert!(
+        longest < Duration::from_secs(8),
+        "a squatter stayed {longest:?} (publish deadline 5 s)"
+    );
+    stack.stop().await;
+}

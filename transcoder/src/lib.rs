@@ -9,6 +9,7 @@
 
 pub mod av;
 pub mod codecs;
+mod early;
 pub mod file;
 pub mod flv;
 pub mod ladder;
@@ -55,6 +56,9 @@ pub struct LiveConfig {
     pub input_queue: usize,
     /// Pictures buffered ahead of each rung's encoder.
     pub frame_queue: usize,
+    /// Media held before the first picture (the ladder is chosen on it), bytes; past this the
+    /// oldest is dropped and counted (`caudal_ingest_dropped_total{reason="no_picture_yet"}`).
+    pub max_early_bytes: usize,
     /// Where finished segments wait until they are stored.
     pub spool_dir: PathBuf,
     /// Stop retrying a storage write after this many seconds (the file stays in the spool).
@@ -75,6 +79,7 @@ impl Default for LiveConfig {
             x264_threads: 0,
             input_queue: 1024,
             frame_queue: 8,
+            max_early_bytes: 8 << 20,
             spool_dir: ".caudal/spool".into(),
             upload_give_up_secs: 600,
         }

@@ -8,6 +8,8 @@
 //! file name travels to the uploader.
 
 use std::collections::VecDeque;
+
+use crate::early::EarlyBuffer;
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
@@ -249,8 +251,8 @@ struct Decoder {
     audio_params: Option<(codec::Parameters, String)>,
     rungs: Vec<Rung>,
     started: bool,
-    /// Passthrough packets and audio seen before the ladder exists.
-    early: Vec<RungMsg>,
+    /// Passthrough packets and audio seen before the ladder exists (bounded).
+    early: EarlyBuffer<RungMsg>,
     next_key_ms: i64,
     frame_rate: Option<f64>,
     origin: Option<DateTime<Utc>>,
@@ -260,6 +262,7 @@ struct Decoder {
 
 impl Decoder {
     fn new(cfg: std::sync::Arc<LiveConfig>, spool: PathBuf, out: AsyncSender<UploadJob>) -> Self {
+        let early = EarlyBuffer::new(cfg.max_early_bytes);
         Self {
             cfg,
             spool,
@@ -269,7 +272,7 @@ impl Decoder {
             audio_params: None,
             rungs: Vec::new(),
             started: false,
-            early: Vec::new(),
+            early,
             next_key_ms: 0,
             frame_rate: None,
             origin: None,
@@ -325,11 +328,30 @@ impl Decoder {
         Ok(())
     }
 
+    /// Keeps media until the ladder exists, within `max_early_bytes`.
+    fn keep_early(&mut self, msg: RungMsg) {
+        let size = match &msg {
+            RungMsg::Packet(p) | RungMsg::Audio(p) => Some(p.size()),
+            _ => None,
+        };
+        let dropped = self.early.push(msg, size);
+        if dropped > 0 {
+            metrics::counter!("caudal_ingest_dropped_total", "reason" => "no_picture_yet")
+                .increment(dropped as u64);
+            if self.early.dropped() == dropped as u64 {
+                tracing::warn!(
+                    max_bytes = self.cfg.max_early_bytes,
+                    "no picture yet: dropping the oldest buffered media (audio-only or undecodable video?)"
+                );
+            }
+        }
+    }
+
     /// Sends a message to every rung, or keeps it until the ladder exists.
     fn broadcast<F: Fn() -> RungMsg>(&mut self, make: F, keep_early: bool) {
         if !self.started {
             if keep_early {
-                self.early.push(make());
+                self.keep_early(make());
             }
             return;
         }
@@ -360,11 +382,11 @@ impl Decoder {
     }
 
     fn video(&mut self, dts: i64, pts: i64, key: bool, data: Bytes) -> Result<(), AvError> {
-        let Some(dec) = self.decoder.as_mut() else {
+        if self.decoder.is_none() {
             metrics::counter!("caudal_video_dropped_total", "reason" => "no_sequence_header")
                 .increment(1);
             return Ok(());
-        };
+        }
         let pkt = av::packet(&data, pts, dts, key);
         if self.cfg.passthrough {
             if self.started {
@@ -372,13 +394,14 @@ impl Decoder {
                     let _ = r.tx.send(RungMsg::Packet(pkt.clone()));
                 }
             } else {
-                self.early.push(RungMsg::Packet(pkt.clone()));
+                self.keep_early(RungMsg::Packet(pkt.clone()));
             }
         }
         if !self.decode {
             // a passthrough-only ladder copies packets; decoding would only discard pictures
             return Ok(());
         }
+        let dec = self.decoder.as_mut().expect("checked above");
         if let Err(e) = dec.send_packet(&pkt) {
             // a damaged access unit: skip it, the decoder recovers at the next keyframe
             tracing::debug!(error = %e, "decoder refused a packet");
@@ -487,7 +510,7 @@ impl Decoder {
                 let _ = r.tx.send(RungMsg::VideoParams(p.clone(), n.clone()));
             }
         }
-        for msg in std::mem::take(&mut self.early) {
+        for msg in self.early.take() {
             match msg {
                 RungMsg::Packet(p) => {
                     for r in self.rungs.iter().filter(|r| r.passthrough) {

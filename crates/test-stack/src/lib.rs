@@ -134,7 +134,7 @@ impl Stack {
                 spool_dir: dir.path().join("spool"),
                 ..opts.transcode
             },
-            handshake_timeout_secs: 3,
+            publish_deadline_secs: 5,
             idle_timeout_secs: 3,
             key_recheck_secs: 1,
             cleanup_interval_secs: 1,
