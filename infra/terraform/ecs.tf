@@ -113,6 +113,10 @@ locals {
         CAUDAL_USER_LISTEN         = "0.0.0.0:8082"
         CAUDAL_USER_METRICS_LISTEN = "0.0.0.0:9082"
         CAUDAL_USER_DEMO__ENABLED  = "false"
+        # the local provider takes no money: user-svc refuses to start with it unless this is
+        # set, and clients never choose a payment's outcome (no test tokens)
+        CAUDAL_USER_PAYMENT__LOCAL_ENABLED = tostring(var.payments_local_demo)
+        CAUDAL_USER_PAYMENT__TEST_TOKENS   = "false"
       }
       secrets = {
         CAUDAL_USER_DATABASE_URL = aws_secretsmanager_secret.user_database_url.arn
@@ -156,7 +160,7 @@ locals {
         CAUDAL_INGEST_APP                     = "live"
         CAUDAL_INGEST_USER_SVC_URL            = local.user_svc_url
         CAUDAL_INGEST_METADATA_SVC_URL        = local.metadata_svc_url
-        CAUDAL_INGEST_MAX_CONNECTIONS         = tostring(var.ingest_max_publishers)
+        CAUDAL_INGEST_MAX_PUBLISHERS          = tostring(var.ingest_max_publishers)
         CAUDAL_INGEST_MEDIA_PREFIX            = local.media_prefix
         CAUDAL_INGEST_STORAGE__BACKEND        = "s3"
         CAUDAL_INGEST_STORAGE__BUCKET         = aws_s3_bucket.media.id

@@ -128,7 +128,7 @@ variable "service_sizes" {
 }
 
 variable "ingest_max_publishers" {
-  description = "Simultaneous RTMP connections one ingest task accepts (CAUDAL_INGEST_MAX_CONNECTIONS). Size it with service_sizes[\"ingest-rtmp\"].cpu: each live source runs its own ladder."
+  description = "Live publishers one ingest task accepts (CAUDAL_INGEST_MAX_PUBLISHERS; connections that have not published yet are bounded apart). Size it with service_sizes[\"ingest-rtmp\"].cpu: each live source runs its own ladder."
   type        = number
   default     = 1
 
@@ -441,4 +441,10 @@ variable "deletion_protection" {
   description = "Deletion protection on the databases and load balancers. Turn off only to tear an environment down."
   type        = bool
   default     = true
+}
+
+variable "payments_local_demo" {
+  description = "Run user-svc with its local payment provider, which takes no real money (a demo deployment only). false: user-svc refuses to start until a real provider is configured; Caudal has none built in yet."
+  type        = bool
+  default     = false
 }

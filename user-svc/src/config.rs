@@ -90,6 +90,8 @@ impl Config {
             },
             payment: PaymentConfig {
                 timeout_ms: 300,
+                local_enabled: true,
+                test_tokens: true,
                 ..PaymentConfig::default()
             },
             maintenance_interval_secs: 0,
@@ -118,6 +120,9 @@ impl Config {
         }
         if self.payment.timeout_ms == 0 {
             return Err("payment.timeout_ms must be positive".into());
+        }
+        if self.payment.provider == ProviderKind::Local && !self.payment.local_enabled {
+            return Err("payment.provider is `local`, which takes no real money: set CAUDAL_USER_PAYMENT__LOCAL_ENABLED=true for development, never in production".into());
         }
         if self.password.memory_kib < 8
             || self.password.iterations == 0
@@ -259,6 +264,13 @@ pub struct PaymentConfig {
     pub provider: ProviderKind,
     /// Initial mode of the local provider.
     pub mode: PaymentMode,
+    /// The local provider takes no real money: user-svc refuses to start with it unless this
+    /// is set (development and tests: `CAUDAL_USER_PAYMENT__LOCAL_ENABLED=true`).
+    pub local_enabled: bool,
+    /// Tests only: the local provider reads the outcome from the client's `payment_token`
+    /// (`tok_approve`, `tok_decline`, `tok_timeout`, `tok_lost_reply`). Otherwise a client
+    /// cannot choose what its payment does.
+    pub test_tokens: bool,
     /// How long a provider call may take before the payment is left pending, in ms.
     pub timeout_ms: u64,
     /// Platform fee taken from every payment, in basis points (1000 = 10%).
@@ -270,6 +282,8 @@ impl Default for PaymentConfig {
         Self {
             provider: ProviderKind::Local,
             mode: PaymentMode::Approve,
+            local_enabled: false,
+            test_tokens: false,
             timeout_ms: 5_000,
             platform_fee_bps: 1_000,
         }
@@ -352,5 +366,13 @@ mod tests {
         };
         assert!(c.validate().unwrap_err().contains("CAUDAL_USER_JWT_SECRET"));
         assert!(Config::for_tests("mysql://u:p@h/d").validate().is_ok());
+        // the local provider takes no money: never by default
+        let mut c = Config::for_tests("mysql://u:p@h/d");
+        c.payment.local_enabled = false;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("CAUDAL_USER_PAYMENT__LOCAL_ENABLED"));
+        assert!(!PaymentConfig::default().test_tokens);
     }
 }

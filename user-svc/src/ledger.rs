@@ -49,10 +49,33 @@ pub fn platform_fee(amount_minor: i64, fee_bps: u32) -> i64 {
     (i128::from(amount_minor) * i128::from(fee_bps) / 10_000) as i64
 }
 
+/// The platform's fee on a payment.
+#[derive(Debug, Clone, Copy)]
+pub enum Fee {
+    /// The configured rate, for a new payment.
+    Bps(u32),
+    /// The fee recorded when the payment was made, for its reversal: a refund gives back
+    /// exactly what was taken, whatever the rate is now.
+    Exactly(i64),
+}
+
+/// The platform fee recorded for purchase `purchase_id` (0 when none was).
+pub async fn purchase_fee(conn: &mut MySqlConnection, purchase_id: &str) -> Result<i64> {
+    let (fee,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(e.amount_minor), 0) AS SIGNED) FROM ledger_entries e \
+         JOIN ledger_transactions t ON t.id = e.transaction_id \
+         WHERE t.kind = 'purchase' AND t.reference_id = ? AND e.account = 'platform'",
+    )
+    .bind(purchase_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(fee)
+}
+
 /// Writes the transaction for a payment (or, with `TxKind::Refund`, its reversal) inside the
 /// caller's database transaction. The unique (kind, reference) key makes a second write for
 /// the same payment fail instead of double counting.
-pub async fn record(conn: &mut MySqlConnection, fee_bps: u32, p: Payment<'_>) -> Result<String> {
+pub async fn record(conn: &mut MySqlConnection, fee: Fee, p: Payment<'_>) -> Result<String> {
     let tx_id = new_id();
     sqlx::query(
         "INSERT INTO ledger_transactions (id, kind, reference_id, created_at) VALUES (?, ?, ?, ?)",
@@ -63,7 +86,10 @@ pub async fn record(conn: &mut MySqlConnection, fee_bps: u32, p: Payment<'_>) ->
     .bind(now())
     .execute(&mut *conn)
     .await?;
-    let fee = platform_fee(p.amount_minor, fee_bps);
+    let fee = match fee {
+        Fee::Bps(bps) => platform_fee(p.amount_minor, bps),
+        Fee::Exactly(f) => f.clamp(0, p.amount_minor),
+    };
     let sign = if p.kind == TxKind::Refund { -1 } else { 1 };
     let entries = [
         (Account::Spend, Some(p.payer_id), -p.amount_minor * sign),

@@ -61,14 +61,19 @@ pub trait PaymentProvider: Send + Sync {
 /// approve, decline, time out, or take the money and lose the answer.
 pub struct LocalProvider {
     mode: Mutex<PaymentMode>,
+    /// Tests only: `payment_token` picks the outcome.
+    test_tokens: bool,
     /// Outcomes by reference, so repeats are idempotent.
     seen: Mutex<HashMap<String, Outcome>>,
 }
 
 impl LocalProvider {
-    pub fn new(mode: PaymentMode) -> Self {
+    /// With `test_tokens` the client's `payment_token` (`tok_decline`, ...) picks the outcome:
+    /// for tests only.
+    pub fn new(mode: PaymentMode, test_tokens: bool) -> Self {
         Self {
             mode: Mutex::new(mode),
+            test_tokens,
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -90,6 +95,9 @@ impl LocalProvider {
     }
 
     fn mode_for(&self, token: Option<&str>) -> PaymentMode {
+        if !self.test_tokens {
+            return self.mode();
+        }
         match token {
             Some("tok_approve") => PaymentMode::Approve,
             Some("tok_decline") => PaymentMode::Decline,
@@ -186,14 +194,30 @@ pub(crate) mod contract {
 
     #[tokio::test]
     async fn local_provider_meets_the_contract() {
-        let p = LocalProvider::new(PaymentMode::Approve);
+        let p = LocalProvider::new(PaymentMode::Approve, false);
         charges_are_idempotent_by_reference(&p).await;
         refunds_are_idempotent_by_reference(&p).await;
     }
 
     #[tokio::test]
+    async fn without_test_tokens_a_client_cannot_pick_the_outcome() {
+        let p = LocalProvider::new(PaymentMode::Decline, false);
+        for token in ["tok_approve", "tok_lost_reply"] {
+            assert!(matches!(
+                p.charge(&charge(token, Some(token))).await.unwrap(),
+                Outcome::Declined { .. }
+            ));
+        }
+        let p = LocalProvider::new(PaymentMode::Approve, false);
+        assert!(matches!(
+            p.charge(&charge("d", Some("tok_decline"))).await.unwrap(),
+            Outcome::Approved { .. }
+        ));
+    }
+
+    #[tokio::test]
     async fn local_provider_modes_and_tokens() {
-        let p = LocalProvider::new(PaymentMode::Decline);
+        let p = LocalProvider::new(PaymentMode::Decline, true);
         assert!(matches!(
             p.charge(&charge("d", None)).await.unwrap(),
             Outcome::Declined { .. }

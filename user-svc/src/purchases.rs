@@ -258,7 +258,7 @@ pub(crate) async fn settle(
                     .await?;
                     ledger::record(
                         &mut tx,
-                        state.config.payment.platform_fee_bps,
+                        ledger::Fee::Bps(state.config.payment.platform_fee_bps),
                         Payment {
                             kind: TxKind::Purchase,
                             reference_id: id,
@@ -384,6 +384,8 @@ pub(crate) async fn settle_refund(state: &AppState, id: &str) -> Result<Purchase
                 let (status,): (PurchaseStatus,) =
                     sqlx::query_as("SELECT status FROM purchases WHERE id = ? FOR UPDATE").bind(id).fetch_one(&mut *tx).await?;
                 if status == PurchaseStatus::RefundPending {
+                    // give back exactly the fee taken then, whatever the rate is now
+                    let fee = ledger::purchase_fee(&mut tx, id).await?;
                     let t = now();
                     sqlx::query("UPDATE purchases SET status = 'refunded', refunded_at = ?, updated_at = ? WHERE id = ?")
                         .bind(t)
@@ -393,7 +395,7 @@ pub(crate) async fn settle_refund(state: &AppState, id: &str) -> Result<Purchase
                         .await?;
                     ledger::record(
                         &mut tx,
-                        state.config.payment.platform_fee_bps,
+                        ledger::Fee::Exactly(fee),
                         Payment {
                             kind: TxKind::Refund,
                             reference_id: id,

@@ -40,7 +40,10 @@ impl AppState {
     pub fn new(config: Config, db: MySqlPool) -> Result<Self> {
         match config.payment.provider {
             ProviderKind::Local => {
-                let local = Arc::new(LocalProvider::new(config.payment.mode));
+                let local = Arc::new(LocalProvider::new(
+                    config.payment.mode,
+                    config.payment.test_tokens,
+                ));
                 Self::build(config, db, local.clone(), Some(local))
             }
         }

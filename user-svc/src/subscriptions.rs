@@ -319,7 +319,7 @@ pub(crate) async fn settle_charge(
                     .await?;
                     ledger::record(
                         &mut tx,
-                        state.config.payment.platform_fee_bps,
+                        ledger::Fee::Bps(state.config.payment.platform_fee_bps),
                         Payment {
                             kind: TxKind::Subscription,
                             reference_id: charge_id,

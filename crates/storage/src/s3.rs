@@ -11,7 +11,7 @@ use crate::{validate_key, ObjectInfo, ObjectMeta, ObjectStore, StorageError};
 /// S3 backend settings. `endpoint` is empty for AWS itself; set it (with `path_style`) for
 /// S3-compatible servers. Credentials come from these fields when set, else from the
 /// standard AWS chain (env, profile, instance role).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default)]
 pub struct S3Config {
     /// e.g. `http://127.0.0.1:9000`; empty for AWS.
@@ -27,6 +27,29 @@ pub struct S3Config {
     pub prefix: String,
     /// Create the bucket at start-up when it does not exist (local stacks and tests).
     pub create_bucket: bool,
+}
+
+// The secret key never reaches a log line or an error message.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &if self.secret_access_key.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .field("prefix", &self.prefix)
+            .field("create_bucket", &self.create_bucket)
+            .finish()
+    }
 }
 
 pub struct S3Store {
@@ -238,6 +261,18 @@ impl ObjectStore for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_the_secret_key() {
+        let cfg = S3Config {
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            ..S3Config::default()
+        };
+        let shown = format!("{cfg:?} {:?}", crate::StoreConfig::S3(cfg.clone()));
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+        assert!(shown.contains("AKIAEXAMPLE") && shown.contains("***"));
+    }
 
     /// Runs the contract against the S3-compatible server the test stack started
     /// (`CAUDAL_TEST_S3_ENDPOINT`); fails loudly when there is none.

@@ -625,6 +625,16 @@ def _(cfg):
         expect(svcs[svc]["env"].get(pre + "METADATA_SVC_URL") == "${local.metadata_svc_url}", "%s does not find metadata-svc" % svc)
 
 
+@check("payments: no fake money by default (local provider off unless var.payments_local_demo), clients never pick outcomes")
+def _(cfg):
+    env = services(cfg)["user-svc"]["env"]
+    expect(env.get("CAUDAL_USER_PAYMENT__LOCAL_ENABLED") == "${tostring(var.payments_local_demo)}",
+           "user-svc's local payment provider is not tied to var.payments_local_demo")
+    expect(cfg.variables.get("payments_local_demo", {}).get("default") is False,
+           "var.payments_local_demo must default to false")
+    expect(env.get("CAUDAL_USER_PAYMENT__TEST_TOKENS") == "false", "clients may pick payment outcomes (test tokens on)")
+
+
 @check("playback keys: CloudFront's key store and bff's secret hold the same generated keys; bff signs with the configured kid")
 def _(cfg):
     var = cfg.variables.get("playback_keys", {})
@@ -862,6 +872,10 @@ MUTATIONS = [
      lambda f: _behaviour(f, "/p/*.m3u8").update(origin_request_policy_id="${data.aws_cloudfront_origin_request_policy.all_viewer_except_host.id}")),
     ("cloudfront: media carries CORS", "a poster behaviour without the CORS policy",
      lambda f: _behaviour(f, "/*/*/poster.jpg").pop("response_headers_policy_id")),
+    ("payments:", "the local provider on by default",
+     lambda f: f["variables.tf"]["variable"]["payments_local_demo"][0].update(default=True)),
+    ("payments:", "test tokens in production",
+     lambda f: _service_env(f, "user-svc").update(CAUDAL_USER_PAYMENT__TEST_TOKENS="true")),
     ("playback keys:", "bff signing with a fixed kid",
      lambda f: _service_env(f, "bff").update(CAUDAL_BFF_PLAYBACK__SIGNING_KEY_ID="k1")),
     ("playback keys:", "a key store filled from another secret",

@@ -38,6 +38,7 @@ fn unreachable_database_exits_non_zero_without_the_password() {
         .env("CAUDAL_USER_JWT_SECRET", "x".repeat(40))
         .env("CAUDAL_USER_LISTEN", "127.0.0.1:0")
         .env("CAUDAL_USER_METRICS_LISTEN", "127.0.0.1:0")
+        .env("CAUDAL_USER_PAYMENT__LOCAL_ENABLED", "true")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -64,4 +65,19 @@ fn secrets_can_come_from_files() {
     assert!(!out.status.success());
     // the file was read: the complaint is its length, not its absence
     assert!(stderr_line(&out).contains("at least 32 bytes"));
+}
+
+#[test]
+fn the_local_payment_provider_is_refused_unless_enabled_for_development() {
+    let out = user_svc()
+        .env("CAUDAL_USER_DATABASE_URL", "mysql://u:p@127.0.0.1:1/x")
+        .env("CAUDAL_USER_JWT_SECRET", "x".repeat(40))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("CAUDAL_USER_PAYMENT__LOCAL_ENABLED=true"),
+        "{line}"
+    );
 }

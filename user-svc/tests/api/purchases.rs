@@ -195,7 +195,7 @@ impl PaymentProvider for SlowProvider {
 async fn duplicates_during_a_slow_charge_wait_for_it(db: MySqlPool) {
     let provider = Arc::new(SlowProvider {
         calls: AtomicUsize::new(0),
-        inner: LocalProvider::new(PaymentMode::Approve),
+        inner: LocalProvider::new(PaymentMode::Approve, true),
     });
     let app = TestApp::with_provider(db, provider.clone());
     let c = app.creator("seller").await;
@@ -521,4 +521,38 @@ async fn concurrent_refunds_refund_once(db: MySqlPool) {
         1
     );
     app.assert_ledger_balanced().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_refund_gives_back_the_fee_charged_even_after_the_rate_changed(db: MySqlPool) {
+    // bought at a 10 % fee ...
+    let app = TestApp::with_config(db.clone(), |c| c.payment.platform_fee_bps = 1_000);
+    let c = app.creator("seller").await;
+    let u = app.signup("buyer").await;
+    let (s, p) = buy(&app, &u, body(&c, "vid-fee", "k-fee")).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let platform = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS SIGNED) FROM ledger_entries WHERE account = 'platform'";
+    let earned = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS SIGNED) FROM ledger_entries WHERE account = 'earnings'";
+    assert!(app.count(platform).await > 0, "a fee was taken");
+    // ... refunded after the platform moved to 25 %
+    let secret = app.state.config.jwt_secret.clone();
+    let later = TestApp::with_config(db, |c| {
+        c.payment.platform_fee_bps = 2_500;
+        c.jwt_secret = secret; // the same service, restarted with a new rate
+    });
+    let path = format!("/v1/purchases/{}/refund", p["id"].as_str().unwrap());
+    let (s, v) = later.post(&path, Some(&c.token), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "refunded");
+    assert_eq!(
+        later.count(platform).await,
+        0,
+        "the fee taken was given back, no more, no less"
+    );
+    assert_eq!(
+        later.count(earned).await,
+        0,
+        "the creator's earnings were reversed exactly"
+    );
+    later.assert_ledger_balanced().await;
 }
