@@ -57,27 +57,11 @@ http {{
 UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
 
 
-def cpu_seconds(master):
-    """utime + stime of an nginx master and its children (the workers), in seconds."""
-    ticks = 0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(d) == master or int(fields[1]) == master:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def wrk(url, args, master):
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url]
-    cpu0 = cpu_seconds(master)
+    cpu0 = kit.cpu_seconds(master)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(master) - cpu0
+    cpu = kit.cpu_seconds(master) - cpu0
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", out)

@@ -163,21 +163,6 @@ async def run_viewers(port, master_paths, duration, ramp):
     return stats
 
 
-def edge_cpu(edge):
-    """utime + stime (s) of the edge's nginx master and workers."""
-    master, ticks = edge.proc.p.pid, 0
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(d) == master or int(fields[1]) == master:
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--viewers", type=int, default=1000)
@@ -222,12 +207,12 @@ def main():
               f"{'tokens off, unsigned paths' if args.no_tokens else f'{len(set(paths))} distinct playback tokens'}",
               flush=True)
         cpu0 = os.times()
-        edge_cpu0 = edge_cpu(edge)
+        edge_cpu0 = kit.cpu_seconds(edge.proc.p.pid)
         wall0 = time.time()
         stats = asyncio.run(run_viewers(edge.port, paths, args.duration, args.ramp))
         wall = time.time() - wall0
         cpu1 = os.times()
-        edge_cpu_s = edge_cpu(edge) - edge_cpu0
+        edge_cpu_s = kit.cpu_seconds(edge.proc.p.pid) - edge_cpu0
         origin.stop()
 
         listed = {}

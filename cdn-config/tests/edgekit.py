@@ -53,6 +53,22 @@ def signed_path(key, kid="k1", exp=None, keys=None):
     return f"/p/{playback_token((keys or TEST_KEYS)[kid], kid, exp, media_prefix(key))}/{key}"
 
 
+def cpu_seconds(master):
+    """utime + stime of an nginx master and its children (the workers), in seconds."""
+    ticks = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(d) == master or int(fields[1]) == master:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
