@@ -307,6 +307,52 @@ async fn a_paid_live_stream_is_protected_at_the_edge_from_its_first_second() {
     let probe = ffprobe_url(&vod).await;
     assert!(has_video(&probe, 640, 360), "{probe}");
 
+    // the subscription is cancelled (access lasts to the end of the paid month) and that month
+    // ends: no new URL at once
+    let sub_id = sub.body["id"].as_str().unwrap().to_string();
+    let cancelled = api
+        .send(
+            Method::DELETE,
+            &format!("/v1/subscriptions/{sub_id}"),
+            Some(&viewer),
+            None,
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(cancelled["status"], "canceled", "{cancelled}");
+    assert_eq!(
+        cancelled["has_access"], true,
+        "paid to the end of the month: {cancelled}"
+    );
+    let d = api.get(&detail_path, Some(&viewer)).await.ok();
+    assert_eq!(d["access"]["reason"], "subscribed", "{d}");
+    let ended = stack
+        .users_sql(&format!(
+            "UPDATE subscriptions SET current_period_end = NOW(6) - INTERVAL 1 SECOND WHERE id = '{sub_id}'"
+        ))
+        .await;
+    assert_eq!(ended, 1);
+    let d = api.get(&detail_path, Some(&viewer)).await.ok();
+    assert_eq!(d["access"]["reason"], "not_subscribed", "{d}");
+    assert_eq!(
+        d["playback"],
+        Value::Null,
+        "a URL after the paid period ended"
+    );
+    // subscribing again gives access back
+    let again = api
+        .post(
+            "/v1/subscriptions",
+            Some(&viewer),
+            json!({"creator_id": creator_id}),
+        )
+        .await;
+    assert!(again.status.is_success(), "{}", again.body);
+    let detail = api.get(&detail_path, Some(&viewer)).await.ok();
+    assert_eq!(detail["access"]["reason"], "subscribed", "{detail}");
+    let vod = detail["playback"]["url"].as_str().unwrap().to_string();
+
     // a changed policy stops new URLs at once, and the one handed out within its lifetime
     let item = api.get("/v1/studio/videos", Some(&creator)).await.ok()["items"]
         .as_array()

@@ -68,6 +68,8 @@ pub struct Stack {
     pub ingest_shutdown: CancellationToken,
     pub metadata_addr: SocketAddr,
     pub users_addr: SocketAddr,
+    /// user-svc's database (a fresh one per stack).
+    pub users_db_url: String,
     pub ingest: ingest_rtmp::Running,
     pub rtmp_addr: SocketAddr,
     pub ingest_http: SocketAddr,
@@ -108,7 +110,8 @@ impl Stack {
         let demo_key = random_name("live_demo_");
         let demo_email = format!("{}@example.com", random_name("demo"));
         let demo_password = "correct horse battery staple".to_string();
-        let mut user_cfg = user_svc::Config::for_tests(&fresh_mysql_database().await);
+        let users_db_url = fresh_mysql_database().await;
+        let mut user_cfg = user_svc::Config::for_tests(&users_db_url);
         user_cfg.demo = user_svc::config::DemoConfig {
             enabled: true,
             email: demo_email.clone(),
@@ -154,6 +157,7 @@ impl Stack {
             ingest_shutdown,
             metadata_addr,
             users_addr,
+            users_db_url,
             store,
             demo_key,
             demo_email,
@@ -164,6 +168,19 @@ impl Stack {
             ),
             users: UserClient::new(format!("http://{users_addr}"), Duration::from_secs(5)),
         }
+    }
+
+    /// Runs one statement on user-svc's database, as time passing would (e.g. a paid period
+    /// ending); returns the rows it changed.
+    pub async fn users_sql(&self, sql: &str) -> u64 {
+        let mut conn = sqlx::MySqlConnection::connect(&self.users_db_url)
+            .await
+            .expect("connect to user-svc's database");
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .expect("statement runs")
+            .rows_affected()
     }
 
     pub fn rtmp_url(&self, key: &str) -> String {
