@@ -68,7 +68,7 @@ wait_port 127.0.0.1 "$BFF_PORT" 60 bff
 # some content, so that lists, search and detail answer with real items: a creator with a
 # plan, a viewer whose token schemathesis sends, a live video, a recording, a paid upload
 SEED=$(python3 - "$BFF_PORT" "$META_PORT" <<'PY'
-import json, sys, urllib.request, uuid
+import json, sys, time, urllib.error, urllib.request, uuid
 bff, meta = sys.argv[1], sys.argv[2]
 def call(method, url, body=None, token=None):
     req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
@@ -97,7 +97,17 @@ def video(kind, status, access, title):
         change = {"status": s}
         if s == "recorded":
             change["playback"] = {"vod_master": f"live/{vid}/vod.m3u8"}
-        call("POST", f"http://127.0.0.1:{meta}/internal/v1/videos/{vid}/status", change)
+        # seen once in CI on a loaded machine: the MongoDB-compatible server answered a read
+        # right after the insert with nothing (404); the seed tries again instead of failing
+        for attempt in range(10):
+            try:
+                call("POST", f"http://127.0.0.1:{meta}/internal/v1/videos/{vid}/status", change)
+                break
+            except urllib.error.HTTPError as e:
+                if e.code != 404 or attempt == 9:
+                    raise
+                print(f"seed: status change of a new video answered 404, retrying", file=sys.stderr)
+                time.sleep(0.3)
     return vid
 video("live", [], {"policy": "free"}, "Morning live show")
 video("live", ["ended", "recorded"], {"policy": "subscribers"}, "Yesterday recorded")
