@@ -73,6 +73,7 @@ async fn a_paid_live_stream_is_protected_at_the_edge_from_its_first_second() {
     let stack = Stack::start(StackOptions {
         transcode,
         storage: None,
+        ..Default::default()
     })
     .await;
     let stop = CancellationToken::new();

@@ -556,6 +556,7 @@ async fn caudal_latency(
     let stack = Stack::start(StackOptions {
         transcode: cfg,
         storage,
+        ..Default::default()
     })
     .await;
     let media_root = stack.dir.path().join("media");
@@ -938,6 +939,7 @@ async fn cpu(args: &[String]) {
         let stack = Stack::start(StackOptions {
             transcode: live_config(true, Some(vec![])),
             storage: None,
+            ..Default::default()
         })
         .await;
         let mut keys = vec![stack.demo_key.clone()];

@@ -46,6 +46,12 @@ pub struct Config {
     pub key_recheck_secs: u64,
     /// How often the media of deleted videos is looked for and deleted, s (0: never).
     pub cleanup_interval_secs: u64,
+    /// A publisher that drops (no `deleteStream`) and publishes the same key again within
+    /// this time continues the same video, s (0: every drop ends the broadcast).
+    pub reconnect_window_secs: u64,
+    /// A publish with a key that is live replaces the live publisher (the usual case is the
+    /// same encoder reconnecting before its old connection timed out); false refuses it.
+    pub takeover: bool,
 }
 
 impl Default for Config {
@@ -68,6 +74,8 @@ impl Default for Config {
             max_publishers: 256,
             key_recheck_secs: 2,
             cleanup_interval_secs: 10,
+            reconnect_window_secs: 10,
+            takeover: true,
         }
     }
 }

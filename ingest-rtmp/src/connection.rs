@@ -14,13 +14,13 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use transcoder::flv::{self, AudioTag, FlvError, Timeline, VideoTag};
-use transcoder::{LiveEvent, LiveStream, MediaInput};
+use transcoder::{LiveTake, MediaInput};
 
 use crate::admission::Slot;
-use crate::metadata::{self, MetaOp};
+use crate::broadcast::{Broadcast, Live, Registry, TakeEnd};
+use crate::metadata;
 use crate::{LiveEntry, Shared};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +44,9 @@ struct Publishing {
     /// Stops the task that checks the key again while live.
     key_watch: CancellationToken,
     video_id: String,
-    stream: LiveStream,
+    take: LiveTake,
+    broadcast: Broadcast,
     timeline: Timeline,
-    meta: mpsc::Sender<MetaOp>,
     audio_refused: bool,
 }
 
@@ -61,6 +61,10 @@ struct Conn {
     key_revoked: CancellationToken,
     /// This connection's admission: pending until `publish` is accepted.
     slot: Slot,
+    /// Cancelled when a newer publisher of the same key takes over.
+    kicked: CancellationToken,
+    /// How the take ends if the connection ends now.
+    end: TakeEnd,
 }
 
 pub async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, slot: Slot) {
@@ -138,8 +142,11 @@ async fn serve(
         close_after_write: None,
         key_revoked: CancellationToken::new(),
         slot,
+        kicked: CancellationToken::new(),
+        end: TakeEnd::Dropped,
     };
     let key_revoked = conn.key_revoked.clone();
+    let kicked = conn.kicked.clone();
     let res = async {
         conn.results(initial).await?;
         conn.input(&remaining).await?;
@@ -155,10 +162,18 @@ async fn serve(
                 (deadline, &evicted, "before publishing")
             };
             let n = tokio::select! {
-                _ = shared.shutdown.cancelled() => return Ok(()),
+                _ = shared.shutdown.cancelled() => {
+                    conn.end = TakeEnd::Final;
+                    return Ok(());
+                }
                 _ = key_revoked.cancelled() => {
+                    conn.end = TakeEnd::Final;
                     metrics::counter!("caudal_rtmp_rejected_total", "reason" => "key_revoked").increment(1);
                     return Err(ConnError::Refused("the stream key was revoked while live".into()));
+                }
+                _ = kicked.cancelled() => {
+                    metrics::counter!("caudal_rtmp_takeovers_total").increment(1);
+                    return Err(ConnError::Refused("a newer publisher of the same key took over".into()));
                 }
                 n = read_some(socket, &mut buf, until, evictable, what) => n?,
             };
@@ -170,8 +185,12 @@ async fn serve(
         }
     }
     .await;
-    // both endings (deleteStream or a closed socket) finalise the broadcast
-    conn.end_publish().await;
+    if matches!(res, Err(ConnError::Unsupported(_))) {
+        conn.end = TakeEnd::Final;
+    }
+    // a closed or stalled connection holds the broadcast for a reconnect
+    let end = conn.end;
+    conn.end_publish(end).await;
     res
 }
 
@@ -264,11 +283,13 @@ impl Conn {
             } => {
                 self.publish(request_id, stream_key).await?;
             }
-            ServerSessionEvent::PublishStreamFinished { .. } => self.end_publish().await,
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                self.end_publish(TakeEnd::Stopped).await
+            }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
                 if let Some(p) = &self.publishing {
                     let fps = metadata.video_frame_rate.map(|f| f as f64);
-                    p.stream.push(MediaInput::SourceInfo { frame_rate: fps });
+                    p.take.push(MediaInput::SourceInfo { frame_rate: fps });
                 }
             }
             ServerSessionEvent::VideoDataReceived {
@@ -326,45 +347,80 @@ impl Conn {
             );
             return Ok(());
         }
-        let video_id = uuid::Uuid::now_v7().simple().to_string();
-        let prefix = format!("{}/{}", self.shared.cfg.media_prefix, video_id);
-        let started_at = Utc::now();
-        {
-            let mut live = self.shared.live.lock().expect("live map lock");
-            if live.contains_key(&owner.key_id) {
-                drop(live);
-                tracing::warn!(peer = %self.peer, owner = %owner.user_id, "stream key is already live");
-                self.reject(
-                    request_id,
-                    "NetStream.Publish.BadName",
-                    "this stream key is already live",
-                    "already_live",
-                );
-                return Ok(());
+        let new_video_id = uuid::Uuid::now_v7().simple().to_string();
+        let cfg = &self.shared.cfg;
+        // the live broadcast of this key, if any, gives way (the same encoder reconnecting
+        // before its old connection timed out); a held one is continued
+        let give_way_until = Instant::now() + Duration::from_secs(5);
+        let (entry, resumed) = loop {
+            {
+                let mut reg = self.shared.registry.lock().expect("registry lock");
+                match reg.live.get(&owner.key_id) {
+                    Some(live) if cfg.takeover && Instant::now() < give_way_until => {
+                        live.kick.cancel();
+                    }
+                    Some(_) => {
+                        drop(reg);
+                        tracing::warn!(peer = %self.peer, owner = %owner.user_id, "stream key is already live");
+                        self.reject(
+                            request_id,
+                            "NetStream.Publish.BadName",
+                            "this stream key is already live",
+                            "already_live",
+                        );
+                        return Ok(());
+                    }
+                    None => {
+                        let resumed = reg.resume(&owner.key_id);
+                        let entry = match &resumed {
+                            Some(b) => b.entry.clone(),
+                            None => LiveEntry {
+                                video_id: new_video_id.clone(),
+                                owner_id: owner.user_id.clone(),
+                                started_at: Utc::now(),
+                                master_playlist: format!(
+                                    "{}/{}/master.m3u8",
+                                    cfg.media_prefix, new_video_id
+                                ),
+                                reconnecting: false,
+                            },
+                        };
+                        reg.live.insert(
+                            owner.key_id.clone(),
+                            Live {
+                                entry: entry.clone(),
+                                kick: self.kicked.clone(),
+                            },
+                        );
+                        break (entry, resumed);
+                    }
+                }
             }
-            live.insert(
-                owner.key_id.clone(),
-                LiveEntry {
-                    video_id: video_id.clone(),
-                    owner_id: owner.user_id.clone(),
-                    started_at,
-                    master_playlist: format!("{prefix}/master.m3u8"),
-                },
-            );
-        }
-        let (events_tx, mut events_rx) = mpsc::channel::<LiveEvent>(16);
-        let stream = match LiveStream::start(
-            self.shared.transcode.clone(),
-            self.shared.store.clone(),
-            prefix.clone(),
-            Some(events_tx),
-        ) {
-            Ok(s) => s,
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let video_id = entry.video_id.clone();
+        let prefix = format!("{}/{}", cfg.media_prefix, video_id);
+        let resuming = resumed.is_some();
+        let broadcast = match resumed {
+            Some(b) => Ok(b),
+            None => {
+                let video = metadata::new_live_video(
+                    &video_id,
+                    &owner,
+                    entry.started_at,
+                    entry.master_playlist.clone(),
+                );
+                Broadcast::start(&self.shared, owner.key_id.clone(), video, entry, prefix).await
+            }
+        };
+        let mut broadcast = match broadcast {
+            Ok(b) => b,
             Err(e) => {
                 self.shared
-                    .live
+                    .registry
                     .lock()
-                    .expect("live map lock")
+                    .expect("registry lock")
+                    .live
                     .remove(&owner.key_id);
                 tracing::error!(error = %e, "cannot start the transcoder");
                 self.reject(
@@ -376,15 +432,26 @@ impl Conn {
                 return Ok(());
             }
         };
-        let (meta_tx, meta_rx) = mpsc::channel::<MetaOp>(16);
-        let _ = meta_tx
-            .send(MetaOp::Create(metadata::new_live_video(
-                &video_id,
-                &owner,
-                started_at,
-                format!("{prefix}/master.m3u8"),
-            )))
-            .await;
+        let take = match broadcast.inner.take().await {
+            Ok(t) => t,
+            Err(e) => {
+                self.shared
+                    .registry
+                    .lock()
+                    .expect("registry lock")
+                    .live
+                    .remove(&owner.key_id);
+                self.shared.tasks.spawn(broadcast.finish());
+                tracing::error!(error = %e, "cannot start the transcoder");
+                self.reject(
+                    request_id,
+                    "NetStream.Publish.Failed",
+                    "the transcoder could not start",
+                    "transcoder",
+                );
+                return Ok(());
+            }
+        };
         let key_watch = CancellationToken::new();
         self.shared.tasks.spawn(watch_key(
             self.shared.clone(),
@@ -393,45 +460,25 @@ impl Conn {
             key_watch.clone(),
             self.key_revoked.clone(),
         ));
-        self.shared.tasks.spawn(metadata::run(
-            self.shared.metadata.clone(),
-            video_id.clone(),
-            meta_rx,
-        ));
-        // pipeline events become metadata updates
-        let meta_events = meta_tx.clone();
-        self.shared.tasks.spawn(async move {
-            while let Some(ev) = events_rx.recv().await {
-                let op = match ev {
-                    LiveEvent::Started {
-                        master_key,
-                        renditions,
-                    } => MetaOp::Playable {
-                        master: master_key,
-                        renditions,
-                    },
-                    // nothing was stored: the broadcast stays `ended`, with no recording
-                    LiveEvent::Finished { summary } if summary.segments == 0 => break,
-                    LiveEvent::Finished { summary } => MetaOp::Recorded {
-                        duration_secs: summary.duration_secs,
-                        vod_master: summary.vod_master_key,
-                        renditions: summary.renditions,
-                    },
-                };
-                if meta_events.send(op).await.is_err() {
-                    break;
-                }
-            }
-        });
         metrics::gauge!("caudal_rtmp_live_streams").increment(1.0);
-        tracing::info!(peer = %self.peer, video_id, owner = %owner.user_id, "publish started");
+        if resuming {
+            metrics::counter!("caudal_rtmp_resumed_total").increment(1);
+        }
+        tracing::info!(
+            peer = %self.peer,
+            video_id,
+            owner = %owner.user_id,
+            take = broadcast.inner.takes(),
+            resuming,
+            "publish started"
+        );
         self.publishing = Some(Publishing {
             key_id: owner.key_id,
             key_watch,
             video_id,
-            stream,
+            take,
+            broadcast,
             timeline: Timeline::new(),
-            meta: meta_tx,
             audio_refused: false,
         });
         let r = self.accept(request_id);
@@ -444,7 +491,7 @@ impl Conn {
         };
         match flv::parse_video(&data) {
             Ok(VideoTag::SequenceHeader(avcc)) => {
-                p.stream.push(MediaInput::VideoConfig(avcc));
+                p.take.push(MediaInput::VideoConfig(avcc));
             }
             Ok(VideoTag::Frame {
                 keyframe,
@@ -452,7 +499,7 @@ impl Conn {
                 data,
             }) => {
                 let dts_ms = p.timeline.map(ts);
-                p.stream.push(MediaInput::Video {
+                p.take.push(MediaInput::Video {
                     dts_ms,
                     cts_ms,
                     keyframe,
@@ -479,11 +526,11 @@ impl Conn {
         };
         match flv::parse_audio(&data) {
             Ok(AudioTag::SequenceHeader(asc)) => {
-                p.stream.push(MediaInput::AudioConfig(asc));
+                p.take.push(MediaInput::AudioConfig(asc));
             }
             Ok(AudioTag::Frame(frame)) => {
                 let pts_ms = p.timeline.map(ts);
-                p.stream.push(MediaInput::Audio {
+                p.take.push(MediaInput::Audio {
                     pts_ms,
                     data: frame,
                 });
@@ -497,35 +544,33 @@ impl Conn {
         }
     }
 
-    /// Finalises the broadcast in the background: the live map entry goes at once (so the
-    /// publisher can reconnect), the playlists are finalised once every segment is stored.
-    async fn end_publish(&mut self) {
+    /// Ends this connection's take. A stopped take, or a final one, finishes the broadcast
+    /// in the background (playlists final once every segment is stored); a dropped one holds
+    /// it for a reconnect.
+    async fn end_publish(&mut self, end: TakeEnd) {
         let Some(p) = self.publishing.take() else {
             return;
         };
         p.key_watch.cancel();
-        self.shared
-            .live
-            .lock()
-            .expect("live map lock")
-            .remove(&p.key_id);
         metrics::gauge!("caudal_rtmp_live_streams").decrement(1.0);
-        let dropped = p.stream.dropped();
-        tracing::info!(video_id = %p.video_id, dropped, "publish finished");
-        let _ = p.meta.send(MetaOp::Ended { at: Utc::now() }).await;
-        let video_id = p.video_id.clone();
+        tracing::info!(video_id = %p.video_id, dropped = p.take.dropped(), ?end, "take finished");
+        // the take's last segments are cut in the background and stored in order
+        let take = p.take;
         self.shared.tasks.spawn(async move {
-            match p.stream.finish().await {
-                Ok(summary) => tracing::info!(
-                    video_id,
-                    segments = summary.segments,
-                    duration_secs = summary.duration_secs,
-                    "broadcast finalised"
-                ),
-                Err(e) => tracing::error!(video_id, error = %e, "broadcast could not be finalised"),
-            }
-            drop(p.meta);
+            let _ = take.finish().await;
         });
+        let window = Duration::from_secs(self.shared.cfg.reconnect_window_secs);
+        if end == TakeEnd::Dropped && !window.is_zero() && !self.shared.shutdown.is_cancelled() {
+            Registry::hold(&self.shared, p.broadcast, window);
+        } else {
+            self.shared
+                .registry
+                .lock()
+                .expect("registry lock")
+                .live
+                .remove(&p.key_id);
+            self.shared.tasks.spawn(p.broadcast.finish());
+        }
     }
 }
 

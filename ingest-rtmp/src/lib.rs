@@ -8,12 +8,12 @@
 //! and acts on the events it raises ([`connection`]).
 
 mod admission;
+mod broadcast;
 mod cleanup;
 pub mod config;
 mod connection;
 mod metadata;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +36,8 @@ pub struct LiveEntry {
     pub owner_id: String,
     pub started_at: DateTime<Utc>,
     pub master_playlist: String,
+    /// The publisher dropped; the broadcast waits for it to reconnect.
+    pub reconnecting: bool,
 }
 
 pub(crate) struct Shared {
@@ -44,8 +46,8 @@ pub(crate) struct Shared {
     pub store: DynStore,
     pub users: UserClient,
     pub metadata: MetadataClient,
-    /// Live broadcasts by stream-key id.
-    pub live: Mutex<HashMap<String, LiveEntry>>,
+    /// Live and held broadcasts by stream-key id.
+    pub registry: Mutex<broadcast::Registry>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -83,7 +85,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         store,
         users: UserClient::new(cfg.user_svc_url.clone(), timeout),
         metadata: MetadataClient::new(cfg.metadata_svc_url.clone(), timeout),
-        live: Mutex::new(HashMap::new()),
+        registry: Mutex::new(broadcast::Registry::default()),
         tasks: TaskTracker::new(),
         shutdown: shutdown.clone(),
         cfg,
@@ -103,6 +105,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let (metrics_addr, metrics) =
         service_kit::serve_metrics(shared.cfg.metrics_listen, shutdown.clone()).await?;
     let tasks = shared.tasks.clone();
+    broadcast::recover_all(shared.clone());
     tasks.spawn(cleanup::run(shared.clone()));
     tasks.spawn(accept_loop(listener, shared));
     tracing::info!(%rtmp_addr, %http_addr, %metrics_addr, "ingest listening");
@@ -151,8 +154,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn list_streams(State(shared): State<Arc<Shared>>) -> Json<Vec<LiveEntry>> {
-    let live = shared.live.lock().expect("live map lock");
-    let mut v: Vec<LiveEntry> = live.values().cloned().collect();
+    let reg = shared.registry.lock().expect("registry lock");
+    let mut v: Vec<LiveEntry> = reg.live.values().map(|l| l.entry.clone()).collect();
+    v.extend(reg.held.values().map(|h| LiveEntry {
+        reconnecting: true,
+        ..h.broadcast.entry.clone()
+    }));
     v.sort_by_key(|e| e.started_at);
     Json(v)
 }

@@ -1,6 +1,7 @@
 //! Keeps the broadcast's video document in step, in order, without ever holding up media:
 //! one task per broadcast applies the updates one after another, retrying while
-//! metadata-svc is unavailable.
+//! metadata-svc is unavailable. Every update is idempotent (a repeated create is taken as
+//! done), so a recovery can send them all again.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use service_clients::metadata::{
 use service_clients::users::StreamKeyOwner;
 use service_clients::ClientError;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use transcoder::RenditionInfo;
 
 #[derive(Debug)]
@@ -139,29 +141,68 @@ async fn apply(client: &MetadataClient, video_id: &str, op: &MetaOp) -> Result<(
     }
 }
 
-/// Applies `ops` in order. An unavailable service is retried (1 s doubling to 10 s) for up
-/// to two minutes per update; a refusal is logged and the next update goes ahead.
-pub async fn run(client: MetadataClient, video_id: String, mut ops: mpsc::Receiver<MetaOp>) {
+/// Applies `ops` in order; returns true once every update was taken. An unavailable
+/// service is retried (1 s doubling to 30 s) for as long as it takes: nothing is given up
+/// while ingest runs (`caudal_metadata_pending` counts the updates waiting). Once ingest is
+/// shutting down, retrying stops after 5 s and the broadcast's marker stays for the next
+/// start. A refusal is logged and counted, and the next update goes ahead.
+pub async fn run(
+    client: MetadataClient,
+    video_id: String,
+    mut ops: mpsc::Receiver<MetaOp>,
+    shutdown: CancellationToken,
+) -> bool {
+    let mut all_taken = true;
     while let Some(op) = ops.recv().await {
         let mut backoff = Duration::from_secs(1);
         let started = std::time::Instant::now();
+        let mut pending = false;
+        let mut stopping_since: Option<std::time::Instant> = None;
         loop {
-            match apply(&client, &video_id, &op).await {
+            let err = match apply(&client, &video_id, &op).await {
                 Ok(()) => break,
-                Err(e) if e.is_unavailable() && started.elapsed() < Duration::from_secs(120) => {
-                    tracing::warn!(video_id, error = %e, "metadata update failed, retrying");
-                    metrics::counter!("caudal_metadata_retries_total").increment(1);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => {
-                    tracing::error!(video_id, error = %e, op = ?op_name(&op), "metadata update failed");
-                    metrics::counter!("caudal_metadata_failures_total").increment(1);
+                Err(e) => e,
+            };
+            // just created, not yet readable (a store that is slow to read its own writes)
+            let not_yet = matches!(err, ClientError::Api { status: 404, .. })
+                && !matches!(op, MetaOp::Create(_))
+                && started.elapsed() < Duration::from_secs(15);
+            if !(err.is_unavailable() || not_yet) {
+                tracing::error!(video_id, error = %err, op = ?op_name(&op), "metadata update refused");
+                metrics::counter!("caudal_metadata_failures_total").increment(1);
+                break;
+            }
+            if shutdown.is_cancelled() {
+                let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > Duration::from_secs(5) {
+                    tracing::error!(video_id, error = %err, op = ?op_name(&op), "shutting down with a metadata update not taken");
+                    all_taken = false;
                     break;
                 }
             }
+            if !pending {
+                pending = true;
+                metrics::gauge!("caudal_metadata_pending").increment(1.0);
+            }
+            tracing::warn!(video_id, error = %err, "metadata update failed, retrying");
+            metrics::counter!("caudal_metadata_retries_total").increment(1);
+            tokio::time::sleep(if shutdown.is_cancelled() {
+                Duration::from_millis(500)
+            } else {
+                backoff
+            })
+            .await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+        if pending {
+            metrics::gauge!("caudal_metadata_pending").decrement(1.0);
+        }
+        if !all_taken {
+            // later updates would overtake the one not taken; the next start redoes them all
+            return false;
         }
     }
+    all_taken
 }
 
 fn op_name(op: &MetaOp) -> &'static str {

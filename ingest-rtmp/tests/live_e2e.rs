@@ -201,7 +201,12 @@ async fn check_broadcast(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_720p30_to_a_ladder_while_bad_clients_are_contained() {
     let _turn = HEAVY.lock().await;
-    let stack = Stack::start(StackOptions::default()).await;
+    // with takeover off, a second publisher of a live key is refused
+    let stack = Stack::start(StackOptions {
+        ingest: Some(|c| c.takeover = false),
+        ..Default::default()
+    })
+    .await;
     let publish_secs = 15;
     let publisher = Publisher {
         secs: publish_secs,
@@ -318,6 +323,7 @@ async fn obs_like_1080p30_with_bframes_and_250_frame_gop_into_s3_with_passthroug
     let stack = Stack::start(StackOptions {
         transcode,
         storage: Some(test_stack::s3_store_config()),
+        ..Default::default()
     })
     .await;
     let secs = 15;
@@ -529,5 +535,345 @@ async fn squatting_connections_cannot_lock_out_a_publisher() {
         longest < Duration::from_secs(8),
         "a squatter stayed {longest:?} (publish deadline 5 s)"
     );
+    stack.stop().await;
+}
+
+/// Waits until the media playlist at `key` lists at least `n` segments (and `also`, when
+/// given); returns it.
+async fn wait_listed(stack: &Stack, key: &str, n: usize, also: Option<&str>) -> String {
+    let t = Instant::now();
+    loop {
+        if let Ok(b) = stack.store.get(key).await {
+            let pl = text(&b);
+            if pl.matches("#EXTINF").count() >= n && also.is_none_or(|a| pl.contains(a)) {
+                return pl;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "{key} did not list {n} segments{} within 40 s",
+            also.map(|a| format!(" with {a}")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first variant's folder in a stored master playlist (e.g. `240p`).
+fn first_rung(master: &bytes::Bytes) -> String {
+    let m = m3u8_rs::parse_master_playlist_res(master).expect("master parses");
+    m.variants[0]
+        .uri
+        .split('/')
+        .next()
+        .expect("rung folder")
+        .to_string()
+}
+
+/// The segment URIs of a media playlist, with whether each follows a discontinuity.
+fn segments_of(pl: &str) -> Vec<(String, bool)> {
+    let p = m3u8_rs::parse_media_playlist_res(pl.as_bytes()).expect("media playlist parses");
+    p.segments
+        .iter()
+        .map(|s| (s.uri.clone(), s.discontinuity))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_drops_and_comes_back_continues_the_same_video() {
+    let _turn = HEAVY.lock().await;
+    let stack = Stack::start(StackOptions::default()).await;
+    let small = |secs| Publisher {
+        secs,
+        width: 426,
+        height: 240,
+        ..Default::default()
+    };
+    let url = stack.rtmp_url(&stack.demo_key);
+
+    // take 1 ends as a network drop does: the socket closes with no deleteStream
+    let mut first = small(120).spawn(&url);
+    let video_id = wait_live(&stack, Duration::from_secs(10)).await;
+    let master_key = format!("live/{video_id}/master.m3u8");
+    let master = stack
+        .wait_object(&master_key, Duration::from_secs(30))
+        .await;
+    let rung = first_rung(&master);
+    let index_key = format!("live/{video_id}/{rung}/index.m3u8");
+    wait_listed(&stack, &index_key, 3, None).await;
+    first.kill().expect("kill ffmpeg");
+    let _ = first.wait();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // held: still live for viewers, waiting for the publisher
+    let live = stack.live_streams().await;
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0]["video_id"], video_id.as_str());
+    assert_eq!(live[0]["reconnecting"], true);
+    let held = text(&stack.store.get(&index_key).await.unwrap());
+    assert!(!held.contains("ENDLIST"), "{held}");
+    let doc = stack.metadata.get_video(&video_id).await.unwrap().unwrap();
+    assert_eq!(doc.status, VideoStatus::Live);
+
+    // take 2, the same key 3 s later: the same video goes on after a discontinuity
+    let second = small(120).spawn(&url);
+    let pl = wait_listed(&stack, &index_key, 3, Some("#EXT-X-DISCONTINUITY\n")).await;
+    let live = stack.live_streams().await;
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0]["video_id"], video_id.as_str());
+    assert_eq!(live[0]["reconnecting"], false);
+    assert_eq!(
+        stack.store.get(&master_key).await.unwrap(),
+        master,
+        "viewers keep the same master playlist"
+    );
+    assert!(!pl.contains("ENDLIST"));
+
+    // take 3 arrives while take 2 is live (an encoder reconnecting before its old
+    // connection timed out): it takes over, and stops cleanly
+    let third = small(6).spawn(&url);
+    let (second_ok, _) = wait_child(second, Duration::from_secs(20)).await;
+    assert!(!second_ok, "the replaced publisher is disconnected");
+    let (ok, err) = wait_child(third, Duration::from_secs(30)).await;
+    assert!(ok, "the new publisher streams to its end: {err}");
+
+    let doc = wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(30),
+    )
+    .await;
+    // one video, one recording: nothing else was stored
+    let keys = stack.store.list("live/").await.unwrap();
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with(&format!("live/{video_id}/"))),
+        "only one broadcast: {keys:?}"
+    );
+    let vod = text(
+        &stack
+            .wait_object(
+                &format!("live/{video_id}/{rung}/vod.m3u8"),
+                Duration::from_secs(5),
+            )
+            .await,
+    );
+    assert!(vod.ends_with("#EXT-X-ENDLIST\n"), "{vod}");
+    let segs = segments_of(&vod);
+    let breaks: Vec<usize> = segs
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, d))| *d)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(breaks.len(), 2, "a discontinuity per reconnect: {vod}");
+    for (i, (uri, _)) in segs.iter().enumerate() {
+        assert_eq!(
+            uri,
+            &format!("seg_{i:05}.ts"),
+            "segments numbered without a hole"
+        );
+    }
+    // each take's first segment is playable video on its own
+    for i in breaks {
+        let key = format!("live/{video_id}/{rung}/{}", segs[i].0);
+        let probe = ffprobe_bytes(
+            stack.dir.path(),
+            &key,
+            &stack.store.get(&key).await.unwrap(),
+        );
+        let streams = probe["streams"].as_array().unwrap();
+        assert!(
+            streams.iter().any(|s| s["codec_type"] == "video"),
+            "{probe}"
+        );
+    }
+    let total: f64 = doc.duration_secs.expect("recorded duration");
+    assert!(total >= 12.0, "three takes recorded: {total} s");
+    stack.stop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// ingest-rtmp as its own process (so it can be killed with SIGKILL), on the stack's
+/// services and media folder, with its own spool folder.
+fn spawn_ingest(
+    stack: &Stack,
+    ports: (u16, u16, u16),
+    spool: &std::path::Path,
+) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stack.dir.path().join("ingest-child.log"))
+        .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_ingest-rtmp"))
+        .env(
+            "CAUDAL_INGEST_RTMP_LISTEN",
+            format!("127.0.0.1:{}", ports.0),
+        )
+        .env(
+            "CAUDAL_INGEST_HTTP_LISTEN",
+            format!("127.0.0.1:{}", ports.1),
+        )
+        .env(
+            "CAUDAL_INGEST_METRICS_LISTEN",
+            format!("127.0.0.1:{}", ports.2),
+        )
+        .env(
+            "CAUDAL_INGEST_USER_SVC_URL",
+            format!("http://{}", stack.users_addr),
+        )
+        .env(
+            "CAUDAL_INGEST_METADATA_SVC_URL",
+            format!("http://{}", stack.metadata_addr),
+        )
+        .env("CAUDAL_INGEST_STORAGE__BACKEND", "local")
+        .env(
+            "CAUDAL_INGEST_STORAGE__ROOT",
+            stack.dir.path().join("media"),
+        )
+        .env("CAUDAL_INGEST_TRANSCODE__SPOOL_DIR", spool)
+        .env("CAUDAL_INGEST_CLEANUP_INTERVAL_SECS", "0")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start ingest-rtmp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_killed_mid_broadcast_finishes_the_recording_when_it_restarts() {
+    let _turn = HEAVY.lock().await;
+    let stack = Stack::start(StackOptions::default()).await;
+    let ports = (free_port(), free_port(), free_port());
+    let spool = stack.dir.path().join("child-spool");
+    let mut ingest = spawn_ingest(&stack, ports, &spool);
+    let streams = format!("http://127.0.0.1:{}/v1/streams", ports.1);
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", ports.0)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "ingest did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut publisher = Publisher {
+        secs: 120,
+        width: 426,
+        height: 240,
+        ..Default::default()
+    }
+    .spawn(&format!(
+        "rtmp://127.0.0.1:{}/live/{}",
+        ports.0, stack.demo_key
+    ));
+    let video_id = loop {
+        let live: serde_json::Value = match http.get(&streams).send().await {
+            Ok(r) => r.json().await.unwrap(),
+            Err(_) => serde_json::json!([]),
+        };
+        if let Some(id) = live[0]["video_id"].as_str() {
+            break id.to_string();
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "never went live");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let master = stack
+        .wait_object(
+            &format!("live/{video_id}/master.m3u8"),
+            Duration::from_secs(30),
+        )
+        .await;
+    let rung = first_rung(&master);
+    let index_key = format!("live/{video_id}/{rung}/index.m3u8");
+    // enough that the first segments have slid out of the live window
+    let before = wait_listed(&stack, &index_key, 6, Some("seg_00007.ts")).await;
+    let listed_before = segments_of(&before).last().unwrap().0.clone();
+
+    ingest.kill().expect("SIGKILL ingest");
+    let _ = ingest.wait();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    // nobody told metadata-svc: still live, no ENDLIST, the marker left in the spool
+    let doc = stack.metadata.get_video(&video_id).await.unwrap().unwrap();
+    assert_eq!(doc.status, VideoStatus::Live);
+    assert!(!text(&stack.store.get(&index_key).await.unwrap()).contains("ENDLIST"));
+    let marker = spool
+        .join(format!("live_{video_id}"))
+        .join("broadcast.json");
+    assert!(marker.is_file(), "the broadcast's marker is in the spool");
+
+    let restarted = Instant::now();
+    let mut ingest = spawn_ingest(&stack, ports, &spool);
+    let doc = wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(30),
+    )
+    .await;
+    let took = restarted.elapsed();
+    eprintln!(
+        "figure: ingest restart to a finished recording: {} ms",
+        took.as_millis()
+    );
+    let vod_key = format!("live/{video_id}/{rung}/vod.m3u8");
+    let vod = text(&stack.wait_object(&vod_key, Duration::from_secs(5)).await);
+    assert!(vod.ends_with("#EXT-X-ENDLIST\n"), "{vod}");
+    let segs = segments_of(&vod);
+    for (i, (uri, _)) in segs.iter().enumerate() {
+        assert_eq!(
+            uri,
+            &format!("seg_{i:05}.ts"),
+            "every segment from the first: {vod}"
+        );
+    }
+    assert!(
+        segs.iter().any(|(u, _)| *u == listed_before),
+        "the recording has everything listed before the crash ({listed_before}): {vod}"
+    );
+    let ended = text(&stack.store.get(&index_key).await.unwrap());
+    assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
+    assert!(
+        stack
+            .store
+            .get(&format!("live/{video_id}/vod.m3u8"))
+            .await
+            .is_ok(),
+        "a VOD master"
+    );
+    let secs = doc.duration_secs.expect("duration");
+    assert!(secs >= 14.0, "recorded {secs} s");
+    assert_eq!(
+        doc.playback.vod_master.as_deref(),
+        Some(format!("live/{video_id}/vod.m3u8").as_str())
+    );
+    // the marker goes once metadata-svc has it all
+    let t = Instant::now();
+    while marker.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "marker left behind");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the restarted ingest serves publishers as before
+    assert!(http
+        .get(&streams)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &ingest.id().to_string()])
+        .status();
+    let _ = ingest.wait();
     stack.stop().await;
 }

@@ -99,7 +99,7 @@ pub async fn transcode_file(
     prefix: String,
     path: &Path,
 ) -> Result<LiveSummary, TranscodeError> {
-    let stream = LiveStream::start(cfg, store, prefix, None)?;
+    let stream = LiveStream::start(cfg, store, prefix, None).await?;
     let tx = stream.sender().ok_or(TranscodeError::Stopped)?;
     let path = path.to_path_buf();
     let fed = tokio::task::spawn_blocking(move || feed(&path, &tx))

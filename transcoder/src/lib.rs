@@ -20,7 +20,7 @@ mod upload;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ use storage::DynStore;
 use tokio::sync::mpsc;
 
 pub use ladder::{RungKind, RungPlan, RungSpec};
-pub use upload::{ListedSegment, LiveSummary};
+pub use upload::{recover, ListedSegment, LiveSummary};
 
 /// Transcoding settings (one section of the ingest and transcoder configs).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -148,17 +148,24 @@ pub enum TranscodeError {
     Stopped,
 }
 
-/// A running stream. Feed it with [`LiveStream::push`], end it with [`LiveStream::finish`].
-pub struct LiveStream {
-    tx: Option<SyncSender<MediaInput>>,
-    media: Option<std::thread::JoinHandle<()>>,
+/// A broadcast: one recording and one set of playlists under a prefix, fed by one or more
+/// takes ([`LiveTake`]). A publisher that reconnects starts a new take of the same
+/// broadcast; its first segment in every rung is marked EXT-X-DISCONTINUITY. The playlists
+/// are final once [`LiveBroadcast::finish`] was called and every take has flushed.
+pub struct LiveBroadcast {
+    cfg: Arc<LiveConfig>,
+    prefix: String,
+    spool: PathBuf,
+    takes: Option<mpsc::Sender<mpsc::Receiver<pipeline::UploadJob>>>,
     uploader: tokio::task::JoinHandle<LiveSummary>,
-    dropped: Arc<AtomicU64>,
+    /// The ladder the first take chose; later takes encode the same rungs.
+    ladder: Arc<Mutex<Option<Vec<RungPlan>>>>,
+    take_count: u32,
 }
 
-impl LiveStream {
-    /// Starts the threads and the uploader (on the current tokio runtime). Objects are
-    /// stored under `prefix` (e.g. `live/<video id>`).
+impl LiveBroadcast {
+    /// Starts the uploader (on the current tokio runtime). Objects are stored under `prefix`
+    /// (e.g. `live/<video id>`); segments wait in [`LiveBroadcast::spool_dir`] until stored.
     pub fn start(
         cfg: Arc<LiveConfig>,
         store: DynStore,
@@ -166,28 +173,92 @@ impl LiveStream {
         events: Option<mpsc::Sender<LiveEvent>>,
     ) -> Result<Self, TranscodeError> {
         av::init();
-        let spool = cfg.spool_dir.join(prefix.replace('/', "_"));
+        let spool = spool_dir(&cfg, &prefix);
         std::fs::create_dir_all(&spool)?;
-        // a few thousand jobs: hours of segments; the messages are small (file names)
-        let (up_tx, up_rx) = mpsc::channel(4096);
-        let (tx, media) = pipeline::spawn(cfg.clone(), spool, up_tx, prefix.clone())?;
+        let (takes_tx, takes_rx) = mpsc::channel(4);
         let uploader = tokio::spawn(
             upload::Uploader {
                 store,
-                prefix,
-                cfg,
+                prefix: prefix.clone(),
+                cfg: cfg.clone(),
                 events,
             }
-            .run(up_rx),
+            .run(takes_rx),
         );
         Ok(Self {
+            cfg,
+            prefix,
+            spool,
+            takes: Some(takes_tx),
+            uploader,
+            ladder: Arc::new(Mutex::new(None)),
+            take_count: 0,
+        })
+    }
+
+    /// This broadcast's spool folder (one per prefix).
+    pub fn spool_dir(&self) -> &std::path::Path {
+        &self.spool
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// How many takes were started.
+    pub fn takes(&self) -> u32 {
+        self.take_count
+    }
+
+    /// Starts a take: media threads whose segments continue this broadcast's playlists.
+    pub async fn take(&mut self) -> Result<LiveTake, TranscodeError> {
+        let takes = self.takes.as_ref().ok_or(TranscodeError::Stopped)?;
+        let spool = self.spool.join(format!("t{:03}", self.take_count));
+        std::fs::create_dir_all(&spool)?;
+        // a few thousand jobs: hours of segments; the messages are small (file names)
+        let (up_tx, up_rx) = mpsc::channel(4096);
+        takes
+            .send(up_rx)
+            .await
+            .map_err(|_| TranscodeError::Stopped)?;
+        let (tx, media) = pipeline::spawn(
+            self.cfg.clone(),
+            spool,
+            up_tx,
+            format!("{}#{}", self.prefix, self.take_count),
+            self.ladder.clone(),
+        )?;
+        self.take_count += 1;
+        Ok(LiveTake {
             tx: Some(tx),
             media: Some(media),
-            uploader,
             dropped: Arc::new(AtomicU64::new(0)),
         })
     }
 
+    /// No take follows: once the takes started so far have flushed, every playlist is made
+    /// final (ENDLIST, VOD playlists). Returns what was stored.
+    pub async fn finish(mut self) -> Result<LiveSummary, TranscodeError> {
+        drop(self.takes.take());
+        (&mut self.uploader)
+            .await
+            .map_err(|_| TranscodeError::Stopped)
+    }
+}
+
+fn spool_dir(cfg: &LiveConfig, prefix: &str) -> PathBuf {
+    cfg.spool_dir.join(prefix.replace('/', "_"))
+}
+
+/// One publisher's media into a [`LiveBroadcast`]. Feed it with [`LiveTake::push`], end it
+/// with [`LiveTake::finish`].
+pub struct LiveTake {
+    tx: Option<SyncSender<MediaInput>>,
+    media: Option<std::thread::JoinHandle<()>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl LiveTake {
     /// Hands media to the pipeline without ever blocking. Returns false (and counts the drop)
     /// when the pipeline is behind and its queue is full, or when it has stopped.
     pub fn push(&self, input: MediaInput) -> bool {
@@ -218,9 +289,9 @@ impl LiveStream {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Ends the input, lets every rung flush its last segment, and waits until every
-    /// playlist is final.
-    pub async fn finish(mut self) -> Result<LiveSummary, TranscodeError> {
+    /// Ends the input and waits until every rung has cut its last segment (the uploader
+    /// stores them afterwards, in order).
+    pub async fn finish(mut self) -> Result<(), TranscodeError> {
         drop(self.tx.take());
         if let Some(h) = self.media.take() {
             tokio::task::spawn_blocking(move || h.join())
@@ -228,8 +299,44 @@ impl LiveStream {
                 .map_err(|_| TranscodeError::Stopped)?
                 .ok();
         }
-        (&mut self.uploader)
-            .await
-            .map_err(|_| TranscodeError::Stopped)
+        Ok(())
+    }
+}
+
+/// A broadcast of one take (a file, or a test): start, feed, finish.
+pub struct LiveStream {
+    broadcast: LiveBroadcast,
+    take: LiveTake,
+}
+
+impl LiveStream {
+    pub async fn start(
+        cfg: Arc<LiveConfig>,
+        store: DynStore,
+        prefix: String,
+        events: Option<mpsc::Sender<LiveEvent>>,
+    ) -> Result<Self, TranscodeError> {
+        let mut broadcast = LiveBroadcast::start(cfg, store, prefix, events)?;
+        let take = broadcast.take().await?;
+        Ok(Self { broadcast, take })
+    }
+
+    pub fn push(&self, input: MediaInput) -> bool {
+        self.take.push(input)
+    }
+
+    pub fn sender(&self) -> Option<SyncSender<MediaInput>> {
+        self.take.sender()
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.take.dropped()
+    }
+
+    /// Ends the input, lets every rung flush its last segment, and waits until every
+    /// playlist is final.
+    pub async fn finish(self) -> Result<LiveSummary, TranscodeError> {
+        self.take.finish().await?;
+        self.broadcast.finish().await
     }
 }

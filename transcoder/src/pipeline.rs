@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use crate::early::EarlyBuffer;
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -30,17 +31,14 @@ use crate::{LiveConfig, MediaInput};
 #[derive(Debug)]
 pub enum UploadJob {
     /// The ladder is known (after the first decoded picture).
-    Ladder {
-        rungs: Vec<RungDesc>,
-        origin: DateTime<Utc>,
-    },
+    Ladder { rungs: Vec<RungDesc> },
     /// A finished segment waiting in the spool folder.
     Segment(SegmentReady),
     /// Every rung has flushed; nothing follows.
     End,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RungDesc {
     pub name: String,
     pub width: u32,
@@ -54,11 +52,10 @@ pub struct RungDesc {
 #[derive(Debug)]
 pub struct SegmentReady {
     pub rung: usize,
-    pub sequence: u64,
     pub path: PathBuf,
-    pub start_ms: i64,
     pub duration_ms: i64,
-    pub size: u64,
+    /// Wall-clock time of the segment's first frame.
+    pub program_date_time: DateTime<Utc>,
     /// RFC 6381 codecs of this rung, e.g. `avc1.64001f,mp4a.40.2`.
     pub codecs: String,
     /// When the segment's closing frame was handed to the rung (for latency figures).
@@ -105,6 +102,19 @@ struct Segmenter {
     sequence: u64,
     out: AsyncSender<UploadJob>,
     dropped_before_key: u64,
+    origin: DateTime<Utc>,
+    desc: RungDesc,
+}
+
+/// What the spool keeps beside each finished segment (`seg_NNNNN.json`, written after the
+/// `.ts`): enough to store and list it after a crash.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SpoolSidecar {
+    pub rung: RungDesc,
+    pub duration_ms: i64,
+    pub program_date_time: DateTime<Utc>,
+    pub size: u64,
+    pub codecs: String,
 }
 
 impl Segmenter {
@@ -114,6 +124,8 @@ impl Segmenter {
         dir: PathBuf,
         frame_ms: i64,
         out: AsyncSender<UploadJob>,
+        origin: DateTime<Utc>,
+        desc: RungDesc,
     ) -> Self {
         Self {
             rung,
@@ -131,6 +143,8 @@ impl Segmenter {
             sequence: 0,
             out,
             dropped_before_key: 0,
+            origin,
+            desc,
         }
     }
 
@@ -193,13 +207,24 @@ impl Segmenter {
             (None, Some(a), Some(_)) => format!("avc1.640028,{a}"),
             (None, _, _) => "avc1.640028".into(),
         };
+        let program_date_time = self.origin + chrono::Duration::milliseconds(start);
+        let duration_ms = (end_ms - start).max(1);
+        let sidecar = SpoolSidecar {
+            rung: self.desc.clone(),
+            duration_ms,
+            program_date_time,
+            size,
+            codecs: codecs.clone(),
+        };
+        let side = serde_json::to_vec(&sidecar).expect("sidecar serialises");
+        if let Err(e) = std::fs::write(path.with_extension("json"), side) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the segment's sidecar");
+        }
         let job = UploadJob::Segment(SegmentReady {
             rung: self.rung,
-            sequence: self.sequence,
             path,
-            start_ms: start,
-            duration_ms: (end_ms - start).max(1),
-            size,
+            duration_ms,
+            program_date_time,
             codecs,
             closed_at: Instant::now(),
         });
@@ -227,12 +252,13 @@ pub(crate) fn spawn(
     spool: PathBuf,
     out: AsyncSender<UploadJob>,
     name: String,
+    ladder: Arc<Mutex<Option<Vec<RungPlan>>>>,
 ) -> std::io::Result<(SyncSender<MediaInput>, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(cfg.input_queue.max(16));
     let handle = std::thread::Builder::new()
         .name(format!("decode-{name}"))
         .spawn(move || {
-            let mut d = Decoder::new(cfg, spool, out);
+            let mut d = Decoder::new(cfg, spool, out, ladder);
             if let Err(e) = d.run(rx) {
                 tracing::error!(stream = %name, error = %e, "media pipeline failed");
                 metrics::counter!("caudal_pipeline_failures_total").increment(1);
@@ -258,10 +284,17 @@ struct Decoder {
     origin: Option<DateTime<Utc>>,
     /// False once the ladder runs without an encoded rung: nothing needs pictures then.
     decode: bool,
+    /// The broadcast's ladder: chosen by its first take, kept by the others.
+    ladder: Arc<Mutex<Option<Vec<RungPlan>>>>,
 }
 
 impl Decoder {
-    fn new(cfg: std::sync::Arc<LiveConfig>, spool: PathBuf, out: AsyncSender<UploadJob>) -> Self {
+    fn new(
+        cfg: std::sync::Arc<LiveConfig>,
+        spool: PathBuf,
+        out: AsyncSender<UploadJob>,
+        ladder: Arc<Mutex<Option<Vec<RungPlan>>>>,
+    ) -> Self {
         let early = EarlyBuffer::new(cfg.max_early_bytes);
         Self {
             cfg,
@@ -277,6 +310,7 @@ impl Decoder {
             frame_rate: None,
             origin: None,
             decode: true,
+            ladder,
         }
     }
 
@@ -438,7 +472,15 @@ impl Decoder {
     }
 
     fn start_ladder(&mut self, width: u32, height: u32) -> Result<(), AvError> {
-        let plans = ladder::select(width, height, &self.cfg.rungs, self.cfg.passthrough);
+        let plans = {
+            let mut chosen = self.ladder.lock().expect("ladder lock");
+            chosen
+                .get_or_insert_with(|| {
+                    ladder::select(width, height, &self.cfg.rungs, self.cfg.passthrough)
+                })
+                .clone()
+        };
+        let origin = self.origin.unwrap_or_else(Utc::now);
         let fps = self.frame_rate.unwrap_or(30.0);
         let audio_bps = if self.audio_params.is_some() {
             self.cfg.audio_kbps as u64 * 1000
@@ -453,14 +495,15 @@ impl Decoder {
                 RungKind::Encoded { video_kbps } => video_kbps as u64 * 1200,
                 RungKind::Passthrough => self.cfg.passthrough_kbps_hint as u64 * 1200,
             };
-            descs.push(RungDesc {
+            let desc = RungDesc {
                 name: plan.name.clone(),
                 width: plan.width,
                 height: plan.height,
                 frame_rate: fps,
                 nominal_bandwidth: video_bps + audio_bps,
                 passthrough: plan.is_passthrough(),
-            });
+            };
+            descs.push(desc.clone());
             let (tx, rx) = sync_channel::<RungMsg>(self.cfg.frame_queue.max(2));
             let seg = Segmenter::new(
                 i,
@@ -468,6 +511,8 @@ impl Decoder {
                 dir,
                 (1000.0 / fps).round() as i64,
                 self.out.clone(),
+                origin,
+                desc,
             );
             let plan = plan.clone();
             let cfg = self.cfg.clone();
@@ -485,13 +530,9 @@ impl Decoder {
                 passthrough: plans[i].is_passthrough(),
             });
         }
-        let origin = self.origin.unwrap_or_else(Utc::now);
         if self
             .out
-            .blocking_send(UploadJob::Ladder {
-                rungs: descs,
-                origin,
-            })
+            .blocking_send(UploadJob::Ladder { rungs: descs })
             .is_err()
         {
             return Err(AvError::Other("uploader is gone".into()));

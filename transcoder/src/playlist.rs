@@ -9,7 +9,7 @@ use m3u8_rs::{
 };
 
 /// One stored segment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SegmentEntry {
     pub sequence: u64,
     /// Relative to the playlist, e.g. `seg_00003.ts`.
@@ -18,6 +18,9 @@ pub struct SegmentEntry {
     /// Wall-clock time of the segment's first frame.
     pub program_date_time: DateTime<Utc>,
     pub size_bytes: u64,
+    /// The segment does not continue the one before it (a publisher reconnected, or the
+    /// segment before could not be stored): EXT-X-DISCONTINUITY.
+    pub discontinuity: bool,
 }
 
 /// A rung's playlist state.
@@ -90,16 +93,23 @@ impl MediaWindow {
 
     fn playlist(&self, from: usize) -> MediaPlaylist {
         let segs = &self.segments[from..];
+        // RFC 8216 4.3.3.3: the discontinuities that slid out of the window
+        let discontinuity_sequence = self.segments[..from]
+            .iter()
+            .filter(|s| s.discontinuity)
+            .count() as u64;
         MediaPlaylist {
             version: Some(HLS_VERSION),
             target_duration: self.target_duration(),
             media_sequence: segs.first().map(|s| s.sequence).unwrap_or(0),
+            discontinuity_sequence,
             independent_segments: true,
             segments: segs
                 .iter()
                 .map(|s| MediaSegment {
                     uri: s.uri.clone(),
                     duration: s.duration_secs as f32,
+                    discontinuity: s.discontinuity,
                     program_date_time: Some(s.program_date_time.fixed_offset()),
                     ..Default::default()
                 })
@@ -132,6 +142,49 @@ impl MediaWindow {
         pl.playlist_type = Some(MediaPlaylistType::Vod);
         render(|w| pl.write_to(w))
     }
+}
+
+/// The segments a stored media playlist lists (ours: `seg_NNNNN.ts` URIs, a date-time on
+/// every segment), with their media sequence numbers. Sizes are not in playlists: 0.
+pub fn parse_media(text: &[u8]) -> Result<Vec<SegmentEntry>, String> {
+    let pl = m3u8_rs::parse_media_playlist_res(text).map_err(|e| format!("{e:?}"))?;
+    let mut out = Vec::with_capacity(pl.segments.len());
+    let mut pdt: Option<DateTime<Utc>> = None;
+    for (i, s) in pl.segments.iter().enumerate() {
+        let at = s
+            .program_date_time
+            .map(|t| t.with_timezone(&Utc))
+            .or(pdt)
+            .unwrap_or_else(Utc::now);
+        out.push(SegmentEntry {
+            sequence: pl.media_sequence + i as u64,
+            uri: s.uri.clone(),
+            duration_secs: s.duration as f64,
+            program_date_time: at,
+            size_bytes: 0,
+            discontinuity: s.discontinuity,
+        });
+        pdt = Some(at + chrono::Duration::milliseconds((s.duration as f64 * 1000.0) as i64));
+    }
+    Ok(out)
+}
+
+/// The variants of a stored master playlist.
+pub fn parse_master(text: &[u8]) -> Result<Vec<Variant>, String> {
+    let pl = m3u8_rs::parse_master_playlist_res(text).map_err(|e| format!("{e:?}"))?;
+    Ok(pl
+        .variants
+        .iter()
+        .map(|v| Variant {
+            uri: v.uri.clone(),
+            bandwidth: v.bandwidth,
+            average_bandwidth: v.average_bandwidth,
+            codecs: v.codecs.clone().unwrap_or_default(),
+            width: v.resolution.map(|r| r.width as u32).unwrap_or(0),
+            height: v.resolution.map(|r| r.height as u32).unwrap_or(0),
+            frame_rate: v.frame_rate.unwrap_or(30.0),
+        })
+        .collect())
 }
 
 /// One entry of a master playlist.
@@ -184,7 +237,45 @@ mod tests {
             program_date_time: Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
                 + chrono::Duration::milliseconds((i as i64) * 2000),
             size_bytes: 500_000,
+            discontinuity: false,
         }
+    }
+
+    #[test]
+    fn discontinuities_are_tagged_and_counted_once_they_slide_out() {
+        let mut w = MediaWindow::new(3, 2);
+        for i in 0..6 {
+            let mut s = seg(i, 2.0);
+            s.discontinuity = i == 2 || i == 4;
+            w.push(s);
+        }
+        let live = w.render_live();
+        // window: 3, 4, 5; the discontinuity on 2 slid out
+        assert!(live.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{live}");
+        assert!(live.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{live}");
+        assert_eq!(live.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{live}");
+        let at = live.find("#EXT-X-DISCONTINUITY\n").unwrap();
+        assert!(live[at..].contains("seg_00004.ts"));
+        assert!(!live[at..]
+            .split("seg_00004.ts")
+            .next()
+            .unwrap()
+            .contains("seg_00003.ts"));
+        let vod = w.render_vod();
+        assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 2);
+        assert!(!vod.contains("DISCONTINUITY-SEQUENCE"));
+        // what recovery reads back is what was written
+        let back = parse_media(live.as_bytes()).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[0].sequence, 3);
+        assert!(back[1].discontinuity && !back[0].discontinuity && !back[2].discontinuity);
+        assert_eq!(back[2].uri, "seg_00005.ts");
+        assert_eq!(back[2].program_date_time, w.segments()[5].program_date_time);
+        let all = parse_media(vod.as_bytes()).unwrap();
+        assert_eq!(
+            all.iter().map(|s| s.sequence).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub struct StackOptions {
     pub transcode: transcoder::LiveConfig,
     /// None: a local folder inside the stack's temp dir.
     pub storage: Option<StoreConfig>,
+    /// Changes to ingest's test config (e.g. `takeover`), applied last.
+    pub ingest: Option<fn(&mut ingest_rtmp::Config)>,
 }
 
 fn any_port() -> SocketAddr {
@@ -143,6 +145,10 @@ impl Stack {
             cleanup_interval_secs: 1,
             ..Default::default()
         };
+        let mut ingest_cfg = ingest_cfg;
+        if let Some(change) = opts.ingest {
+            change(&mut ingest_cfg);
+        }
         // ingest stops first (Stack::stop): its last metadata updates need metadata-svc up
         let ingest_shutdown = CancellationToken::new();
         let ingest = ingest_rtmp::start(ingest_cfg, ingest_shutdown.clone())
