@@ -877,3 +877,139 @@ async fn ingest_killed_mid_broadcast_finishes_the_recording_when_it_restarts() {
     let _ = ingest.wait();
     stack.stop().await;
 }
+
+/// An s3s-fs process of this test's own (so it can be stopped), on a fixed port and folder.
+fn spawn_s3(port: u16, dir: &std::path::Path) -> std::process::Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let child = std::process::Command::new("s3s-fs")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", "caudal", "--secret-key", "caudalsecret"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("s3s-fs must be installed (scripts/test.sh installs it)");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "s3s-fs did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_seconds_of_object_store_outage_lose_no_segment() {
+    let _turn = HEAVY.lock().await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut s3 = spawn_s3(port, data.path());
+    let storage = storage::StoreConfig::S3(storage::S3Config {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        region: "us-east-1".into(),
+        bucket: "outage".into(),
+        path_style: true,
+        access_key_id: "caudal".into(),
+        secret_access_key: "caudalsecret".into(),
+        prefix: String::new(),
+        create_bucket: true,
+    });
+    let stack = Stack::start(StackOptions {
+        storage: Some(storage),
+        ..Default::default()
+    })
+    .await;
+    let publish_secs = 50;
+    let publisher = Publisher {
+        secs: publish_secs,
+        width: 426,
+        height: 240,
+        ..Default::default()
+    }
+    .spawn(&stack.rtmp_url(&stack.demo_key));
+    let video_id = wait_live(&stack, Duration::from_secs(10)).await;
+    let master = stack
+        .wait_object(
+            &format!("live/{video_id}/master.m3u8"),
+            Duration::from_secs(30),
+        )
+        .await;
+    let rung = first_rung(&master);
+    let index_key = format!("live/{video_id}/{rung}/index.m3u8");
+    wait_listed(&stack, &index_key, 3, None).await;
+
+    // the store goes away for 30 s mid-broadcast
+    s3.kill().expect("stop s3s-fs");
+    let _ = s3.wait();
+    let down = Instant::now();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let spooled = transcoder::spooled_bytes(&LiveConfig {
+        spool_dir: stack.dir.path().join("spool"),
+        ..Default::default()
+    });
+    assert!(
+        spooled > 0,
+        "segments wait in the spool while the store is down"
+    );
+    assert_eq!(stack.live_streams().await.len(), 1, "still live");
+    let mut s3 = spawn_s3(port, data.path());
+    eprintln!(
+        "figure: store down {:.1} s, {spooled} bytes spooled meanwhile",
+        down.elapsed().as_secs_f64()
+    );
+
+    let (ok, err) = wait_child(publisher, Duration::from_secs(60)).await;
+    assert!(ok, "the publisher never noticed: {err}");
+    let doc = wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(60),
+    )
+    .await;
+    let vod = text(
+        &stack
+            .wait_object(
+                &format!("live/{video_id}/{rung}/vod.m3u8"),
+                Duration::from_secs(5),
+            )
+            .await,
+    );
+    assert!(vod.ends_with("#EXT-X-ENDLIST\n"));
+    assert!(
+        !vod.contains("DISCONTINUITY"),
+        "nothing lost, nothing to mark: {vod}"
+    );
+    let segs = segments_of(&vod);
+    for (i, (uri, _)) in segs.iter().enumerate() {
+        assert_eq!(uri, &format!("seg_{i:05}.ts"), "in order, no hole: {vod}");
+        stack
+            .store
+            .head(&format!("live/{video_id}/{rung}/{uri}"))
+            .await
+            .expect("every listed segment is stored");
+    }
+    let secs = doc.duration_secs.unwrap();
+    eprintln!(
+        "figure: outage test: {} segments, {secs:.1} s recorded of {publish_secs} s published, 0 lost",
+        segs.len()
+    );
+    assert!(
+        secs >= publish_secs as f64 - 3.0,
+        "the whole broadcast is recorded: {secs} s of {publish_secs} s"
+    );
+    assert_eq!(
+        transcoder::spooled_bytes(&LiveConfig {
+            spool_dir: stack.dir.path().join("spool"),
+            ..Default::default()
+        }),
+        0,
+        "the spool drained"
+    );
+    stack.stop().await;
+    let _ = s3.kill();
+    let _ = s3.wait();
+}

@@ -15,6 +15,7 @@ pub mod flv;
 pub mod ladder;
 mod pipeline;
 pub mod playlist;
+mod spool;
 mod upload;
 
 use std::path::PathBuf;
@@ -61,6 +62,9 @@ pub struct LiveConfig {
     pub max_early_bytes: usize,
     /// Where finished segments wait until they are stored.
     pub spool_dir: PathBuf,
+    /// Bytes of segments the spool may hold (all broadcasts of the process); past it, new
+    /// segments are dropped and counted (`caudal_spool_full_total`) until it drains.
+    pub max_spool_bytes: u64,
     /// Stop retrying a storage write after this many seconds (the file stays in the spool).
     pub upload_give_up_secs: u64,
 }
@@ -81,6 +85,7 @@ impl Default for LiveConfig {
             frame_queue: 8,
             max_early_bytes: 8 << 20,
             spool_dir: ".caudal/spool".into(),
+            max_spool_bytes: 4 << 30,
             upload_give_up_secs: 600,
         }
     }
@@ -182,6 +187,7 @@ impl LiveBroadcast {
                 prefix: prefix.clone(),
                 cfg: cfg.clone(),
                 events,
+                meter: spool::meter(&cfg),
             }
             .run(takes_rx),
         );
@@ -244,6 +250,11 @@ impl LiveBroadcast {
             .await
             .map_err(|_| TranscodeError::Stopped)
     }
+}
+
+/// Bytes of segments waiting in `cfg.spool_dir` to be stored (this process).
+pub fn spooled_bytes(cfg: &LiveConfig) -> u64 {
+    spool::meter(cfg).bytes()
 }
 
 fn spool_dir(cfg: &LiveConfig, prefix: &str) -> PathBuf {

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 
 use crate::early::EarlyBuffer;
+use crate::spool::SpoolMeter;
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,9 @@ pub struct SegmentReady {
     pub rung: usize,
     pub path: PathBuf,
     pub duration_ms: i64,
+    pub size: u64,
+    /// The rung's segment before this one was dropped (spool full).
+    pub discontinuity: bool,
     /// Wall-clock time of the segment's first frame.
     pub program_date_time: DateTime<Utc>,
     /// RFC 6381 codecs of this rung, e.g. `avc1.64001f,mp4a.40.2`.
@@ -104,6 +108,9 @@ struct Segmenter {
     dropped_before_key: u64,
     origin: DateTime<Utc>,
     desc: RungDesc,
+    meter: Arc<SpoolMeter>,
+    /// Segments dropped since the last one written (spool full).
+    lost: u64,
 }
 
 /// What the spool keeps beside each finished segment (`seg_NNNNN.json`, written after the
@@ -126,6 +133,7 @@ impl Segmenter {
         out: AsyncSender<UploadJob>,
         origin: DateTime<Utc>,
         desc: RungDesc,
+        meter: Arc<SpoolMeter>,
     ) -> Self {
         Self {
             rung,
@@ -145,6 +153,8 @@ impl Segmenter {
             dropped_before_key: 0,
             origin,
             desc,
+            meter,
+            lost: 0,
         }
     }
 
@@ -199,8 +209,24 @@ impl Segmenter {
             audio.extend(self.audio.pop_front());
         }
         let video = std::mem::take(&mut self.video);
+        if self.meter.full() {
+            // the store has been away long enough to fill the spool: drop, count, mark
+            if self.lost == 0 {
+                tracing::warn!(
+                    rung = %self.desc.name,
+                    spooled_bytes = self.meter.bytes(),
+                    "spool full (the object store is not keeping up): dropping segments until it drains"
+                );
+            }
+            self.lost += 1;
+            metrics::counter!("caudal_spool_full_total").increment(1);
+            self.sequence += 1;
+            self.start_ms = Some(end_ms);
+            return Ok(());
+        }
         let path = self.dir.join(format!("seg_{:05}.ts", self.sequence));
         let size = av::write_ts_segment(&path, vparams, self.audio_params.as_ref(), video, audio)?;
+        self.meter.add(size);
         let codecs = match (&self.video_codec, &self.audio_codec, &self.audio_params) {
             (Some(v), Some(a), Some(_)) => format!("{v},{a}"),
             (Some(v), _, _) => v.clone(),
@@ -224,6 +250,8 @@ impl Segmenter {
             rung: self.rung,
             path,
             duration_ms,
+            size,
+            discontinuity: std::mem::take(&mut self.lost) > 0,
             program_date_time,
             codecs,
             closed_at: Instant::now(),
@@ -513,6 +541,7 @@ impl Decoder {
                 self.out.clone(),
                 origin,
                 desc,
+                crate::spool::meter(&self.cfg),
             );
             let plan = plan.clone();
             let cfg = self.cfg.clone();

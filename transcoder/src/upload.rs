@@ -14,6 +14,7 @@ use crate::pipeline::SpoolSidecar;
 use crate::pipeline::{RungDesc, UploadJob};
 use crate::playlist::{parse_master, parse_media};
 use crate::playlist::{render_master, MediaWindow, SegmentEntry, Variant};
+use crate::spool::SpoolMeter;
 use crate::{LiveConfig, LiveEvent, RenditionInfo};
 
 pub(crate) struct RungState {
@@ -63,6 +64,7 @@ pub(crate) struct Uploader {
     pub prefix: String,
     pub cfg: std::sync::Arc<LiveConfig>,
     pub events: Option<Sender<LiveEvent>>,
+    pub meter: std::sync::Arc<SpoolMeter>,
 }
 
 impl Uploader {
@@ -165,8 +167,12 @@ impl Uploader {
                         let Some(idx) = map.get(seg.rung).copied().flatten() else {
                             // a rung the broadcast does not list
                             remove_spooled(&seg.path).await;
+                            self.meter.sub(seg.size);
                             continue;
                         };
+                        if seg.discontinuity {
+                            st.rungs[idx].discontinuity_next = true;
+                        }
                         let body = match tokio::fs::read(&seg.path).await {
                             Ok(b) => Bytes::from(b),
                             Err(e) => {
@@ -187,7 +193,10 @@ impl Uploader {
                             )
                             .await;
                         if let Some(listed_after) = stored.then(|| closed_at.elapsed()) {
+                            metrics::histogram!("caudal_segment_listed_seconds")
+                                .record(listed_after.as_secs_f64());
                             remove_spooled(&seg.path).await;
+                            self.meter.sub(seg.size);
                             st.summary.listed.push(ListedSegment {
                                 rung: st.rungs[idx].desc.name.clone(),
                                 sequence: st.rungs[idx]
@@ -560,6 +569,7 @@ pub async fn recover(
     let up = Uploader {
         store,
         prefix,
+        meter: crate::spool::meter(&cfg),
         cfg,
         events: None,
     };

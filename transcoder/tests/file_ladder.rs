@@ -180,3 +180,51 @@ async fn a_file_without_h264_is_a_clear_error() {
     assert!(err.to_string().contains("opening the input file"), "{err}");
     assert!(store.list("vod/bad").await.unwrap().is_empty());
 }
+
+/// The object store is down (nothing listens at its address) and stays down: segments that
+/// cannot be stored wait in the spool, and once the spool holds `max_spool_bytes` new
+/// segments are dropped and counted rather than filling the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_drops_new_segments_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_source(dir.path(), 8);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let down = storage::S3Store::connect(storage::S3Config {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        region: "us-east-1".into(),
+        bucket: "gone".into(),
+        path_style: true,
+        access_key_id: "caudal".into(),
+        secret_access_key: "caudalsecret".into(),
+        prefix: String::new(),
+        create_bucket: false,
+    })
+    .await
+    .expect("a client needs no server");
+    let store: DynStore = Arc::new(down);
+    let cfg = LiveConfig {
+        spool_dir: dir.path().join("spool"),
+        rungs: vec![transcoder::RungSpec::new("240p", 240, 400)],
+        // the first segment fills it
+        max_spool_bytes: 1,
+        upload_give_up_secs: 1,
+        ..Default::default()
+    };
+    let summary = transcode_file(Arc::new(cfg.clone()), store, "vod/down".into(), &src)
+        .await
+        .unwrap();
+    assert_eq!(summary.segments, 0, "nothing could be stored");
+    let spooled: Vec<_> = walk(&dir.path().join("spool"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "ts"))
+        .collect();
+    assert_eq!(
+        spooled.len(),
+        1,
+        "one segment kept for a later retry, the other three dropped: {spooled:?}"
+    );
+    let on_disk = std::fs::metadata(&spooled[0]).unwrap().len();
+    assert_eq!(transcoder::spooled_bytes(&cfg), on_disk);
+}

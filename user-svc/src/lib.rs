@@ -143,6 +143,8 @@ pub async fn reconcile_pending(state: &AppState) -> error::Result<ReconcileRepor
         subscription_charges_failed: sf,
         still_pending: pp + sp,
     };
+    // payments the provider has not answered, after this run: the reconcile backlog
+    metrics::gauge!("user_svc_payments_pending").set((pp + sp) as f64);
     if report != ReconcileReport::default() {
         info!(
             purchases_completed = pc,
