@@ -127,17 +127,16 @@ pub struct SpoolSidecar {
 impl Segmenter {
     fn new(
         rung: usize,
-        target_ms: i64,
+        cfg: &LiveConfig,
         dir: PathBuf,
         frame_ms: i64,
         out: AsyncSender<UploadJob>,
         origin: DateTime<Utc>,
         desc: RungDesc,
-        meter: Arc<SpoolMeter>,
     ) -> Self {
         Self {
             rung,
-            target_ms,
+            target_ms: cfg.segment_ms(),
             dir,
             video_params: None,
             video_codec: None,
@@ -153,7 +152,7 @@ impl Segmenter {
             dropped_before_key: 0,
             origin,
             desc,
-            meter,
+            meter: crate::spool::meter(cfg),
             lost: 0,
         }
     }
@@ -535,13 +534,12 @@ impl Decoder {
             let (tx, rx) = sync_channel::<RungMsg>(self.cfg.frame_queue.max(2));
             let seg = Segmenter::new(
                 i,
-                self.cfg.segment_ms(),
+                &self.cfg,
                 dir,
                 (1000.0 / fps).round() as i64,
                 self.out.clone(),
                 origin,
                 desc,
-                crate::spool::meter(&self.cfg),
             );
             let plan = plan.clone();
             let cfg = self.cfg.clone();
