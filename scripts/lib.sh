@@ -10,7 +10,7 @@ die() { printf '[caudal] error: %s\n' "$*" >&2; exit 1; }
 
 APT_PACKAGES=(mariadb-server mariadb-client nginx libnginx-mod-rtmp libnginx-mod-http-js ffmpeg libavcodec-dev libavformat-dev
   libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev clang pkg-config
-  chromium nodejs npm curl procps)
+  chromium nodejs npm curl procps redis-server)
 
 # Installs every missing system, Python, Node and cargo tool. Fast when all are present.
 install_deps() {
@@ -113,6 +113,17 @@ start_s3() {
   CAUDAL_PIDS+=($!)
   wait_port 127.0.0.1 "$port" 30 s3s-fs
   export CAUDAL_S3_ENDPOINT="http://127.0.0.1:$port"
+}
+
+# start_redis DIR PORT -> exports CAUDAL_REDIS_URL (state shared by service instances)
+start_redis() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" --appendonly no \
+    --daemonize no >"$dir/redis.log" 2>&1 &
+  CAUDAL_PIDS+=($!)
+  wait_port 127.0.0.1 "$port" 30 redis-server
+  export CAUDAL_REDIS_URL="redis://127.0.0.1:$port"
 }
 
 stop_all() {

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use transcoder::{LiveBroadcast, LiveEvent};
 
+use crate::cluster::Cluster;
 use crate::metadata::{self, MetaOp};
 use crate::{LiveEntry, Shared};
 
@@ -45,6 +46,9 @@ pub(crate) struct Broadcast {
     meta_task: JoinHandle<bool>,
     events_task: JoinHandle<()>,
     marker_dir: PathBuf,
+    /// Stops the lease renewal and heartbeat (cluster mode).
+    alive: CancellationToken,
+    shared: Arc<Shared>,
 }
 
 /// How a take ended.
@@ -105,6 +109,12 @@ impl Broadcast {
             marker_dir.join(MARKER),
             serde_json::to_vec_pretty(&marker).expect("marker serialises"),
         )?;
+        let alive = CancellationToken::new();
+        if let Some(cluster) = shared.cluster.clone() {
+            shared
+                .tasks
+                .spawn(keep_alive(shared.clone(), cluster, marker, alive.clone()));
+        }
         let (meta, meta_rx) = mpsc::channel::<MetaOp>(16);
         let _ = meta.send(MetaOp::Create(video)).await;
         let meta_task = tokio::spawn(metadata::run(
@@ -146,6 +156,8 @@ impl Broadcast {
             meta_task,
             events_task,
             marker_dir,
+            alive,
+            shared: shared.clone(),
         })
     }
 
@@ -166,8 +178,22 @@ impl Broadcast {
         let _ = self.events_task.await;
         drop(self.meta);
         let delivered = self.meta_task.await.unwrap_or(false);
+        self.alive.cancel();
         if delivered {
             let _ = tokio::fs::remove_dir_all(&self.marker_dir).await;
+            if let Some(cluster) = &self.shared.cluster {
+                if let Err(e) = cluster.forget(&video_id).await {
+                    tracing::warn!(video_id, error = %e, "cannot forget the finished broadcast in the shared state");
+                }
+                // unless the key went live here again meanwhile
+                let idle = {
+                    let reg = self.shared.registry.lock().expect("registry lock");
+                    !reg.live.contains_key(&self.key_id) && !reg.held.contains_key(&self.key_id)
+                };
+                if idle {
+                    let _ = cluster.release(&self.key_id).await;
+                }
+            }
         } else {
             tracing::warn!(
                 video_id,
@@ -264,17 +290,26 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path) {
             return;
         }
     };
-    let video_id = marker.video.id.clone().unwrap_or_default();
-    let started = std::time::Instant::now();
     tracing::info!(
-        video_id,
+        video_id = marker.video.id.as_deref().unwrap_or_default(),
         "finishing a broadcast left unfinished by the last run"
     );
+    if finish_from_storage(shared, &marker, Some(dir)).await {
+        let _ = tokio::fs::remove_dir_all(dir).await;
+    }
+}
+
+/// Stores what `spool` holds (when given), makes the playlists final from storage and
+/// tells metadata-svc (create if missing, ended, recorded). True once metadata-svc has it
+/// all; the shared state then forgets the broadcast.
+async fn finish_from_storage(shared: &Arc<Shared>, marker: &Marker, spool: Option<&Path>) -> bool {
+    let video_id = marker.video.id.clone().unwrap_or_default();
+    let started = std::time::Instant::now();
     let summary = transcoder::recover(
         shared.transcode.clone(),
         shared.store.clone(),
         marker.prefix.clone(),
-        Some(dir),
+        spool,
     )
     .await;
     let (meta, rx) = mpsc::channel::<MetaOp>(4);
@@ -296,15 +331,90 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path) {
             .await;
     }
     drop(meta);
-    if task.await.unwrap_or(false) {
-        let _ = tokio::fs::remove_dir_all(dir).await;
-        metrics::counter!("caudal_broadcasts_recovered_total").increment(1);
-        tracing::info!(
-            video_id,
-            segments = summary.segments,
-            duration_secs = summary.duration_secs,
-            took_ms = started.elapsed().as_millis() as u64,
-            "recovered broadcast finished"
-        );
+    if !task.await.unwrap_or(false) {
+        return false;
+    }
+    if let Some(cluster) = &shared.cluster {
+        if let Err(e) = cluster.forget(&video_id).await {
+            tracing::warn!(video_id, error = %e, "cannot forget the recovered broadcast in the shared state");
+        }
+    }
+    metrics::counter!("caudal_broadcasts_recovered_total").increment(1);
+    tracing::info!(
+        video_id,
+        segments = summary.segments,
+        duration_secs = summary.duration_secs,
+        took_ms = started.elapsed().as_millis() as u64,
+        "recovered broadcast finished"
+    );
+    true
+}
+
+/// Renews the key's lease and the broadcast's heartbeat every third of the lease TTL until
+/// the broadcast is finished.
+async fn keep_alive(
+    shared: Arc<Shared>,
+    cluster: Cluster,
+    marker: Marker,
+    alive: CancellationToken,
+) {
+    let video_id = marker.video.id.clone().unwrap_or_default();
+    let every = Duration::from_millis((shared.cfg.lease_ttl_secs.max(1) * 1000 / 3).max(200));
+    loop {
+        match cluster.acquire(&marker.key_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                metrics::counter!("caudal_ingest_lease_lost_total").increment(1);
+                tracing::error!(video_id, "another ingest instance took this key's lease");
+            }
+            Err(e) => tracing::warn!(video_id, error = %e, "cannot renew the key lease"),
+        }
+        if let Err(e) = cluster.heartbeat(&video_id, Some(&marker)).await {
+            tracing::warn!(video_id, error = %e, "cannot record the broadcast's heartbeat");
+        }
+        tokio::select! {
+            _ = alive.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Every `reaper_interval_secs`: finishes broadcasts whose instance stopped sending
+/// heartbeats `reaper_timeout_secs` ago and did not come back (cluster mode).
+pub(crate) async fn reap(shared: Arc<Shared>, cluster: Cluster) {
+    let every = Duration::from_secs(shared.cfg.reaper_interval_secs.max(1));
+    let timeout = Duration::from_secs(shared.cfg.reaper_timeout_secs.max(1));
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let orphans = match cluster
+            .claim_orphans(timeout, Duration::from_secs(120))
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "reaper cannot read the shared state");
+                continue;
+            }
+        };
+        for marker in orphans {
+            let local = shared
+                .transcode
+                .spool_dir
+                .join(marker.prefix.replace('/', "_"))
+                .join(MARKER);
+            if local.is_file() {
+                // this instance's own, from before a restart: its recovery runs
+                continue;
+            }
+            tracing::warn!(
+                video_id = marker.video.id.as_deref().unwrap_or_default(),
+                "broadcast of an instance that stopped: finishing it from storage"
+            );
+            metrics::counter!("caudal_broadcasts_reaped_total").increment(1);
+            finish_from_storage(&shared, &marker, None).await;
+        }
     }
 }

@@ -52,6 +52,18 @@ pub struct Config {
     /// A publish with a key that is live replaces the live publisher (the usual case is the
     /// same encoder reconnecting before its old connection timed out); false refuses it.
     pub takeover: bool,
+    /// Redis URL for state shared by ingest instances (key leases, broadcast heartbeats);
+    /// empty: this instance is alone.
+    pub shared_state_url: String,
+    /// This instance's name in the shared state; empty: a random one per start.
+    pub instance_id: String,
+    /// A key's lease lapses this long after its instance stopped renewing it, s.
+    pub lease_ttl_secs: u64,
+    /// A broadcast whose instance sent no heartbeat for this long is finished by another
+    /// instance from storage, s.
+    pub reaper_timeout_secs: u64,
+    /// How often instances look for such broadcasts, s.
+    pub reaper_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -76,6 +88,11 @@ impl Default for Config {
             cleanup_interval_secs: 10,
             reconnect_window_secs: 10,
             takeover: true,
+            shared_state_url: String::new(),
+            instance_id: String::new(),
+            lease_ttl_secs: 10,
+            reaper_timeout_secs: 30,
+            reaper_interval_secs: 5,
         }
     }
 }

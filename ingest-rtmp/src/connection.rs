@@ -347,6 +347,32 @@ impl Conn {
             );
             return Ok(());
         }
+        // one publisher per key across instances: this instance must hold the key's lease
+        if let Some(cluster) = &self.shared.cluster {
+            match cluster.acquire(&owner.key_id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(peer = %self.peer, owner = %owner.user_id, "stream key is live on another ingest instance");
+                    self.reject(
+                        request_id,
+                        "NetStream.Publish.BadName",
+                        "this stream key is already live",
+                        "already_live_elsewhere",
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::error!(peer = %self.peer, error = %e, "cannot take the key's lease");
+                    self.reject(
+                        request_id,
+                        "NetStream.Publish.Failed",
+                        "stream keys cannot be checked right now",
+                        "shared_state_unavailable",
+                    );
+                    return Ok(());
+                }
+            }
+        }
         let new_video_id = uuid::Uuid::now_v7().simple().to_string();
         let cfg = &self.shared.cfg;
         // the live broadcast of this key, if any, gives way (the same encoder reconnecting

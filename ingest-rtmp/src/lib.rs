@@ -10,6 +10,7 @@
 mod admission;
 mod broadcast;
 mod cleanup;
+mod cluster;
 pub mod config;
 mod connection;
 mod metadata;
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub metadata: MetadataClient,
     /// Live and held broadcasts by stream-key id.
     pub registry: Mutex<broadcast::Registry>,
+    /// State shared with other instances, when configured.
+    pub cluster: Option<cluster::Cluster>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -80,12 +83,31 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .await
         .map_err(|e| anyhow::anyhow!("opening storage: {e}"))?;
     let timeout = Duration::from_millis(cfg.service_timeout_ms);
+    let cluster = if cfg.shared_state_url.is_empty() {
+        None
+    } else {
+        let instance = if cfg.instance_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            cfg.instance_id.clone()
+        };
+        let c = cluster::Cluster::connect(
+            &cfg.shared_state_url,
+            instance,
+            Duration::from_secs(cfg.lease_ttl_secs.max(1)),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the shared state: {e}"))?;
+        tracing::info!(instance = %c.instance, "cluster mode: key leases and heartbeats in redis");
+        Some(c)
+    };
     let shared = Arc::new(Shared {
         transcode: Arc::new(cfg.transcode.clone()),
         store,
         users: UserClient::new(cfg.user_svc_url.clone(), timeout),
         metadata: MetadataClient::new(cfg.metadata_svc_url.clone(), timeout),
         registry: Mutex::new(broadcast::Registry::default()),
+        cluster,
         tasks: TaskTracker::new(),
         shutdown: shutdown.clone(),
         cfg,
@@ -106,6 +128,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         service_kit::serve_metrics(shared.cfg.metrics_listen, shutdown.clone()).await?;
     let tasks = shared.tasks.clone();
     broadcast::recover_all(shared.clone());
+    if let Some(c) = shared.cluster.clone() {
+        tasks.spawn(broadcast::reap(shared.clone(), c));
+    }
     tasks.spawn(cleanup::run(shared.clone()));
     tasks.spawn(accept_loop(listener, shared));
     tracing::info!(%rtmp_addr, %http_addr, %metrics_addr, "ingest listening");

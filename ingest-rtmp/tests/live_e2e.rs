@@ -702,11 +702,12 @@ fn free_port() -> u16 {
 }
 
 /// ingest-rtmp as its own process (so it can be killed with SIGKILL), on the stack's
-/// services and media folder, with its own spool folder.
+/// services and media folder, with its own spool folder; `extra`: more environment.
 fn spawn_ingest(
     stack: &Stack,
     ports: (u16, u16, u16),
     spool: &std::path::Path,
+    extra: &[(&str, &str)],
 ) -> std::process::Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -742,6 +743,7 @@ fn spawn_ingest(
         .env("CAUDAL_INGEST_TRANSCODE__SPOOL_DIR", spool)
         .env("CAUDAL_INGEST_CLEANUP_INTERVAL_SECS", "0")
         .env("RUST_LOG", "info")
+        .envs(extra.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -755,7 +757,7 @@ async fn ingest_killed_mid_broadcast_finishes_the_recording_when_it_restarts() {
     let stack = Stack::start(StackOptions::default()).await;
     let ports = (free_port(), free_port(), free_port());
     let spool = stack.dir.path().join("child-spool");
-    let mut ingest = spawn_ingest(&stack, ports, &spool);
+    let mut ingest = spawn_ingest(&stack, ports, &spool, &[]);
     let streams = format!("http://127.0.0.1:{}/v1/streams", ports.1);
     let http = reqwest::Client::new();
     let t = Instant::now();
@@ -813,7 +815,7 @@ async fn ingest_killed_mid_broadcast_finishes_the_recording_when_it_restarts() {
     assert!(marker.is_file(), "the broadcast's marker is in the spool");
 
     let restarted = Instant::now();
-    let mut ingest = spawn_ingest(&stack, ports, &spool);
+    let mut ingest = spawn_ingest(&stack, ports, &spool, &[]);
     let doc = wait_status(
         &stack,
         &video_id,
@@ -1012,4 +1014,200 @@ async fn thirty_seconds_of_object_store_outage_lose_no_segment() {
     stack.stop().await;
     let _ = s3.kill();
     let _ = s3.wait();
+}
+
+fn shared_state(c: &mut ingest_rtmp::Config) {
+    c.shared_state_url = test_stack::env("CAUDAL_TEST_REDIS_URL");
+    c.reaper_interval_secs = 1;
+    c.reaper_timeout_secs = 3;
+}
+
+/// Waits until ingest's HTTP API at `streams` lists a live broadcast; its video id.
+async fn wait_listed_at(streams: &str, within: Duration) -> String {
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    loop {
+        if let Ok(r) = http.get(streams).send().await {
+            let live: serde_json::Value = r.json().await.unwrap_or_default();
+            if let Some(id) = live[0]["video_id"].as_str() {
+                return id.to_string();
+            }
+        }
+        assert!(t.elapsed() < within, "nothing went live at {streams}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingest_instances_let_one_publisher_per_key_go_live() {
+    let _turn = HEAVY.lock().await;
+    let stack = Stack::start(StackOptions {
+        ingest: Some(shared_state),
+        ..Default::default()
+    })
+    .await;
+    // a second instance on the same services, store and shared state
+    let mut cfg = ingest_rtmp::Config {
+        rtmp_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        user_svc_url: format!("http://{}", stack.users_addr),
+        metadata_svc_url: format!("http://{}", stack.metadata_addr),
+        storage: storage::StoreConfig::Local {
+            root: stack.dir.path().join("media"),
+        },
+        transcode: LiveConfig {
+            spool_dir: stack.dir.path().join("spool-b"),
+            ..Default::default()
+        },
+        cleanup_interval_secs: 0,
+        ..Default::default()
+    };
+    shared_state(&mut cfg);
+    let stop_b = tokio_util::sync::CancellationToken::new();
+    let b = ingest_rtmp::start(cfg, stop_b.clone()).await.unwrap();
+    let at_b = format!("rtmp://{}/live/{}", b.rtmp_addr, stack.demo_key);
+    let small = |secs| Publisher {
+        secs,
+        width: 320,
+        height: 240,
+        ..Default::default()
+    };
+
+    let first = small(12).spawn(&stack.rtmp_url(&stack.demo_key));
+    let video_id = wait_live(&stack, Duration::from_secs(10)).await;
+    // the same key at the other instance, while live at the first: refused
+    let (ok, _) = wait_child(small(4).spawn(&at_b), Duration::from_secs(15)).await;
+    assert!(
+        !ok,
+        "a second publisher of a live key is refused at another instance"
+    );
+    let streams_b = format!("http://{}/v1/streams", b.http_addr);
+    let listed: serde_json::Value = reqwest::get(&streams_b)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, serde_json::json!([]));
+    let (ok, err) = wait_child(first, Duration::from_secs(30)).await;
+    assert!(ok, "{err}");
+    wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(30),
+    )
+    .await;
+    // finished and released: the key goes live at the other instance now
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let third = small(4).spawn(&at_b);
+    let other = wait_listed_at(&streams_b, Duration::from_secs(10)).await;
+    assert_ne!(other, video_id);
+    let (ok, err) = wait_child(third, Duration::from_secs(20)).await;
+    assert!(ok, "{err}");
+    stop_b.cancel();
+    b.wait().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_whose_instance_never_comes_back_is_finished_by_another() {
+    let _turn = HEAVY.lock().await;
+    // the stack's own ingest is the survivor
+    let stack = Stack::start(StackOptions {
+        ingest: Some(shared_state),
+        ..Default::default()
+    })
+    .await;
+    let ports = (free_port(), free_port(), free_port());
+    let redis = test_stack::env("CAUDAL_TEST_REDIS_URL");
+    let mut doomed = spawn_ingest(
+        &stack,
+        ports,
+        &stack.dir.path().join("doomed-spool"),
+        &[
+            ("CAUDAL_INGEST_SHARED_STATE_URL", redis.as_str()),
+            ("CAUDAL_INGEST_LEASE_TTL_SECS", "3"),
+        ],
+    );
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", ports.0)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "ingest did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut publisher = Publisher {
+        secs: 120,
+        width: 426,
+        height: 240,
+        ..Default::default()
+    }
+    .spawn(&format!(
+        "rtmp://127.0.0.1:{}/live/{}",
+        ports.0, stack.demo_key
+    ));
+    let video_id = wait_listed_at(
+        &format!("http://127.0.0.1:{}/v1/streams", ports.1),
+        Duration::from_secs(20),
+    )
+    .await;
+    let master = stack
+        .wait_object(
+            &format!("live/{video_id}/master.m3u8"),
+            Duration::from_secs(30),
+        )
+        .await;
+    let rung = first_rung(&master);
+    wait_listed(
+        &stack,
+        &format!("live/{video_id}/{rung}/index.m3u8"),
+        4,
+        None,
+    )
+    .await;
+
+    doomed.kill().expect("SIGKILL ingest");
+    let _ = doomed.wait();
+    let killed = Instant::now();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let doc = wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(40),
+    )
+    .await;
+    eprintln!(
+        "figure: instance killed to recording finished by another instance: {} ms (heartbeat timeout 3 s)",
+        killed.elapsed().as_millis()
+    );
+    let vod = text(
+        &stack
+            .wait_object(
+                &format!("live/{video_id}/{rung}/vod.m3u8"),
+                Duration::from_secs(5),
+            )
+            .await,
+    );
+    assert!(vod.ends_with("#EXT-X-ENDLIST\n"), "{vod}");
+    assert!(segments_of(&vod).len() >= 4, "{vod}");
+    assert!(doc.duration_secs.unwrap() >= 7.0);
+    // the dead instance's lease lapsed: the key goes live at the survivor
+    let (ok, err) = wait_child(
+        Publisher {
+            secs: 3,
+            width: 320,
+            height: 240,
+            ..Default::default()
+        }
+        .spawn(&stack.rtmp_url(&stack.demo_key)),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(ok, "{err}");
+    stack.stop().await;
 }
