@@ -35,6 +35,10 @@ pub struct Config {
     pub publish_deadline_secs: u64,
     /// A publisher that sends nothing for this long is closed (stalled publisher), s.
     pub idle_timeout_secs: u64,
+    /// Bytes a connection may send after the handshake and before its `publish` is accepted.
+    pub max_bytes_before_publish: usize,
+    /// A video tag larger than this is dropped and counted.
+    pub max_video_tag_bytes: usize,
     /// Connections that have not published yet, in all; when full, the oldest is closed.
     pub max_pending_connections: usize,
     /// The same per client address.
@@ -81,6 +85,8 @@ impl Default for Config {
             transcode: LiveConfig::default(),
             publish_deadline_secs: 10,
             idle_timeout_secs: 15,
+            max_bytes_before_publish: 128 * 1024,
+            max_video_tag_bytes: 8 << 20,
             max_pending_connections: 512,
             max_pending_per_ip: 16,
             max_publishers: 256,

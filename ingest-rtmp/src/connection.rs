@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use transcoder::flv::{self, AudioTag, FlvError, Timeline, VideoTag};
-use transcoder::{LiveTake, MediaInput};
+use transcoder::{LiveTake, MediaInput, TakeFailure};
 
 use crate::admission::Slot;
 use crate::broadcast::{Broadcast, Live, Registry, TakeEnd};
@@ -65,6 +65,8 @@ struct Conn {
     kicked: CancellationToken,
     /// How the take ends if the connection ends now.
     end: TakeEnd,
+    /// Bytes received before `publish` was accepted.
+    bytes_before_publish: usize,
 }
 
 pub async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, slot: Slot) {
@@ -144,6 +146,7 @@ async fn serve(
         slot,
         kicked: CancellationToken::new(),
         end: TakeEnd::Dropped,
+        bytes_before_publish: 0,
     };
     let key_revoked = conn.key_revoked.clone();
     let kicked = conn.kicked.clone();
@@ -210,6 +213,19 @@ impl Conn {
     async fn input(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         if bytes.is_empty() {
             return Ok(());
+        }
+        if self.publishing.is_none() {
+            // `connect` and `publish` take a few hundred bytes: a client sending more before
+            // publishing is not an encoder (what rml_rtmp buffers stays small)
+            self.bytes_before_publish += bytes.len();
+            if self.bytes_before_publish > self.shared.cfg.max_bytes_before_publish {
+                metrics::counter!("caudal_rtmp_rejected_total", "reason" => "pre_publish_bytes")
+                    .increment(1);
+                return Err(ConnError::Refused(format!(
+                    "more than {} bytes before publishing",
+                    self.shared.cfg.max_bytes_before_publish
+                )));
+            }
         }
         let results = self
             .session
@@ -515,6 +531,29 @@ impl Conn {
         let Some(p) = self.publishing.as_mut() else {
             return Ok(());
         };
+        match p.take.failure() {
+            None => {}
+            Some(TakeFailure::Refused(why)) => {
+                metrics::counter!("caudal_rtmp_rejected_total", "reason" => "source_refused")
+                    .increment(1);
+                self.end = TakeEnd::Final;
+                return Err(ConnError::Refused(why.clone()));
+            }
+            Some(TakeFailure::Failed(why)) => {
+                metrics::counter!("caudal_rtmp_rejected_total", "reason" => "pipeline_failed")
+                    .increment(1);
+                self.end = TakeEnd::Final;
+                return Err(ConnError::Refused(format!(
+                    "the media pipeline failed: {why}"
+                )));
+            }
+        }
+        if data.len() > self.shared.cfg.max_video_tag_bytes {
+            metrics::counter!("caudal_ingest_dropped_total", "reason" => "oversize_tag")
+                .increment(1);
+            tracing::warn!(video_id = %p.video_id, bytes = data.len(), "oversized video tag dropped");
+            return Ok(());
+        }
         match flv::parse_video(&data) {
             Ok(VideoTag::SequenceHeader(avcc)) => {
                 p.take.push(MediaInput::VideoConfig(avcc));
@@ -550,6 +589,12 @@ impl Conn {
         let Some(p) = self.publishing.as_mut() else {
             return;
         };
+        // an AAC frame is at most 6144 bits per channel: 64 KiB is far beyond any
+        if data.len() > 64 * 1024 {
+            metrics::counter!("caudal_ingest_dropped_total", "reason" => "oversize_tag")
+                .increment(1);
+            return;
+        }
         match flv::parse_audio(&data) {
             Ok(AudioTag::SequenceHeader(asc)) => {
                 p.take.push(MediaInput::AudioConfig(asc));

@@ -1211,3 +1211,77 @@ async fn a_broadcast_whose_instance_never_comes_back_is_finished_by_another() {
     assert!(ok, "{err}");
     stack.stop().await;
 }
+
+/// A counter of ingest's Prometheus endpoint (0 when absent), summed over label sets that
+/// contain `label`.
+async fn metric(addr: std::net::SocketAddr, name: &str, label: &str) -> f64 {
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_larger_than_4k_is_refused_with_the_connection_closed() {
+    let _turn = HEAVY.lock().await;
+    let stack = Stack::start(StackOptions::default()).await;
+    let before = metric(
+        stack.ingest.metrics_addr,
+        "caudal_rtmp_rejected_total",
+        "source_refused",
+    )
+    .await;
+    // wider than 4096 (cheap to encode: only 240 lines)
+    let wide = Publisher {
+        secs: 20,
+        width: 4200,
+        height: 240,
+        fps: 10,
+        ..Default::default()
+    }
+    .spawn(&stack.rtmp_url(&stack.demo_key));
+    let t = Instant::now();
+    let (ok, _) = wait_child(wide, Duration::from_secs(15)).await;
+    assert!(!ok, "the publisher is disconnected");
+    assert!(t.elapsed() < Duration::from_secs(15));
+    let after = metric(
+        stack.ingest.metrics_addr,
+        "caudal_rtmp_rejected_total",
+        "source_refused",
+    )
+    .await;
+    assert!(after > before, "counted: {before} -> {after}");
+    // refused for good (no reconnect hold), and nothing was recorded
+    let t = Instant::now();
+    while !stack.live_streams().await.is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(5), "still listed as live");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stack
+        .store
+        .list("live/")
+        .await
+        .unwrap()
+        .iter()
+        .all(|k| !k.ends_with(".ts")));
+    // a source within limits still publishes
+    let (ok, err) = wait_child(
+        Publisher {
+            secs: 3,
+            width: 320,
+            height: 240,
+            ..Default::default()
+        }
+        .spawn(&stack.rtmp_url(&stack.demo_key)),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(ok, "{err}");
+    stack.stop().await;
+}

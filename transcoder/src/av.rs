@@ -19,6 +19,9 @@ pub enum AvError {
     },
     #[error("{0}")]
     Other(String),
+    /// The source breaks a limit (e.g. larger than 4K): refused, not a fault.
+    #[error("source refused: {0}")]
+    Refused(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -19,9 +19,9 @@ mod spool;
 mod upload;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,16 @@ pub struct LiveConfig {
     pub max_spool_bytes: u64,
     /// Stop retrying a storage write after this many seconds (the file stays in the spool).
     pub upload_give_up_secs: u64,
+    /// Bytes of media waiting for the decode thread, per take; past it, input is dropped
+    /// and counted (`caudal_ingest_dropped_total{reason="queue_bytes"}`).
+    pub max_queue_bytes: usize,
+    /// Sources with more pixels than this are refused (4096x2160: DCI 4K).
+    pub max_source_pixels: u64,
+    /// Sources wider or taller than this are refused.
+    pub max_source_dimension: u32,
+    /// A segment that reaches this length without a keyframe (passthrough copies the
+    /// source's) is cut; media is then skipped until a keyframe, and the gap marked, s.
+    pub max_segment_secs: f64,
 }
 
 impl Default for LiveConfig {
@@ -87,6 +97,10 @@ impl Default for LiveConfig {
             spool_dir: ".caudal/spool".into(),
             max_spool_bytes: 4 << 30,
             upload_give_up_secs: 600,
+            max_queue_bytes: 64 << 20,
+            max_source_pixels: 4096 * 2160,
+            max_source_dimension: 4096,
+            max_segment_secs: 30.0,
         }
     }
 }
@@ -115,6 +129,26 @@ pub enum MediaInput {
     AudioConfig(Bytes),
     /// One raw AAC frame.
     Audio { pts_ms: i64, data: Bytes },
+}
+
+impl MediaInput {
+    /// Bytes it holds (what it costs in a queue).
+    pub fn size(&self) -> usize {
+        match self {
+            MediaInput::SourceInfo { .. } => 0,
+            MediaInput::VideoConfig(b) | MediaInput::AudioConfig(b) => b.len(),
+            MediaInput::Video { data, .. } | MediaInput::Audio { data, .. } => data.len(),
+        }
+    }
+}
+
+/// Why a take's media pipeline stopped before its input ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TakeFailure {
+    /// The source breaks a limit (larger than 4K, ...): the publisher should be refused.
+    Refused(String),
+    /// A fault in the pipeline.
+    Failed(String),
 }
 
 /// A rendition as published.
@@ -227,18 +261,25 @@ impl LiveBroadcast {
             .send(up_rx)
             .await
             .map_err(|_| TranscodeError::Stopped)?;
+        let queued = Arc::new(AtomicUsize::new(0));
+        let failure = Arc::new(OnceLock::new());
         let (tx, media) = pipeline::spawn(
             self.cfg.clone(),
             spool,
             up_tx,
             format!("{}#{}", self.prefix, self.take_count),
             self.ladder.clone(),
+            queued.clone(),
+            failure.clone(),
         )?;
         self.take_count += 1;
         Ok(LiveTake {
             tx: Some(tx),
             media: Some(media),
             dropped: Arc::new(AtomicU64::new(0)),
+            queued,
+            max_queue_bytes: self.cfg.max_queue_bytes,
+            failure,
         })
     }
 
@@ -267,6 +308,10 @@ pub struct LiveTake {
     tx: Option<SyncSender<MediaInput>>,
     media: Option<std::thread::JoinHandle<()>>,
     dropped: Arc<AtomicU64>,
+    /// Bytes handed over and not yet taken by the decode thread.
+    queued: Arc<AtomicUsize>,
+    max_queue_bytes: usize,
+    failure: Arc<OnceLock<TakeFailure>>,
 }
 
 impl LiveTake {
@@ -274,14 +319,33 @@ impl LiveTake {
     /// when the pipeline is behind and its queue is full, or when it has stopped.
     pub fn push(&self, input: MediaInput) -> bool {
         let Some(tx) = &self.tx else { return false };
+        let size = input.size();
+        if self.queued.load(Ordering::Relaxed) + size > self.max_queue_bytes {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("caudal_ingest_dropped_total", "reason" => "queue_bytes")
+                .increment(1);
+            return false;
+        }
+        self.queued.fetch_add(size, Ordering::Relaxed);
         match tx.try_send(input) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let _ = self
+                    .queued
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                        Some(q.saturating_sub(size))
+                    });
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("caudal_ingest_dropped_total").increment(1);
+                metrics::counter!("caudal_ingest_dropped_total", "reason" => "queue_full")
+                    .increment(1);
                 false
             }
         }
+    }
+
+    /// Set once the take's pipeline stopped on its own: the source was refused, or failed.
+    pub fn failure(&self) -> Option<&TakeFailure> {
+        self.failure.get()
     }
 
     /// Hands media to the pipeline, waiting for room (for file input, from a blocking thread).

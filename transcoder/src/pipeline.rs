@@ -12,8 +12,9 @@ use std::collections::VecDeque;
 use crate::early::EarlyBuffer;
 use crate::spool::SpoolMeter;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -26,7 +27,7 @@ use tokio::sync::mpsc::Sender as AsyncSender;
 use crate::av::{self, AvError, X264Settings};
 use crate::codecs;
 use crate::ladder::{self, RungKind, RungPlan};
-use crate::{LiveConfig, MediaInput};
+use crate::{LiveConfig, MediaInput, TakeFailure};
 
 /// What the media threads tell the uploader.
 #[derive(Debug)]
@@ -109,8 +110,11 @@ struct Segmenter {
     origin: DateTime<Utc>,
     desc: RungDesc,
     meter: Arc<SpoolMeter>,
-    /// Segments dropped since the last one written (spool full).
+    /// Segments dropped since the last one written (spool full), or media skipped while
+    /// waiting for a keyframe after a forced cut.
     lost: u64,
+    /// A segment longer than this without a keyframe is cut, ms.
+    max_ms: i64,
 }
 
 /// What the spool keeps beside each finished segment (`seg_NNNNN.json`, written after the
@@ -154,12 +158,30 @@ impl Segmenter {
             desc,
             meter: crate::spool::meter(cfg),
             lost: 0,
+            max_ms: (cfg.max_segment_secs * 1000.0) as i64,
         }
     }
 
     fn video(&mut self, pkt: Packet) -> Result<(), AvError> {
         let pts = pkt.pts().or(pkt.dts()).unwrap_or(self.last_pts);
         let key = pkt.is_key();
+        if !key {
+            if let Some(start) = self.start_ms {
+                if pts - start >= self.max_ms && !self.video.is_empty() {
+                    // no keyframe for too long (a broken encoder): cut here, then drop until
+                    // one comes, so memory stays bounded; the gap is marked
+                    tracing::warn!(
+                        rung = %self.desc.name,
+                        after_ms = pts - start,
+                        "no keyframe: forcing a cut and waiting for the next keyframe"
+                    );
+                    metrics::counter!("caudal_forced_cuts_total").increment(1);
+                    self.cut(pts)?;
+                    self.start_ms = None;
+                    self.lost += 1;
+                }
+            }
+        }
         if key {
             if let Some(start) = self.start_ms {
                 if pts >= grid_next(start, self.target_ms) && !self.video.is_empty() {
@@ -173,6 +195,8 @@ impl Segmenter {
         if self.start_ms.is_none() {
             if !key {
                 self.dropped_before_key += 1;
+                metrics::counter!("caudal_video_dropped_total", "reason" => "no_keyframe")
+                    .increment(1);
                 return Ok(());
             }
             self.start_ms = Some(pts);
@@ -280,15 +304,25 @@ pub(crate) fn spawn(
     out: AsyncSender<UploadJob>,
     name: String,
     ladder: Arc<Mutex<Option<Vec<RungPlan>>>>,
+    queued: Arc<AtomicUsize>,
+    failure: Arc<OnceLock<TakeFailure>>,
 ) -> std::io::Result<(SyncSender<MediaInput>, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(cfg.input_queue.max(16));
     let handle = std::thread::Builder::new()
         .name(format!("decode-{name}"))
         .spawn(move || {
             let mut d = Decoder::new(cfg, spool, out, ladder);
-            if let Err(e) = d.run(rx) {
-                tracing::error!(stream = %name, error = %e, "media pipeline failed");
-                metrics::counter!("caudal_pipeline_failures_total").increment(1);
+            match d.run(rx, &queued) {
+                Ok(()) => {}
+                Err(AvError::Refused(why)) => {
+                    tracing::warn!(stream = %name, reason = %why, "source refused");
+                    let _ = failure.set(TakeFailure::Refused(why));
+                }
+                Err(e) => {
+                    tracing::error!(stream = %name, error = %e, "media pipeline failed");
+                    metrics::counter!("caudal_pipeline_failures_total").increment(1);
+                    let _ = failure.set(TakeFailure::Failed(e.to_string()));
+                }
             }
             d.shutdown();
         })?;
@@ -341,8 +375,12 @@ impl Decoder {
         }
     }
 
-    fn run(&mut self, rx: Receiver<MediaInput>) -> Result<(), AvError> {
+    fn run(&mut self, rx: Receiver<MediaInput>, queued: &AtomicUsize) -> Result<(), AvError> {
         while let Ok(input) = rx.recv() {
+            let size = input.size();
+            let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(size))
+            });
             if self.origin.is_none() {
                 self.origin = Some(Utc::now());
             }
@@ -482,6 +520,15 @@ impl Decoder {
             }
             let pts = frame.timestamp().or(frame.pts()).unwrap_or(0);
             frame.set_pts(Some(pts));
+            let (w, h) = (frame.width(), frame.height());
+            if w.max(h) > self.cfg.max_source_dimension
+                || w as u64 * h as u64 > self.cfg.max_source_pixels
+            {
+                return Err(AvError::Refused(format!(
+                    "{w}x{h} is larger than this server takes ({} pixels, {} per side)",
+                    self.cfg.max_source_pixels, self.cfg.max_source_dimension
+                )));
+            }
             if !self.started {
                 self.start_ladder(frame.width(), frame.height())?;
             }
