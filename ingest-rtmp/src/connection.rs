@@ -37,6 +37,19 @@ enum ConnError {
     Refused(String),
     #[error("unsupported media: {0}")]
     Unsupported(FlvError),
+    #[error("the RTMP parser failed on this input")]
+    ParserPanic,
+}
+
+/// Runs a call into rml_rtmp, turning a panic in its parser (hostile input can trigger
+/// arithmetic overflow there) into an error that closes only this connection, counted in
+/// `caudal_rtmp_rejected_total{reason="parser_panic"}`. The session is dropped afterwards,
+/// so its possibly inconsistent state is never used again.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ConnError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+        metrics::counter!("caudal_rtmp_rejected_total", "reason" => "parser_panic").increment(1);
+        ConnError::ParserPanic
+    })
 }
 
 struct Publishing {
@@ -120,7 +133,8 @@ async fn serve(
         if n == 0 {
             return Ok(());
         }
-        match hs.process_bytes(&buf[..n]).map_err(ConnError::Handshake)? {
+        let step = guarded(|| hs.process_bytes(&buf[..n]))?;
+        match step.map_err(ConnError::Handshake)? {
             HandshakeProcessResult::InProgress { response_bytes } => {
                 socket.write_all(&response_bytes).await?
             }
@@ -227,10 +241,8 @@ impl Conn {
                 )));
             }
         }
-        let results = self
-            .session
-            .handle_input(bytes)
-            .map_err(ConnError::Session)?;
+        let session = &mut self.session;
+        let results = guarded(|| session.handle_input(bytes))?.map_err(ConnError::Session)?;
         self.results(results).await
     }
 

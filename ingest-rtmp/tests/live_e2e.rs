@@ -1285,3 +1285,304 @@ async fn a_source_larger_than_4k_is_refused_with_the_connection_closed() {
     assert!(ok, "{err}");
     stack.stop().await;
 }
+
+/// xorshift64*: a small seeded generator (runs are repeatable from the seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A few random edits: flipped or extreme bytes, inserted noise, deleted or repeated ranges,
+/// truncation.
+fn mutate(rng: &mut Rng, mut b: Vec<u8>) -> Vec<u8> {
+    for _ in 0..1 + rng.below(6) {
+        if b.is_empty() {
+            break;
+        }
+        let at = rng.below(b.len());
+        match rng.below(7) {
+            0 => b[at] ^= 1 << rng.below(8),
+            1 => b[at] = [0x00, 0xff, 0x7f, 0x80][rng.below(4)],
+            2 => {
+                let n = 1 + rng.below(16);
+                let noise: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                b.splice(at..at, noise);
+            }
+            3 => {
+                let end = (at + 1 + rng.below(64)).min(b.len());
+                b.drain(at..end);
+            }
+            4 => {
+                let end = (at + 1 + rng.below(256)).min(b.len());
+                let dup = b[at..end].to_vec();
+                b.splice(at..at, dup);
+            }
+            5 => b.truncate(at),
+            _ => {
+                // a big-endian length or timestamp field blown up
+                for i in at..(at + 3).min(b.len()) {
+                    b[i] = 0xff;
+                }
+            }
+        }
+    }
+    b
+}
+
+/// Records what a real ffmpeg publisher sends after the handshake (through a proxy).
+async fn record_publisher(ingest: std::net::SocketAddr, key: &str) -> Vec<u8> {
+    use tokio::net::{TcpListener, TcpStream};
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = proxy.local_addr().unwrap();
+    let recorder = tokio::spawn(async move {
+        let (mut client, _) = proxy.accept().await.unwrap();
+        let mut server = TcpStream::connect(ingest).await.unwrap();
+        let (mut cr, mut cw) = client.split();
+        let (mut sr, mut sw) = server.split();
+        let mut sent = Vec::new();
+        let up = async {
+            let mut buf = [0u8; 16384];
+            loop {
+                match cr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        sent.extend_from_slice(&buf[..n]);
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = sw.shutdown().await;
+        };
+        let down = tokio::io::copy(&mut sr, &mut cw);
+        let _ = tokio::join!(up, down);
+        sent
+    });
+    let (ok, err) = wait_child(
+        Publisher {
+            secs: 3,
+            width: 320,
+            height: 240,
+            fps: 15,
+            ..Default::default()
+        }
+        .spawn(&format!("rtmp://{addr}/live/{key}")),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(ok, "recording publisher: {err}");
+    let sent = recorder.await.unwrap();
+    // C0 + C1 + C2
+    assert!(sent.len() > 3073 + 10_000, "{} bytes", sent.len());
+    sent[3073..].to_vec()
+}
+
+/// One fuzz session: a real handshake (or, one time in ten, a mutated one), then `body`,
+/// then end of input; reads what the server answers until it closes.
+async fn fuzz_session(server: std::net::SocketAddr, body: Vec<u8>, raw: bool) {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    let Ok(mut s) = tokio::net::TcpStream::connect(server).await else {
+        return;
+    };
+    let mut hs = Handshake::new(PeerType::Client);
+    let c0c1 = hs.generate_outbound_p0_and_p1().unwrap();
+    let mut buf = vec![0u8; 8192];
+    if raw {
+        let _ = s.write_all(&[&c0c1[..], &body[..]].concat()).await;
+    } else {
+        if s.write_all(&c0c1).await.is_err() {
+            return;
+        }
+        loop {
+            let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return,
+            };
+            match hs.process_bytes(&buf[..n]) {
+                Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
+                    if s.write_all(&response_bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(HandshakeProcessResult::Completed { response_bytes, .. }) => {
+                    if s.write_all(&response_bytes).await.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+        let _ = s.write_all(&body).await;
+    }
+    let _ = s.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_mutated_sessions_while_a_real_broadcast_runs() {
+    let _turn = HEAVY.lock().await;
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        default_hook(info);
+    }));
+    let stack = Stack::start(StackOptions::default()).await;
+    // the fuzzer's own key: its sessions that survive mutation publish (and take each
+    // other over) without touching the real broadcast
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", stack.users_addr);
+    let login: serde_json::Value = http
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({"email": stack.demo_email, "password": stack.demo_password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_string();
+    let created: serde_json::Value = http
+        .post(format!("{base}/v1/stream-keys"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"label": "fuzzer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fuzz_key = created["key"].as_str().unwrap().to_string();
+    let transcript = record_publisher(stack.rtmp_addr, &fuzz_key).await;
+    // the same bytes with the key made invalid (same length, so AMF lengths still hold)
+    let bad_key: String = "z".repeat(fuzz_key.len());
+    let invalid = {
+        let mut t = transcript.clone();
+        let k = fuzz_key.as_bytes();
+        let mut i = 0;
+        while i + k.len() <= t.len() {
+            if &t[i..i + k.len()] == k {
+                t[i..i + k.len()].copy_from_slice(bad_key.as_bytes());
+                i += k.len();
+            } else {
+                i += 1;
+            }
+        }
+        t
+    };
+    assert_ne!(invalid, transcript, "the key is in the transcript");
+
+    let publish_secs = 40;
+    let real = Publisher {
+        secs: publish_secs,
+        width: 426,
+        height: 240,
+        ..Default::default()
+    }
+    .spawn(&stack.rtmp_url(&stack.demo_key));
+    let video_id = wait_live(&stack, Duration::from_secs(10)).await;
+
+    let caught_before = metric(
+        stack.ingest.metrics_addr,
+        "caudal_rtmp_rejected_total",
+        "parser_panic",
+    )
+    .await;
+    let panics_before = PANICS.load(std::sync::atomic::Ordering::SeqCst);
+    let sessions = 10_000usize;
+    let started = Instant::now();
+    let server = stack.rtmp_addr;
+    let mut rng = Rng(0x00C0_FFEE_D15C_0BA1);
+    let jobs: Vec<(Vec<u8>, bool)> = (0..sessions)
+        .map(|i| {
+            // one in twenty keeps a valid key (media reaches the parsers and the pipeline)
+            let base = if i % 20 == 0 { &transcript } else { &invalid };
+            let raw = i % 10 == 5;
+            (mutate(&mut rng, base.clone()), raw)
+        })
+        .collect();
+    use futures::StreamExt;
+    futures::stream::iter(jobs)
+        .for_each_concurrent(32, |(body, raw)| fuzz_session(server, body, raw))
+        .await;
+    let fuzz_secs = started.elapsed().as_secs_f64();
+
+    let (ok, err) = wait_child(real, Duration::from_secs(90)).await;
+    assert!(ok, "the real publisher streamed to its end: {err}");
+    let doc = wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(60),
+    )
+    .await;
+    let master = stack
+        .wait_object(
+            &format!("live/{video_id}/master.m3u8"),
+            Duration::from_secs(5),
+        )
+        .await;
+    let rung = first_rung(&master);
+    let vod = text(
+        &stack
+            .wait_object(
+                &format!("live/{video_id}/{rung}/vod.m3u8"),
+                Duration::from_secs(5),
+            )
+            .await,
+    );
+    assert!(!vod.contains("DISCONTINUITY"), "{vod}");
+    let segs = segments_of(&vod);
+    for (i, (uri, _)) in segs.iter().enumerate() {
+        assert_eq!(uri, &format!("seg_{i:05}.ts"), "no missing segment: {vod}");
+    }
+    let secs = doc.duration_secs.unwrap();
+    let panics = PANICS.load(std::sync::atomic::Ordering::SeqCst) - panics_before;
+    let caught = metric(
+        stack.ingest.metrics_addr,
+        "caudal_rtmp_rejected_total",
+        "parser_panic",
+    )
+    .await
+        - caught_before;
+    eprintln!(
+        "figure: network fuzzer: {sessions} sessions in {fuzz_secs:.1} s; {panics} panics inside rml_rtmp's parser, {caught} caught (connection closed), 0 crashes; the real broadcast: {} segments, {secs:.1} s of {publish_secs} s",
+        segs.len()
+    );
+    // every panic was one of the parser's, caught and turned into a closed connection
+    assert_eq!(panics as f64, caught, "a panic escaped the guard");
+    assert!(secs >= publish_secs as f64 - 3.0, "{secs}");
+    // ingest still takes publishers
+    let (ok, err) = wait_child(
+        Publisher {
+            secs: 3,
+            width: 320,
+            height: 240,
+            ..Default::default()
+        }
+        .spawn(&stack.rtmp_url(&stack.demo_key)),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(ok, "{err}");
+    stack.stop().await;
+}
