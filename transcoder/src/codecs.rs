@@ -50,7 +50,9 @@ pub fn mp4a_from_asc(asc: &[u8]) -> Option<String> {
     Some(format!("mp4a.40.{aot}"))
 }
 
-/// Sample rate and channel count from an AudioSpecificConfig (common cases).
+/// Sample rate and channel count from an AudioSpecificConfig (common cases). Channel
+/// configurations 1-6 are that many channels, 7 is 7.1 (8); 0 (described in a program
+/// config element) and the reserved values are refused.
 pub fn asc_sample_rate_channels(asc: &[u8]) -> Option<(u32, u32)> {
     const RATES: [u32; 13] = [
         96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
@@ -60,7 +62,11 @@ pub fn asc_sample_rate_channels(asc: &[u8]) -> Option<(u32, u32)> {
     }
     let idx = (((asc[0] & 0x07) << 1) | (asc[1] >> 7)) as usize;
     let rate = *RATES.get(idx)?;
-    let channels = ((asc[1] >> 3) & 0x0f) as u32;
+    let channels = match (asc[1] >> 3) & 0x0f {
+        c @ 1..=6 => c as u32,
+        7 => 8,
+        _ => return None,
+    };
     Some((rate, channels))
 }
 
@@ -89,6 +95,9 @@ mod tests {
         assert_eq!(asc_sample_rate_channels(&[0x11, 0x90]), Some((48000, 2)));
         // AAC-LC, 44.1 kHz, mono
         assert_eq!(asc_sample_rate_channels(&[0x12, 0x08]), Some((44100, 1)));
+        // 7.1 is eight channels; configuration 9 is reserved
+        assert_eq!(asc_sample_rate_channels(&[0x11, 0xb8]), Some((48000, 8)));
+        assert_eq!(asc_sample_rate_channels(&[0x11, 0xc8]), None);
         // HE-AAC (SBR, aot 5)
         assert_eq!(mp4a_from_asc(&[0x2b, 0x92]).as_deref(), Some("mp4a.40.5"));
     }
