@@ -1586,3 +1586,76 @@ async fn ten_thousand_mutated_sessions_while_a_real_broadcast_runs() {
     assert!(ok, "{err}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_without_keyframes_is_cut_anyway_and_memory_stays_bounded() {
+    let _turn = HEAVY.lock().await;
+    let stack = Stack::start(StackOptions {
+        transcode: LiveConfig {
+            passthrough: true,
+            rungs: vec![RungSpec::new("180p", 180, 300)],
+            max_segment_secs: 3.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let before = metric(stack.ingest.metrics_addr, "caudal_forced_cuts_total", "").await;
+    // one keyframe at the start, then none (a broken encoder)
+    let publisher = Publisher {
+        secs: 12,
+        width: 320,
+        height: 240,
+        gop: 100_000,
+        ..Default::default()
+    }
+    .spawn(&stack.rtmp_url(&stack.demo_key));
+    let video_id = wait_live(&stack, Duration::from_secs(10)).await;
+    let (ok, err) = wait_child(publisher, Duration::from_secs(30)).await;
+    assert!(ok, "{err}");
+    wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(30),
+    )
+    .await;
+    let after = metric(stack.ingest.metrics_addr, "caudal_forced_cuts_total", "").await;
+    assert!(
+        after > before,
+        "a forced cut was counted: {before} -> {after}"
+    );
+    let master = text(
+        &stack
+            .wait_object(&format!("live/{video_id}/vod.m3u8"), Duration::from_secs(5))
+            .await,
+    );
+    let source = master
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.contains("180p"))
+        .expect("the passthrough rung")
+        .to_string();
+    let copied = text(
+        &stack
+            .store
+            .get(&format!("live/{video_id}/{source}"))
+            .await
+            .unwrap(),
+    );
+    let p = m3u8_rs::parse_media_playlist_res(copied.as_bytes()).unwrap();
+    // cut at the limit instead of growing for 12 s; nothing after (no keyframe came)
+    assert_eq!(p.segments.len(), 1, "{copied}");
+    assert!(p.segments[0].duration <= 3.2, "{copied}");
+    // the encoded rung forces its own keyframes: the whole broadcast
+    let encoded = text(
+        &stack
+            .store
+            .get(&format!("live/{video_id}/180p/vod.m3u8"))
+            .await
+            .unwrap(),
+    );
+    let e = m3u8_rs::parse_media_playlist_res(encoded.as_bytes()).unwrap();
+    let total: f32 = e.segments.iter().map(|s| s.duration).sum();
+    assert!(total >= 11.0, "{encoded}");
+    stack.stop().await;
+}

@@ -115,6 +115,8 @@ struct Segmenter {
     lost: u64,
     /// A segment longer than this without a keyframe is cut, ms.
     max_ms: i64,
+    /// Nor may it hold more video packets than this (timestamps that stand still).
+    max_packets: usize,
 }
 
 /// What the spool keeps beside each finished segment (`seg_NNNNN.json`, written after the
@@ -159,24 +161,31 @@ impl Segmenter {
             meter: crate::spool::meter(cfg),
             lost: 0,
             max_ms: (cfg.max_segment_secs * 1000.0) as i64,
+            // 240 frames a second for the longest segment allowed
+            max_packets: ((cfg.max_segment_secs * 240.0) as usize).max(64),
         }
     }
 
     fn video(&mut self, pkt: Packet) -> Result<(), AvError> {
         let pts = pkt.pts().or(pkt.dts()).unwrap_or(self.last_pts);
         let key = pkt.is_key();
-        if !key {
-            if let Some(start) = self.start_ms {
-                if pts - start >= self.max_ms && !self.video.is_empty() {
-                    // no keyframe for too long (a broken encoder): cut here, then drop until
-                    // one comes, so memory stays bounded; the gap is marked
-                    tracing::warn!(
-                        rung = %self.desc.name,
-                        after_ms = pts - start,
-                        "no keyframe: forcing a cut and waiting for the next keyframe"
-                    );
-                    metrics::counter!("caudal_forced_cuts_total").increment(1);
-                    self.cut(pts)?;
+        if let Some(start) = self.start_ms {
+            // no keyframe on the grid for too long (a broken encoder), or timestamps that
+            // never reach the grid: cut here so memory stays bounded; without a keyframe,
+            // media is dropped until one comes, and the gap is marked
+            let too_long = pts - start >= self.max_ms;
+            let too_many = self.video.len() >= self.max_packets;
+            if (too_long || too_many) && !self.video.is_empty() {
+                tracing::warn!(
+                    rung = %self.desc.name,
+                    after_ms = pts - start,
+                    packets = self.video.len(),
+                    "segment limit reached: forcing a cut"
+                );
+                metrics::counter!("caudal_forced_cuts_total").increment(1);
+                let end = pts.max(self.last_pts + 1);
+                self.cut(end)?;
+                if !key {
                     self.start_ms = None;
                     self.lost += 1;
                 }
