@@ -122,9 +122,10 @@ pub struct RateLimitConfig {
     /// Purchases and subscriptions: burst and refill per minute, per address.
     pub purchase_burst: u32,
     pub purchase_per_minute: u32,
-    /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy
-    /// that sets it); otherwise the peer address.
-    pub trust_forwarded_for: bool,
+    /// Proxies in front of bff that append to `X-Forwarded-For` (2 behind CloudFront and
+    /// the ALB); the client address is the entry that many from the right, never one the
+    /// client wrote. 0: the peer address.
+    pub forwarded_hops: usize,
 }
 
 impl Default for RateLimitConfig {
@@ -134,7 +135,7 @@ impl Default for RateLimitConfig {
             auth_per_minute: 30,
             purchase_burst: 10,
             purchase_per_minute: 20,
-            trust_forwarded_for: false,
+            forwarded_hops: 0,
         }
     }
 }

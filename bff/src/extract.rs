@@ -1,8 +1,6 @@
 //! Extractors whose rejections are bff's JSON errors.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use serde::de::DeserializeOwned;
@@ -77,31 +75,11 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeBearer {
     }
 }
 
-/// The client's address: the first `X-Forwarded-For` entry when `trust_forwarded_for` is
-/// set, else the peer.
+/// The client's address: see [`service_kit::client_addr`] (`rate_limit.forwarded_hops`).
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub String);
 
-pub fn client_addr(
-    parts_headers: &HeaderMap,
-    ext: &axum::http::Extensions,
-    trust_forwarded_for: bool,
-) -> String {
-    if trust_forwarded_for {
-        if let Some(first) = parts_headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            return first.to_string();
-        }
-    }
-    ext.get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
+pub use service_kit::client_addr;
 
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
@@ -109,7 +87,7 @@ impl FromRequestParts<AppState> for ClientAddr {
         Ok(ClientAddr(client_addr(
             &parts.headers,
             &parts.extensions,
-            st.config.rate_limit.trust_forwarded_for,
+            st.config.rate_limit.forwarded_hops,
         )))
     }
 }

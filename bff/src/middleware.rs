@@ -79,17 +79,17 @@ pub struct RateLimiter {
     name: &'static str,
     burst: f64,
     per_sec: f64,
-    trust_forwarded_for: bool,
+    forwarded_hops: usize,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl RateLimiter {
-    pub fn new(name: &'static str, burst: u32, per_minute: u32, trust_forwarded_for: bool) -> Self {
+    pub fn new(name: &'static str, burst: u32, per_minute: u32, forwarded_hops: usize) -> Self {
         Self {
             name,
             burst: burst.max(1) as f64,
             per_sec: per_minute as f64 / 60.0,
-            trust_forwarded_for,
+            forwarded_hops,
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -123,7 +123,7 @@ pub async fn rate_limit(
     req: Request,
     next: Next,
 ) -> Response {
-    let addr = client_addr(req.headers(), req.extensions(), limiter.trust_forwarded_for);
+    let addr = client_addr(req.headers(), req.extensions(), limiter.forwarded_hops);
     if let Err(retry_after_secs) = limiter.check(&addr) {
         metrics::counter!("bff_rate_limited_total", "limit" => limiter.name).increment(1);
         tracing::info!(limit = limiter.name, client = %addr, retry_after_secs, "rate limited");
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn buckets_refill_and_are_per_key() {
-        let rl = RateLimiter::new("t", 2, 60, false);
+        let rl = RateLimiter::new("t", 2, 60, 0);
         assert!(rl.check("a").is_ok());
         assert!(rl.check("a").is_ok());
         let wait = rl.check("a").unwrap_err();

@@ -82,16 +82,16 @@ locals {
       stop_timeout   = 30
       ephemeral_gib  = 0
       env = {
-        CAUDAL_BFF_LISTEN                          = "0.0.0.0:8080"
-        CAUDAL_BFF_METRICS_LISTEN                  = "0.0.0.0:9080"
-        CAUDAL_BFF_USER_SVC_URL                    = local.user_svc_url
-        CAUDAL_BFF_METADATA_SVC_URL                = local.metadata_svc_url
-        CAUDAL_BFF_EDGE_URL                        = local.site_url
-        CAUDAL_BFF_RTMP_URL                        = local.rtmps_enabled ? local.rtmps_url : local.rtmp_url
-        CAUDAL_BFF_CORS_ORIGINS                    = jsonencode([local.site_url])
-        CAUDAL_BFF_RATE_LIMIT__TRUST_FORWARDED_FOR = tostring(var.bff_trust_forwarded_for)
-        CAUDAL_BFF_PLAYBACK__SIGNING_KEY_ID        = var.playback_keys.signing_key_id
-        CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS        = tostring(var.playback_token_ttl_secs)
+        CAUDAL_BFF_LISTEN                     = "0.0.0.0:8080"
+        CAUDAL_BFF_METRICS_LISTEN             = "0.0.0.0:9080"
+        CAUDAL_BFF_USER_SVC_URL               = local.user_svc_url
+        CAUDAL_BFF_METADATA_SVC_URL           = local.metadata_svc_url
+        CAUDAL_BFF_EDGE_URL                   = local.site_url
+        CAUDAL_BFF_RTMP_URL                   = local.rtmps_enabled ? local.rtmps_url : local.rtmp_url
+        CAUDAL_BFF_CORS_ORIGINS               = jsonencode([local.site_url])
+        CAUDAL_BFF_RATE_LIMIT__FORWARDED_HOPS = tostring(var.bff_forwarded_hops)
+        CAUDAL_BFF_PLAYBACK__SIGNING_KEY_ID   = var.playback_keys.signing_key_id
+        CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS   = tostring(var.playback_token_ttl_secs)
       }
       secrets = {
         # Pinned to the secret's version: a changed key list changes the task definition, so

@@ -149,10 +149,15 @@ variable "hls_segment_secs" {
   }
 }
 
-variable "bff_trust_forwarded_for" {
-  description = "Let bff take the client address for rate limits from X-Forwarded-For (CAUDAL_BFF_RATE_LIMIT__TRUST_FORWARDED_FOR). Behind CloudFront and the ALB every peer address is an ALB node, so without it all clients share one bucket. See README: bff reads the first entry, which a client can forge."
-  type        = bool
-  default     = true
+variable "bff_forwarded_hops" {
+  description = "Proxies in front of bff that append to X-Forwarded-For (CAUDAL_BFF_RATE_LIMIT__FORWARDED_HOPS): CloudFront then the ALB, 2. bff takes the client address for rate limits from the entry that many from the right, which CloudFront wrote; entries a client forged further left are ignored. 0 would put every client in the ALB nodes' buckets."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.bff_forwarded_hops >= 0 && var.bff_forwarded_hops <= 5 && floor(var.bff_forwarded_hops) == var.bff_forwarded_hops
+    error_message = "The bff_forwarded_hops must be a whole number from 0 to 5."
+  }
 }
 
 # --- public endpoints ----------------------------------------------------------------------

@@ -190,6 +190,22 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `key` has a token, without taking it.
+    pub fn peek(&self, key: &str) -> std::result::Result<(), u64> {
+        let map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((tokens, at)) = map.get(key) else {
+            return Ok(());
+        };
+        let now = (*tokens + at.elapsed().as_secs_f64() * self.per_sec).min(self.burst);
+        if now >= 1.0 {
+            Ok(())
+        } else if self.per_sec <= 0.0 {
+            Err(60)
+        } else {
+            Err(((1.0 - now) / self.per_sec).ceil().max(1.0) as u64)
+        }
+    }
+
     /// Takes one token for `key`, or says how many seconds until one is available.
     pub fn check(&self, key: &str) -> std::result::Result<(), u64> {
         let now = Instant::now();
@@ -215,11 +231,13 @@ impl RateLimiter {
     }
 }
 
-/// The two login limits: per account and per client address.
+/// The login limits (failed attempts per account, attempts per client address) and the
+/// sign-up limit per client address.
 #[derive(Clone)]
 pub struct LoginLimits {
     pub account: Arc<RateLimiter>,
     pub address: Arc<RateLimiter>,
+    pub signup: Arc<RateLimiter>,
 }
 
 impl LoginLimits {
@@ -233,14 +251,19 @@ impl LoginLimits {
                 cfg.login_address_burst,
                 cfg.login_address_per_minute,
             )),
+            signup: Arc::new(RateLimiter::new(
+                cfg.signup_address_burst,
+                cfg.signup_address_per_minute,
+            )),
         }
     }
 
-    /// Both buckets are charged, so hammering one account from many addresses, or many
-    /// accounts from one address, is limited either way.
+    /// Before an attempt: the address bucket is charged; the account's is only looked at
+    /// (failed attempts fill it, [`LoginLimits::failed`]). Guessing one account from many
+    /// addresses, or many accounts from one address, is limited either way.
     pub fn check(&self, account: &str, address: &str) -> Result<()> {
         let a = self.address.check(address);
-        let b = self.account.check(account);
+        let b = self.account.peek(account);
         match (a, b) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(x), Ok(())) | (Ok(()), Err(x)) => Err(Error::RateLimited {
@@ -250,6 +273,17 @@ impl LoginLimits {
                 retry_after_secs: x.max(y),
             }),
         }
+    }
+
+    /// A failed attempt on `account`.
+    pub fn failed(&self, account: &str) {
+        let _ = self.account.check(account);
+    }
+
+    pub fn check_signup(&self, address: &str) -> Result<()> {
+        self.signup
+            .check(address)
+            .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })
     }
 }
 

@@ -95,6 +95,11 @@ impl Config {
                 ..PaymentConfig::default()
             },
             maintenance_interval_secs: 0,
+            // tests sign many users up from one address
+            rate_limit: RateLimitConfig {
+                signup_address_burst: 100_000,
+                ..RateLimitConfig::default()
+            },
             ..Self::default()
         }
     }
@@ -205,21 +210,28 @@ impl Default for PasswordConfig {
     }
 }
 
-/// Token buckets limiting login attempts (every attempt counts, successful or not).
+/// Token buckets limiting log-ins and sign-ups. Every log-in attempt counts against its
+/// client address; only failed ones count against the account (so nobody can lock an
+/// account out by trying it with the right password, and a successful log-in costs the
+/// account nothing).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RateLimitConfig {
-    /// Attempts one account may make at once.
+    /// Failed attempts one account may have at once.
     pub login_account_burst: u32,
-    /// Attempts per minute one account regains.
+    /// Failed attempts per minute one account regains.
     pub login_account_per_minute: u32,
     /// Attempts one client address may make at once.
     pub login_address_burst: u32,
     /// Attempts per minute one client address regains.
     pub login_address_per_minute: u32,
-    /// Take the client address from the first `X-Forwarded-For` entry (bff forwards it);
-    /// turn off when user-svc is reachable by clients directly.
-    pub trust_forwarded_for: bool,
+    /// Sign-ups one client address may make at once, and regains per minute.
+    pub signup_address_burst: u32,
+    pub signup_address_per_minute: u32,
+    /// Proxies in front that append to `X-Forwarded-For` (bff sets it: 1); the client
+    /// address is the entry that many from the right. 0 when clients reach user-svc
+    /// directly.
+    pub forwarded_hops: usize,
 }
 
 impl Default for RateLimitConfig {
@@ -229,7 +241,9 @@ impl Default for RateLimitConfig {
             login_account_per_minute: 5,
             login_address_burst: 20,
             login_address_per_minute: 20,
-            trust_forwarded_for: true,
+            signup_address_burst: 20,
+            signup_address_per_minute: 10,
+            forwarded_hops: 1,
         }
     }
 }

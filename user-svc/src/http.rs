@@ -1,10 +1,9 @@
 //! The HTTP API: routes, extractors and thin handlers over the domain modules.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
@@ -130,7 +129,7 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The client's address: the first `X-Forwarded-For` entry when trusted, else the peer.
+/// The client's address: see [`service_kit::client_addr`] (`rate_limit.forwarded_hops`).
 pub struct ClientAddr(pub String);
 
 impl FromRequestParts<AppState> for ClientAddr {
@@ -139,23 +138,11 @@ impl FromRequestParts<AppState> for ClientAddr {
         parts: &mut Parts,
         state: &AppState,
     ) -> std::result::Result<Self, Infallible> {
-        if state.config.rate_limit.trust_forwarded_for {
-            if let Some(first) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-            {
-                return Ok(ClientAddr(first.to_string()));
-            }
-        }
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        Ok(ClientAddr(peer.unwrap_or_else(|| "unknown".into())))
+        Ok(ClientAddr(service_kit::client_addr(
+            &parts.headers,
+            &parts.extensions,
+            state.config.rate_limit.forwarded_hops,
+        )))
     }
 }
 
@@ -170,9 +157,10 @@ struct SignupBody {
 
 async fn signup(
     State(st): State<AppState>,
+    addr: ClientAddr,
     AppJson(b): AppJson<SignupBody>,
 ) -> Result<impl IntoResponse> {
-    let session = users::signup(&st, &b.email, &b.password, &b.display_name).await?;
+    let session = users::signup(&st, &b.email, &b.password, &b.display_name, &addr.0).await?;
     Ok((StatusCode::CREATED, Json(session)))
 }
 

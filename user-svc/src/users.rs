@@ -142,7 +142,12 @@ pub async fn signup(
     email: &str,
     password: &str,
     display_name: &str,
+    address: &str,
 ) -> Result<Session> {
+    if let Err(e) = state.login_limits.check_signup(address) {
+        metrics::counter!("user_svc_signups_total", "outcome" => "rate_limited").increment(1);
+        return Err(e);
+    }
     let email = normalize_email(email)?;
     validate_password(password)?;
     let display_name = validate_display_name(display_name)?;
@@ -154,7 +159,7 @@ pub async fn signup(
     info!(user_id = %user.id, "user signed up");
     metrics::counter!("user_svc_signups_total").increment(1);
     let mut conn = state.db.acquire().await?;
-    issue_session(state, &mut conn, user).await
+    issue_session(state, &mut conn, user, &new_id()).await
 }
 
 pub async fn login(
@@ -174,6 +179,7 @@ pub async fn login(
     };
     let Some(user) = user else {
         state.passwords.verify_dummy(password).await?;
+        state.login_limits.failed(&account);
         metrics::counter!("user_svc_logins_total", "outcome" => "invalid").increment(1);
         return Err(Error::InvalidCredentials);
     };
@@ -183,6 +189,7 @@ pub async fn login(
             .verify(password, &user.password_hash)
             .await?
     {
+        state.login_limits.failed(&account);
         metrics::counter!("user_svc_logins_total", "outcome" => "invalid").increment(1);
         info!(user_id = %user.id, "login refused: wrong password");
         return Err(Error::InvalidCredentials);
@@ -190,25 +197,27 @@ pub async fn login(
     metrics::counter!("user_svc_logins_total", "outcome" => "ok").increment(1);
     info!(user_id = %user.id, "user logged in");
     let mut conn = state.db.acquire().await?;
-    issue_session(state, &mut conn, user).await
+    issue_session(state, &mut conn, user, &new_id()).await
 }
 
-/// Signs an access token and stores a new refresh token (hashed) on `conn`.
+/// Signs an access token and stores a new refresh token (hashed) of `family` on `conn`.
 async fn issue_session(
     state: &AppState,
     conn: &mut MySqlConnection,
     user: UserRow,
+    family: &str,
 ) -> Result<Session> {
     let access_token = state.jwt.issue(&user.id, user.role)?;
     let refresh_token = random_token("rt_", 32);
     let ttl = state.config.refresh_token_ttl_secs;
     let t = now();
     sqlx::query(
-        "INSERT INTO refresh_tokens (id, user_id, token_hash, created_at, expires_at, revoked_at) \
-         VALUES (?, ?, ?, ?, ?, NULL)",
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at, revoked_at) \
+         VALUES (?, ?, ?, ?, ?, ?, NULL)",
     )
     .bind(new_id())
     .bind(&user.id)
+    .bind(family)
     .bind(sha256_hex(&refresh_token))
     .bind(t)
     .bind(t + TimeDelta::seconds(ttl as i64))
@@ -228,12 +237,15 @@ async fn issue_session(
 struct RefreshRow {
     id: String,
     user_id: String,
+    family_id: String,
     expires_at: chrono::DateTime<chrono::Utc>,
     revoked_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Trades a refresh token for a new session; the old refresh token is revoked in the same
-/// transaction, so a token works once.
+/// Trades a refresh token for a new session of the same family; the old refresh token is
+/// revoked in the same transaction, so a token works once. A token presented again after
+/// it was rotated or revoked was copied (by a thief, or the owner's stale copy): every
+/// token of its family is revoked, which signs that log-in out everywhere.
 pub async fn refresh(state: &AppState, token: &str) -> Result<Session> {
     if token.is_empty() || token.len() > 256 {
         return Err(Error::Unauthorized);
@@ -241,15 +253,37 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<Session> {
     let hash = sha256_hex(token);
     let mut tx = state.db.begin().await?;
     let row = sqlx::query_as::<_, RefreshRow>(
-        "SELECT id, user_id, expires_at, revoked_at FROM refresh_tokens WHERE token_hash = ? FOR UPDATE",
+        "SELECT id, user_id, family_id, expires_at, revoked_at FROM refresh_tokens WHERE token_hash = ? FOR UPDATE",
     )
     .bind(&hash)
     .fetch_optional(&mut *tx)
     .await?;
     let t = now();
-    let Some(row) = row.filter(|r| r.revoked_at.is_none() && r.expires_at > t) else {
+    let Some(row) = row else {
         return Err(Error::Unauthorized);
     };
+    if row.revoked_at.is_some() {
+        let revoked = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+        )
+        .bind(t)
+        .bind(&row.family_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        metrics::counter!("user_svc_refresh_reuse_total").increment(1);
+        tracing::warn!(
+            user_id = %row.user_id,
+            family = %row.family_id,
+            revoked,
+            "a rotated refresh token was used again: its family is revoked"
+        );
+        return Err(Error::Unauthorized);
+    }
+    if row.expires_at <= t {
+        return Err(Error::Unauthorized);
+    }
     sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE id = ?")
         .bind(t)
         .bind(&row.id)
@@ -263,18 +297,27 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<Session> {
     let Some(user) = user else {
         return Err(Error::Unauthorized);
     };
-    let session = issue_session(state, &mut tx, user).await?;
+    let session = issue_session(state, &mut tx, user, &row.family_id).await?;
     tx.commit().await?;
     Ok(session)
 }
 
-/// Revokes a refresh token. Unknown or already revoked tokens are fine (log-out is idempotent).
+/// Revokes a refresh token and its family (the log-in it belongs to). Unknown or already
+/// revoked tokens are fine (log-out is idempotent).
 pub async fn logout(state: &AppState, token: &str) -> Result<()> {
+    let family: Option<String> =
+        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = ?")
+            .bind(sha256_hex(token))
+            .fetch_optional(&state.db)
+            .await?;
+    let Some(family) = family else {
+        return Ok(());
+    };
     let res = sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
     )
     .bind(now())
-    .bind(sha256_hex(token))
+    .bind(&family)
     .execute(&state.db)
     .await?;
     if res.rows_affected() > 0 {

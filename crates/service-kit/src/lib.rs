@@ -225,3 +225,72 @@ where
     tracing::info!("{name} stopped");
     Ok(())
 }
+
+/// The client's address, for rate limits. With `forwarded_hops` = 0 it is the peer. Behind
+/// `forwarded_hops` proxies that each append the address they saw to `X-Forwarded-For`, it
+/// is the entry that many places from the right: what the outermost proxy saw. Entries
+/// further left were sent by the client and are never trusted (they can say anything).
+/// With fewer entries than hops, the left-most is used.
+pub fn client_addr(
+    headers: &axum::http::HeaderMap,
+    ext: &axum::http::Extensions,
+    forwarded_hops: usize,
+) -> String {
+    if forwarded_hops > 0 {
+        let entries: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        if !entries.is_empty() {
+            let at = entries.len().saturating_sub(forwarded_hops);
+            return entries[at].to_string();
+        }
+    }
+    ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod client_addr_tests {
+    use super::client_addr;
+    use axum::http::{Extensions, HeaderMap, HeaderValue};
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_what_the_proxies_appended_is_believed() {
+        let mut ext = Extensions::new();
+        ext.insert(axum::extract::ConnectInfo(
+            "10.1.2.3:5555".parse::<std::net::SocketAddr>().unwrap(),
+        ));
+        // no proxy: the peer, whatever the header says
+        assert_eq!(client_addr(&headers(&["1.1.1.1"]), &ext, 0), "10.1.2.3");
+        // one proxy appended the client's address; the client forged the rest
+        let forged = headers(&["6.6.6.6, 7.7.7.7", "203.0.113.9"]);
+        assert_eq!(client_addr(&forged, &ext, 1), "203.0.113.9");
+        // CloudFront then a load balancer: the viewer is second from the right
+        let cf = headers(&["6.6.6.6, 198.51.100.4, 130.176.0.1"]);
+        assert_eq!(client_addr(&cf, &ext, 2), "198.51.100.4");
+        assert_eq!(
+            client_addr(&headers(&["198.51.100.4"]), &ext, 2),
+            "198.51.100.4"
+        );
+        // no header: the peer
+        assert_eq!(client_addr(&HeaderMap::new(), &ext, 1), "10.1.2.3");
+        assert_eq!(
+            client_addr(&HeaderMap::new(), &Extensions::new(), 1),
+            "unknown"
+        );
+    }
+}

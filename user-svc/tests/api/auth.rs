@@ -297,6 +297,118 @@ async fn login_is_rate_limited_per_account(db: MySqlPool) {
 }
 
 #[sqlx::test(migrations = "./migrations")]
+async fn only_failed_logins_count_against_an_account(db: MySqlPool) {
+    let app = TestApp::with_config(db, |c| {
+        c.rate_limit.login_account_burst = 2;
+        c.rate_limit.login_account_per_minute = 0;
+    });
+    let u = app.signup("ivy").await;
+    for i in 0..6 {
+        let addr = format!("10.0.1.{i}");
+        let (s, v) = app
+            .request(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                &[("x-forwarded-for", &addr)],
+                Some(json!({"email": u.email, "password": "correct horse"})),
+            )
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::OK,
+            "successful log-in {i} costs nothing: {v}"
+        );
+    }
+    for expect in [
+        StatusCode::UNAUTHORIZED,
+        StatusCode::UNAUTHORIZED,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        let (s, _) = app
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"email": u.email, "password": "wrong horse"}),
+            )
+            .await;
+        assert_eq!(s, expect);
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn signups_are_limited_per_address(db: MySqlPool) {
+    let app = TestApp::with_config(db, |c| {
+        c.rate_limit.signup_address_burst = 2;
+        c.rate_limit.signup_address_per_minute = 0;
+    });
+    let signup = |i: u32, addr: &'static str| {
+        let app = &app;
+        async move {
+            app.request(
+                Method::POST,
+                "/v1/auth/signup",
+                None,
+                &[("x-forwarded-for", addr)],
+                Some(json!({"email": format!("s{i}@example.com"), "password": "correct horse", "display_name": "S"})),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        signup(1, "6.6.6.1, 198.51.100.1").await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        signup(2, "6.6.6.2, 198.51.100.1").await.0,
+        StatusCode::CREATED
+    );
+    // a forged entry on the left changes nothing
+    let (s, v) = signup(3, "6.6.6.3, 198.51.100.1").await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(signup(4, "198.51.100.2").await.0, StatusCode::CREATED);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_reused_refresh_token_revokes_its_family(db: MySqlPool) {
+    let app = TestApp::new(db);
+    let u = app.signup("jack").await;
+    // a second log-in: another family, untouched by what happens to the first
+    let (s, other) = app
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": u.email, "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let refresh = |t: String| {
+        let app = &app;
+        async move {
+            app.post("/v1/auth/refresh", None, json!({"refresh_token": t}))
+                .await
+        }
+    };
+    let (s, v) = refresh(u.refresh.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    let second = v["refresh_token"].as_str().unwrap().to_string();
+    let (s, v) = refresh(second.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    let third = v["refresh_token"].as_str().unwrap().to_string();
+    // the first token again (a stolen copy): refused, and the family with it
+    let (s, _) = refresh(u.refresh.clone()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = refresh(third).await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the family's newest token is revoked too"
+    );
+    let (s, _) = refresh(other["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(s, StatusCode::OK, "another log-in is not affected");
+}
+
+#[sqlx::test(migrations = "./migrations")]
 async fn login_is_rate_limited_per_address(db: MySqlPool) {
     let app = TestApp::with_config(db, |c| {
         c.rate_limit.login_address_burst = 4;
@@ -308,7 +420,8 @@ async fn login_is_rate_limited_per_address(db: MySqlPool) {
                 Method::POST,
                 "/v1/auth/login",
                 None,
-                &[("x-forwarded-for", "192.0.2.7, 10.0.0.1")],
+                // whatever the client writes on the left, bff's entry is the last
+                &[("x-forwarded-for", &format!("203.0.113.{i}, 192.0.2.7"))],
                 Some(json!({"email": format!("user{i}@example.com"), "password": "whatever1"})),
             )
             .await;
