@@ -17,7 +17,9 @@
 # not checked and unsigned paths serve every object).
 #
 # Optional: CAUDAL_EDGE_LISTEN_ADDR (127.0.0.1), CAUDAL_EDGE_WORKERS (auto),
-# CAUDAL_EDGE_CACHE_MAX_SIZE (4g), CAUDAL_EDGE_PLAYLIST_INACTIVE (10m).
+# CAUDAL_EDGE_CACHE_MAX_SIZE (4g), CAUDAL_EDGE_PLAYLIST_INACTIVE (10m), CAUDAL_EDGE_STATUS_PORT
+# (unset: none; a port: nginx's stub_status at http://127.0.0.1:PORT/stub_status, for
+# prometheus-nginx-exporter).
 # Creates OUT_DIR/{logs,cache,temp}; re-rendering keeps the cache.
 set -euo pipefail
 
@@ -42,6 +44,14 @@ CACHE_MAX_SIZE=${CAUDAL_EDGE_CACHE_MAX_SIZE:-4g}
 PLAYLIST_INACTIVE=${CAUDAL_EDGE_PLAYLIST_INACTIVE:-10m}
 NJS_MODULE=/usr/lib/nginx/modules/ngx_http_js_module.so
 TOKENS=${CAUDAL_EDGE_TOKENS:-on}
+STATUS_PORT=${CAUDAL_EDGE_STATUS_PORT:-}
+STATUS_LISTEN=""
+if [ -n "$STATUS_PORT" ]; then
+  if ! [[ "$STATUS_PORT" =~ ^[0-9]+$ ]] || ((STATUS_PORT < 1 || STATUS_PORT > 65535)) || ((STATUS_PORT == EDGE_PORT)); then
+    die "CAUDAL_EDGE_STATUS_PORT must be a port number other than EDGE_PORT, got '$STATUS_PORT'"
+  fi
+  STATUS_LISTEN="127.0.0.1:$STATUS_PORT"
+fi
 [[ "$TOKENS" == on || "$TOKENS" == off ]] || die "CAUDAL_EDGE_TOKENS must be on or off, got '$TOKENS'"
 # Run as root (scripts/up.sh does), nginx would switch its workers to "nobody", which cannot
 # reach folders under /root: keep the invoking user, like every other Caudal process.
@@ -174,29 +184,31 @@ esac
 # A unix socket path is limited to 107 bytes.
 ((${#OUT_DIR} < 90)) || [ "$MODE" != local ] || die "OUT_DIR path too long for the origin's unix socket: $OUT_DIR"
 
-# {{NAME}} substitution and #{{s3}} / #{{local}} / #{{tokens}} / #{{no-tokens}} blocks (not nested).
+# {{NAME}} substitution and #{{s3}} / #{{local}} / #{{tokens}} / #{{no-tokens}} / #{{status}}
+# blocks (not nested).
 if [ "$TOKENS" = on ]; then KEEP="$MODE tokens"; else KEEP="$MODE no-tokens"; fi
+[ -z "$STATUS_LISTEN" ] || KEEP+=" status"
 render() {
   awk -v mode="$MODE" -v keep=" $KEEP " \
     -v OUT_DIR="$OUT_DIR" -v LISTEN="$LISTEN" -v WORKERS="$WORKERS" -v USER_LINE="$USER_LINE" \
     -v CACHE_MAX_SIZE="$CACHE_MAX_SIZE" -v PLAYLIST_INACTIVE="$PLAYLIST_INACTIVE" \
     -v NJS_MODULE="$NJS_MODULE" -v S3_HOSTPORT="$S3_HOSTPORT" -v S3_SCHEME="$S3_SCHEME" \
-    -v MEDIA_DIR="$MEDIA_DIR" '
+    -v MEDIA_DIR="$MEDIA_DIR" -v STATUS_LISTEN="$STATUS_LISTEN" '
     BEGIN {
-      n = split("OUT_DIR LISTEN WORKERS USER_LINE CACHE_MAX_SIZE PLAYLIST_INACTIVE NJS_MODULE S3_HOSTPORT S3_SCHEME MEDIA_DIR MODE", names, " ")
+      n = split("OUT_DIR LISTEN WORKERS USER_LINE CACHE_MAX_SIZE PLAYLIST_INACTIVE NJS_MODULE S3_HOSTPORT S3_SCHEME MEDIA_DIR MODE STATUS_LISTEN", names, " ")
       vals["OUT_DIR"] = OUT_DIR; vals["LISTEN"] = LISTEN; vals["WORKERS"] = WORKERS
       vals["USER_LINE"] = USER_LINE; vals["CACHE_MAX_SIZE"] = CACHE_MAX_SIZE
       vals["PLAYLIST_INACTIVE"] = PLAYLIST_INACTIVE; vals["NJS_MODULE"] = NJS_MODULE
       vals["S3_HOSTPORT"] = S3_HOSTPORT; vals["S3_SCHEME"] = S3_SCHEME
-      vals["MEDIA_DIR"] = MEDIA_DIR; vals["MODE"] = mode
+      vals["MEDIA_DIR"] = MEDIA_DIR; vals["MODE"] = mode; vals["STATUS_LISTEN"] = STATUS_LISTEN
       skip = 0
     }
-    /^[ \t]*#\{\{(s3|local|tokens|no-tokens)\}\}[ \t]*$/ {
+    /^[ \t]*#\{\{(s3|local|tokens|no-tokens|status)\}\}[ \t]*$/ {
       name = $0; gsub(/[ \t#{}]/, "", name)
       if (index(keep, " " name " ") == 0) skip = 1
       next
     }
-    /^[ \t]*#\{\{\/(s3|local|tokens|no-tokens)\}\}[ \t]*$/ { skip = 0; next }
+    /^[ \t]*#\{\{\/(s3|local|tokens|no-tokens|status)\}\}[ \t]*$/ { skip = 0; next }
     skip { next }
     {
       for (i = 1; i <= n; i++) {
@@ -220,4 +232,6 @@ nginx -t -q -p "$OUT_DIR" -c "$OUT_DIR/nginx.conf" -g 'daemon off;' ||
 # nginx -t leaves an empty pid file behind; a running edge owns a non-empty one.
 [ -s "$OUT_DIR/nginx.pid" ] || rm -f "$OUT_DIR/nginx.pid"
 if [ "$TOKENS" = on ]; then TOKENS_DESC="playback keys $KIDS"; else TOKENS_DESC="playback tokens OFF (unsigned paths serve everything)"; fi
-echo "render.sh: edge on http://$LISTEN -> $ORIGIN_DESC; $TOKENS_DESC; config $OUT_DIR/nginx.conf" >&2
+STATUS_DESC=""
+[ -z "$STATUS_LISTEN" ] || STATUS_DESC="; stub_status on http://$STATUS_LISTEN/stub_status"
+echo "render.sh: edge on http://$LISTEN -> $ORIGIN_DESC; $TOKENS_DESC$STATUS_DESC; config $OUT_DIR/nginx.conf" >&2

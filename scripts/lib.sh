@@ -10,7 +10,7 @@ die() { printf '[caudal] error: %s\n' "$*" >&2; exit 1; }
 
 APT_PACKAGES=(mariadb-server mariadb-client nginx libnginx-mod-rtmp libnginx-mod-http-js ffmpeg libavcodec-dev libavformat-dev
   libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev clang pkg-config
-  chromium nodejs npm curl procps redis-server)
+  chromium nodejs npm curl procps redis-server prometheus prometheus-nginx-exporter mtail python3-yaml)
 
 # Installs every missing system, Python, Node and cargo tool. Fast when all are present.
 install_deps() {
@@ -150,4 +150,56 @@ start_bg() {
   "$@" >"$logf" 2>&1 &
   CAUDAL_PIDS+=($!)
   log "started $name (pid $!, log $logf)"
+}
+
+# port_free PORT NAME: dies if something already listens on 127.0.0.1:PORT (wait_port would
+# take that listener for NAME)
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    die "port $1 is already taken: cannot start $2 there"
+  fi
+}
+
+# start_prometheus DIR PORT CONFIG [LOGFILE]: Prometheus (Debian's package) on 127.0.0.1:PORT
+# with CONFIG (infra/monitoring/render.sh writes one), its data in DIR/data (kept between runs,
+# CAUDAL_PROMETHEUS_RETENTION, 15d). Returns once it answers /-/ready.
+start_prometheus() {
+  local dir=$1 port=$2 config=$3 logf=${4:-$1/prometheus.log} pid i
+  command -v prometheus >/dev/null || die "prometheus is not installed (apt-get install prometheus)"
+  port_free "$port" "prometheus (another port: CAUDAL_PROMETHEUS_PORT)"
+  mkdir -p "$dir/data"
+  prometheus --config.file="$config" --storage.tsdb.path="$dir/data" \
+    --storage.tsdb.retention.time="${CAUDAL_PROMETHEUS_RETENTION:-15d}" \
+    --web.listen-address="127.0.0.1:$port" --web.enable-lifecycle >"$logf" 2>&1 &
+  pid=$!
+  CAUDAL_PIDS+=("$pid")
+  log "started prometheus (pid $pid, log $logf)"
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$pid" 2>/dev/null || die "prometheus exited at start: see $logf"
+    curl -fs -o /dev/null "http://127.0.0.1:$port/-/ready" && return 0
+    sleep 0.1
+  done
+  die "prometheus was not ready on 127.0.0.1:$port within 60s (see $logf)"
+}
+
+# start_edge_metrics EDGE_DIR STATUS_PORT EXPORTER_PORT MTAIL_PORT LOGDIR: the edge's two
+# exporters, on loopback. prometheus-nginx-exporter on EXPORTER_PORT reads nginx's stub_status
+# on STATUS_PORT (cdn-config/render.sh with CAUDAL_EDGE_STATUS_PORT); mtail on MTAIL_PORT runs
+# cdn-config/metrics/edge.mtail over EDGE_DIR/logs/access.log and upstream.log (origin
+# statuses, cache statuses).
+start_edge_metrics() {
+  local edge=$1 status=$2 exporter=$3 mtail_port=$4 logs=$5
+  command -v prometheus-nginx-exporter >/dev/null || die "prometheus-nginx-exporter is not installed (apt-get install prometheus-nginx-exporter)"
+  command -v mtail >/dev/null || die "mtail is not installed (apt-get install mtail)"
+  port_free "$exporter" prometheus-nginx-exporter
+  port_free "$mtail_port" mtail
+  mkdir -p "$logs"
+  start_bg edge-exporter "$logs/edge-exporter.log" prometheus-nginx-exporter \
+    -nginx.scrape-uri="http://127.0.0.1:$status/stub_status" -nginx.retries=10 -nginx.retry-interval=1s \
+    -web.listen-address="127.0.0.1:$exporter"
+  start_bg edge-mtail "$logs/edge-mtail.log" mtail --progs "$CAUDAL_ROOT/cdn-config/metrics" \
+    --logs "$edge/logs/access.log,$edge/logs/upstream.log" --address 127.0.0.1 --port "$mtail_port" \
+    --emit_prog_label=false --logtostderr
+  wait_port 127.0.0.1 "$exporter" 30 prometheus-nginx-exporter
+  wait_port 127.0.0.1 "$mtail_port" 30 mtail
 }
