@@ -8,9 +8,15 @@ platform_defaults() {
   : "${CAUDAL_RTMP_PORT:=1935}" "${CAUDAL_INGEST_HTTP_PORT:=8081}" "${CAUDAL_USER_PORT:=8082}"
   : "${CAUDAL_METADATA_PORT:=8083}" "${CAUDAL_BFF_PORT:=8080}" "${CAUDAL_EDGE_PORT:=8090}"
   : "${CAUDAL_METRICS_BASE:=9080}"
+  # monitoring (infra/monitoring): Prometheus, and the edge's stub_status, nginx exporter and mtail
+  # on the metrics ports after the services' four
+  : "${CAUDAL_MONITORING:=on}" "${CAUDAL_PROMETHEUS_PORT:=9090}"
+  : "${CAUDAL_EDGE_STATUS_PORT:=$((CAUDAL_METRICS_BASE + 4))}" "${CAUDAL_EDGE_EXPORTER_PORT:=$((CAUDAL_METRICS_BASE + 5))}"
+  : "${CAUDAL_EDGE_MTAIL_PORT:=$((CAUDAL_METRICS_BASE + 6))}"
   : "${CAUDAL_STORAGE:=s3}" # s3 (the S3-compatible server) or local (a folder)
   export CAUDAL_MYSQL_PORT CAUDAL_MONGO_PORT CAUDAL_S3_PORT CAUDAL_RTMP_PORT CAUDAL_INGEST_HTTP_PORT \
-    CAUDAL_USER_PORT CAUDAL_METADATA_PORT CAUDAL_BFF_PORT CAUDAL_EDGE_PORT CAUDAL_METRICS_BASE CAUDAL_STORAGE
+    CAUDAL_USER_PORT CAUDAL_METADATA_PORT CAUDAL_BFF_PORT CAUDAL_EDGE_PORT CAUDAL_METRICS_BASE CAUDAL_STORAGE \
+    CAUDAL_MONITORING CAUDAL_PROMETHEUS_PORT CAUDAL_EDGE_STATUS_PORT CAUDAL_EDGE_EXPORTER_PORT CAUDAL_EDGE_MTAIL_PORT
 }
 
 # platform_free_ports: every port picked free (tests)
@@ -18,17 +24,21 @@ platform_free_ports() {
   CAUDAL_MYSQL_PORT=$(free_port) CAUDAL_MONGO_PORT=$(free_port) CAUDAL_S3_PORT=$(free_port)
   CAUDAL_RTMP_PORT=$(free_port) CAUDAL_INGEST_HTTP_PORT=$(free_port) CAUDAL_USER_PORT=$(free_port)
   CAUDAL_METADATA_PORT=$(free_port) CAUDAL_BFF_PORT=$(free_port) CAUDAL_EDGE_PORT=$(free_port)
-  # four metrics ports from the base: free, and none of them one of the ports above
-  local taken=" $CAUDAL_MYSQL_PORT $CAUDAL_MONGO_PORT $CAUDAL_S3_PORT $CAUDAL_RTMP_PORT $CAUDAL_INGEST_HTTP_PORT $CAUDAL_USER_PORT $CAUDAL_METADATA_PORT $CAUDAL_BFF_PORT $CAUDAL_EDGE_PORT " i ok
+  CAUDAL_PROMETHEUS_PORT=$(free_port)
+  # seven metrics ports from the base (four services, then the edge's stub_status, nginx
+  # exporter and mtail): free, and none of them one of the ports above
+  local taken=" $CAUDAL_MYSQL_PORT $CAUDAL_MONGO_PORT $CAUDAL_S3_PORT $CAUDAL_RTMP_PORT $CAUDAL_INGEST_HTTP_PORT $CAUDAL_USER_PORT $CAUDAL_METADATA_PORT $CAUDAL_BFF_PORT $CAUDAL_EDGE_PORT $CAUDAL_PROMETHEUS_PORT " i ok
   while :; do
     CAUDAL_METRICS_BASE=$(( $(free_port) / 10 * 10 ))
     ok=1
-    for i in 0 1 2 3; do
+    for i in 0 1 2 3 4 5 6; do
       [[ "$taken" == *" $((CAUDAL_METRICS_BASE + i)) "* ]] && ok=0
       (exec 3<>"/dev/tcp/127.0.0.1/$((CAUDAL_METRICS_BASE + i))") 2>/dev/null && ok=0
     done
     [ "$ok" = 1 ] && break
   done
+  CAUDAL_EDGE_STATUS_PORT=$((CAUDAL_METRICS_BASE + 4)) CAUDAL_EDGE_EXPORTER_PORT=$((CAUDAL_METRICS_BASE + 5))
+  CAUDAL_EDGE_MTAIL_PORT=$((CAUDAL_METRICS_BASE + 6))
   platform_defaults
 }
 
@@ -85,12 +95,32 @@ start_platform() {
     export CAUDAL_BFF_LISTEN="127.0.0.1:$CAUDAL_BFF_PORT" CAUDAL_BFF_METRICS_LISTEN="127.0.0.1:$CAUDAL_METRICS_BASE"
     export CAUDAL_BFF_USER_SVC_URL="http://127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_BFF_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
     export CAUDAL_BFF_EDGE_URL="http://127.0.0.1:$CAUDAL_EDGE_PORT" CAUDAL_BFF_PLAYBACK__KEYS_FILE="$STATE/playback-keys"
+    export CAUDAL_BFF_INGEST_URLS="[\"http://127.0.0.1:$CAUDAL_INGEST_HTTP_PORT\"]"
     start_bg bff "$STATE/logs/bff.log" "$BIN/bff"
     wait_port 127.0.0.1 "$CAUDAL_BFF_PORT" 60 bff
   fi
   if [ -f "$CAUDAL_ROOT/cdn-config/render.sh" ]; then
-    bash "$CAUDAL_ROOT/cdn-config/render.sh" "$STATE/edge" "$CAUDAL_EDGE_PORT" "$CAUDAL_STORAGE" >"$STATE/logs/edge-render.log" 2>&1
+    # with monitoring, the edge also serves its stub_status (loopback only) for the exporter
+    local status_port=""
+    [ "$CAUDAL_MONITORING" = off ] || status_port=$CAUDAL_EDGE_STATUS_PORT
+    CAUDAL_EDGE_STATUS_PORT=$status_port bash "$CAUDAL_ROOT/cdn-config/render.sh" "$STATE/edge" "$CAUDAL_EDGE_PORT" "$CAUDAL_STORAGE" >"$STATE/logs/edge-render.log" 2>&1
     start_bg edge "$STATE/logs/edge.log" nginx -p "$STATE/edge" -c "$STATE/edge/nginx.conf" -g 'daemon off;'
     wait_port 127.0.0.1 "$CAUDAL_EDGE_PORT" 30 edge
   fi
+  [ "$CAUDAL_MONITORING" = off ] || start_monitoring "$STATE"
+}
+
+# start_monitoring STATE: the edge's exporters and Prometheus, on loopback. Prometheus's config
+# is rendered from infra/monitoring into STATE/prometheus (scraping every service's metrics
+# port and the edge's exporters; rules from infra/monitoring/rules), its data in
+# STATE/prometheus/data. CAUDAL_MONITORING=off skips all of it.
+start_monitoring() {
+  local STATE=$1
+  if [ -f "$STATE/edge/nginx.conf" ]; then
+    start_edge_metrics "$STATE/edge" "$CAUDAL_EDGE_STATUS_PORT" "$CAUDAL_EDGE_EXPORTER_PORT" "$CAUDAL_EDGE_MTAIL_PORT" "$STATE/logs"
+  fi
+  bash "$CAUDAL_ROOT/infra/monitoring/render.sh" "$STATE/prometheus" >"$STATE/logs/prometheus-render.log" 2>&1 ||
+    die "infra/monitoring/render.sh failed: see $STATE/logs/prometheus-render.log"
+  start_prometheus "$STATE/prometheus" "$CAUDAL_PROMETHEUS_PORT" "$STATE/prometheus/prometheus.yml" "$STATE/logs/prometheus.log"
+  log "monitoring: Prometheus on http://127.0.0.1:$CAUDAL_PROMETHEUS_PORT/ (alerts: /alerts, targets: /targets)"
 }

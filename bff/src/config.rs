@@ -26,6 +26,8 @@ pub struct Config {
     pub edge_url: String,
     /// The RTMP URL creators put in OBS ("Server"), shown on the studio's OBS settings.
     pub rtmp_url: String,
+    /// HTTP roots of the ingest instances (the studio's broadcast health asks each).
+    pub ingest_urls: Vec<String>,
     /// Folder of the web pages: `index.html`, `watch.html` and `static/`.
     pub web_dir: PathBuf,
     /// The hls.js build served at `/vendor/hls.min.js`.
@@ -149,6 +151,7 @@ impl Default for Config {
             metadata_svc_url: "http://127.0.0.1:8083".into(),
             edge_url: "http://127.0.0.1:8090".into(),
             rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            ingest_urls: vec!["http://127.0.0.1:8081".into()],
             web_dir: "web/public".into(),
             hls_js_path: "web/node_modules/hls.js/dist/hls.min.js".into(),
             cors_origins: vec![

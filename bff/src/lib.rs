@@ -110,6 +110,8 @@ pub struct Inner {
     pub purchase_limiter: Arc<RateLimiter>,
     /// The OpenAPI document, rendered once.
     pub openapi: bytes::Bytes,
+    /// Calls to ingest instances (broadcast health).
+    pub ingest_http: reqwest::Client,
 }
 
 impl Deref for AppState {
@@ -162,6 +164,10 @@ impl AppState {
                 rl.forwarded_hops,
             )),
             openapi: openapi::document_json(),
+            ingest_http: reqwest::Client::builder()
+                .timeout(Duration::from_millis(config.upstream_timeout_ms))
+                .build()
+                .map_err(|e| anyhow::anyhow!("http client: {e}"))?,
             config,
         };
         Ok(AppState(Arc::new(inner)))

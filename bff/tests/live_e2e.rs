@@ -143,8 +143,38 @@ async fn a_paid_live_stream_is_protected_at_the_edge_from_its_first_second() {
     assert_eq!(card["creator"]["display_name"], "Alice");
     assert_eq!(card["access"], "subscribers", "{card}");
 
+    // the studio sees the input's health, measured by ingest (30 fps, a keyframe every 2 s)
+    let health_path = format!("/v1/studio/videos/{video_id}/health");
+    let t = Instant::now();
+    let health = loop {
+        let h = api.get(&health_path, Some(&creator)).await;
+        assert_eq!(h.status, StatusCode::OK, "{}", h.body);
+        if h.body["keyframe_interval_secs"].is_number() && h.body["frame_rate"].is_number() {
+            break h.body;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no figures: {}",
+            h.body
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(health["reconnecting"], false);
+    let fps = health["frame_rate"].as_f64().unwrap();
+    assert!((20.0..=40.0).contains(&fps), "{health}");
+    assert!(health["input_kbps"].as_f64().unwrap() > 100.0, "{health}");
+    let gop = health["keyframe_interval_secs"].as_f64().unwrap();
+    assert!((1.5..=2.5).contains(&gop), "{health}");
+    assert_eq!(health["advice"], json!([]), "a healthy input: {health}");
+
     // a second user is denied, with the offer that would grant access
     let (viewer, viewer_id) = api.signup("Bob").await;
+    let not_mine = api.get(&health_path, Some(&viewer)).await;
+    assert_eq!(not_mine.status, StatusCode::NOT_FOUND, "{}", not_mine.body);
+    assert_eq!(
+        api.get(&health_path, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let detail_path = format!("/v1/videos/{video_id}");
     let detail = api.get(&detail_path, Some(&viewer)).await.ok();
     assert_eq!(detail["video"]["status"], "live");

@@ -20,6 +20,7 @@ use transcoder::{LiveTake, MediaInput, TakeFailure};
 
 use crate::admission::Slot;
 use crate::broadcast::{Broadcast, Live, Registry, TakeEnd};
+use crate::health::Meter;
 use crate::metadata;
 use crate::{LiveEntry, Shared};
 
@@ -61,6 +62,7 @@ struct Publishing {
     broadcast: Broadcast,
     timeline: Timeline,
     audio_refused: bool,
+    meter: Meter,
 }
 
 struct Conn {
@@ -315,8 +317,9 @@ impl Conn {
                 self.end_publish(TakeEnd::Stopped).await
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                if let Some(p) = &self.publishing {
+                if let Some(p) = self.publishing.as_mut() {
                     let fps = metadata.video_frame_rate.map(|f| f as f64);
+                    p.meter.declared_frame_rate = fps;
                     p.take.push(MediaInput::SourceInfo { frame_rate: fps });
                 }
             }
@@ -437,6 +440,7 @@ impl Conn {
                                     cfg.media_prefix, new_video_id
                                 ),
                                 reconnecting: false,
+                                health: None,
                             },
                         };
                         reg.live.insert(
@@ -534,6 +538,7 @@ impl Conn {
             broadcast,
             timeline: Timeline::new(),
             audio_refused: false,
+            meter: Meter::new(),
         });
         let r = self.accept(request_id);
         Box::pin(self.results(r)).await
@@ -576,6 +581,7 @@ impl Conn {
                 data,
             }) => {
                 let dts_ms = p.timeline.map(ts);
+                p.meter.video(data.len(), dts_ms, keyframe);
                 p.take.push(MediaInput::Video {
                     dts_ms,
                     cts_ms,
@@ -594,6 +600,7 @@ impl Conn {
                 tracing::debug!(error = %e, "skipping a malformed video tag");
             }
         }
+        self.report_health();
         Ok(())
     }
 
@@ -613,6 +620,7 @@ impl Conn {
             }
             Ok(AudioTag::Frame(frame)) => {
                 let pts_ms = p.timeline.map(ts);
+                p.meter.audio(frame.len(), pts_ms);
                 p.take.push(MediaInput::Audio {
                     pts_ms,
                     data: frame,
@@ -624,6 +632,29 @@ impl Conn {
                     tracing::warn!(video_id = %p.video_id, error = %e, "audio ignored");
                 }
             }
+        }
+    }
+
+    /// Every [`crate::health::WINDOW`]: the input's figures, for the studio.
+    fn report_health(&mut self) {
+        let Some(p) = self.publishing.as_mut() else {
+            return;
+        };
+        let Some(h) = p
+            .meter
+            .snapshot(p.take.dropped(), self.shared.transcode.segment_secs)
+        else {
+            return;
+        };
+        if let Some(live) = self
+            .shared
+            .registry
+            .lock()
+            .expect("registry lock")
+            .live
+            .get_mut(&p.key_id)
+        {
+            live.entry.health = Some(h);
         }
     }
 

@@ -13,6 +13,7 @@ mod cleanup;
 mod cluster;
 pub mod config;
 mod connection;
+pub mod health;
 mod metadata;
 
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ pub struct LiveEntry {
     pub master_playlist: String,
     /// The publisher dropped; the broadcast waits for it to reconnect.
     pub reconnecting: bool,
+    /// The input's figures and advice, refreshed every 2 s while a publisher sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<health::Health>,
 }
 
 pub(crate) struct Shared {
@@ -120,6 +124,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let rtmp_addr = listener.local_addr()?;
     let router = Router::new()
         .route("/v1/streams", get(list_streams))
+        .route("/v1/streams/{video_id}", get(one_stream))
         .with_state(shared.clone())
         .merge(service_kit::health_router());
     let (http_addr, http) =
@@ -176,6 +181,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .tasks
             .spawn(connection::handle(socket, peer, shared.clone(), slot));
     }
+}
+
+/// One broadcast of this instance, by video id (the studio's health panel).
+async fn one_stream(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(video_id): axum::extract::Path<String>,
+) -> Result<Json<LiveEntry>, axum::http::StatusCode> {
+    let reg = shared.registry.lock().expect("registry lock");
+    reg.live
+        .values()
+        .map(|l| l.entry.clone())
+        .chain(reg.held.values().map(|h| LiveEntry {
+            reconnecting: true,
+            ..h.broadcast.entry.clone()
+        }))
+        .find(|e| e.video_id == video_id)
+        .map(Json)
+        .ok_or(axum::http::StatusCode::NOT_FOUND)
 }
 
 async fn list_streams(State(shared): State<Arc<Shared>>) -> Json<Vec<LiveEntry>> {

@@ -115,6 +115,10 @@ pub fn router(state: AppState) -> Router {
             patch(studio::edit_video).delete(studio::delete_video),
         )
         .route(
+            "/v1/studio/videos/{id}/health",
+            get(studio::broadcast_health),
+        )
+        .route(
             "/v1/studio/broadcast-defaults",
             get(studio::broadcast_defaults).put(studio::set_broadcast_defaults),
         )

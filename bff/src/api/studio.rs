@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{Error, Result};
 use crate::extract::{AppJson, AppPath, AppQuery, Bearer};
@@ -166,6 +166,108 @@ pub async fn delete_video(
     }
     tracing::info!(video_id = %id, "video deleted in the studio");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How a live input is doing, measured by ingest over the last 2 s.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BroadcastHealth {
+    pub video_id: String,
+    /// The publisher dropped; ingest waits for it to come back.
+    pub reconnecting: bool,
+    /// When the figures were measured (absent in the first seconds, or while reconnecting).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Audio and video received, kbit/s.
+    pub input_kbps: Option<f64>,
+    /// Video frames a second received.
+    pub frame_rate: Option<f64>,
+    /// The frame rate the encoder announced.
+    pub declared_frame_rate: Option<f64>,
+    /// Seconds between the last two keyframes.
+    pub keyframe_interval_secs: Option<f64>,
+    /// Last audio timestamp minus last video timestamp, ms.
+    pub av_drift_ms: Option<i64>,
+    /// Media ingest dropped in this take.
+    pub dropped: Option<u64>,
+    /// What to change in OBS, in its settings' words; empty when all is well.
+    pub advice: Vec<String>,
+}
+
+/// My live broadcast's input health, with OBS advice.
+#[utoipa::path(
+    get, path = "/v1/studio/videos/{id}/health", tag = "studio",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Video id")),
+    responses(
+        (status = 200, description = "The input's figures and advice", body = BroadcastHealth),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such video of mine", body = ErrorEnvelope),
+        (status = 409, description = "`not_live`: the video is not live", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: no ingest instance answered", body = ErrorEnvelope),
+    )
+)]
+pub async fn broadcast_health(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<BroadcastHealth>> {
+    if !valid_video_id(&id) {
+        return Err(Error::NotFound("video"));
+    }
+    let (me, video) = tokio::join!(st.user_id(&auth), st.catalog.video(&id));
+    let me = me?;
+    let v = match video? {
+        Some(v) if v.owner_id == me => v,
+        _ => return Err(Error::NotFound("video")),
+    };
+    if v.status != service_clients::metadata::VideoStatus::Live {
+        return Err(Error::Conflict {
+            code: "not_live",
+            message: "the video is not live".into(),
+        });
+    }
+    // the instance running it answers; the others say 404
+    let asks = st.config.ingest_urls.iter().map(|base| {
+        let url = format!("{}/v1/streams/{id}", base.trim_end_matches('/'));
+        let http = st.ingest_http.clone();
+        async move {
+            let r = http.get(&url).send().await.ok()?;
+            if !r.status().is_success() {
+                return Some(None);
+            }
+            Some(r.json::<serde_json::Value>().await.ok())
+        }
+    });
+    let answers = futures::future::join_all(asks).await;
+    if let Some(entry) = answers.iter().flatten().flatten().next() {
+        let h = &entry["health"];
+        return Ok(Json(BroadcastHealth {
+            video_id: id,
+            reconnecting: entry["reconnecting"].as_bool().unwrap_or(false),
+            at: h["at"].as_str().and_then(|t| t.parse().ok()),
+            input_kbps: h["input_kbps"].as_f64(),
+            frame_rate: h["frame_rate"].as_f64(),
+            declared_frame_rate: h["declared_frame_rate"].as_f64(),
+            keyframe_interval_secs: h["keyframe_interval_secs"].as_f64(),
+            av_drift_ms: h["av_drift_ms"].as_i64(),
+            dropped: h["dropped"].as_u64(),
+            advice: h["advice"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }));
+    }
+    if answers.iter().all(Option::is_none) {
+        return Err(Error::Unavailable("ingest"));
+    }
+    // live in the catalog, but no instance runs it (it is ending)
+    Err(Error::Conflict {
+        code: "not_live",
+        message: "the broadcast is ending".into(),
+    })
 }
 
 /// What my new broadcasts start with: visibility and access policy.

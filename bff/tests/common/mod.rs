@@ -29,11 +29,17 @@ pub fn closed_port() -> SocketAddr {
 
 /// A config for bff against the stack, the edge at `edge`.
 pub fn config(stack: &Stack, edge: &str) -> bff::Config {
-    bff::Config::for_tests(
+    let mut c = bff::Config::for_tests(
         &format!("http://{}", stack.users_addr),
         &format!("http://{}", stack.metadata_addr),
         edge,
-    )
+    );
+    // an instance that runs nothing, then the stack's
+    c.ingest_urls = vec![
+        "http://127.0.0.1:9".into(),
+        format!("http://{}", stack.ingest_http),
+    ];
+    c
 }
 
 pub async fn start_bff(config: bff::Config, shutdown: &CancellationToken) -> Api {
