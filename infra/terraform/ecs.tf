@@ -161,6 +161,7 @@ locals {
         CAUDAL_INGEST_USER_SVC_URL            = local.user_svc_url
         CAUDAL_INGEST_METADATA_SVC_URL        = local.metadata_svc_url
         CAUDAL_INGEST_MAX_PUBLISHERS          = tostring(var.ingest_max_publishers)
+        CAUDAL_INGEST_SHARED_STATE_URL        = "redis://${aws_elasticache_replication_group.ingest_state.primary_endpoint_address}:6379"
         CAUDAL_INGEST_MEDIA_PREFIX            = local.media_prefix
         CAUDAL_INGEST_STORAGE__BACKEND        = "s3"
         CAUDAL_INGEST_STORAGE__BUCKET         = aws_s3_bucket.media.id

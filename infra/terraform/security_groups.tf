@@ -66,6 +66,14 @@ resource "aws_security_group" "rds" {
   tags = { Name = "${local.name}-rds" }
 }
 
+resource "aws_security_group" "ingest_state" {
+  name        = "${local.name}-ingest-state"
+  description = "Redis (ingest shared state): 6379 from ingest-rtmp only"
+  vpc_id      = aws_vpc.main.id
+
+  tags = { Name = "${local.name}-ingest-state" }
+}
+
 resource "aws_security_group" "docdb" {
   name        = "${local.name}-docdb"
   description = "DocumentDB: 27017 from metadata-svc only"
@@ -219,6 +227,24 @@ resource "aws_vpc_security_group_egress_rule" "ingest_to_metadata_svc" {
   from_port                    = 8083
   to_port                      = 8083
   referenced_security_group_id = aws_security_group.metadata_svc.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "ingest_to_state" {
+  security_group_id            = aws_security_group.ingest.id
+  description                  = "Key leases and heartbeats in Redis"
+  ip_protocol                  = "tcp"
+  from_port                    = 6379
+  to_port                      = 6379
+  referenced_security_group_id = aws_security_group.ingest_state.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "ingest_state_from_ingest" {
+  security_group_id            = aws_security_group.ingest_state.id
+  description                  = "Redis from ingest-rtmp"
+  ip_protocol                  = "tcp"
+  from_port                    = 6379
+  to_port                      = 6379
+  referenced_security_group_id = aws_security_group.ingest.id
 }
 
 # --- user-svc ------------------------------------------------------------------------------

@@ -127,6 +127,17 @@ variable "service_sizes" {
   }
 }
 
+variable "ingest_state_node_type" {
+  description = "ElastiCache node type of ingest's shared state (key leases and heartbeats: a few small keys per live broadcast)."
+  type        = string
+  default     = "cache.t4g.micro"
+
+  validation {
+    condition     = can(regex("^cache\\.[a-z0-9]+\\.[a-z0-9]+$", var.ingest_state_node_type))
+    error_message = "The ingest_state_node_type must be an ElastiCache node type such as cache.t4g.micro."
+  }
+}
+
 variable "ingest_max_publishers" {
   description = "Live publishers one ingest task accepts (CAUDAL_INGEST_MAX_PUBLISHERS; connections that have not published yet are bounded apart). Size it with service_sizes[\"ingest-rtmp\"].cpu: each live source runs its own ladder."
   type        = number

@@ -510,7 +510,7 @@ def _(cfg):
 
 # --- security groups ------------------------------------------------------------------------
 
-DB_PORTS = (3306, 27017)
+DB_PORTS = (3306, 27017, 6379)
 WORLD = ("0.0.0.0/0", "::/0")
 
 
@@ -545,7 +545,7 @@ def world_open(cidrs):
     return any(c in WORLD or "rtmp_allowed_cidrs" in c for c in cidrs if isinstance(c, str))
 
 
-@check("security groups: nothing opens the database ports (3306, 27017) to 0.0.0.0/0")
+@check("security groups: nothing opens the database ports (3306, 27017, 6379) to 0.0.0.0/0")
 def _(cfg):
     bad = [name for name, _sg, frm, to, proto, cidrs, _src in ingress_rules(cfg)
            if world_open(cidrs) and any(covers(frm, to, proto, p) for p in DB_PORTS)]
@@ -554,7 +554,7 @@ def _(cfg):
 
 @check("security groups: databases accept only their owning service's security group")
 def _(cfg):
-    owners = {"rds": ("user_svc", 3306), "docdb": ("metadata_svc", 27017)}
+    owners = {"rds": ("user_svc", 3306), "docdb": ("metadata_svc", 27017), "ingest_state": ("ingest", 6379)}
     for db_sg, (svc_sg, port) in owners.items():
         expect(("aws_security_group", db_sg) in cfg.resources, "no aws_security_group.%s" % db_sg)
         rules = [r for r in ingress_rules(cfg) if r[1] == ref("aws_security_group", db_sg, "id")]
