@@ -1659,3 +1659,98 @@ async fn a_source_without_keyframes_is_cut_anyway_and_memory_stays_bounded() {
     assert!(total >= 11.0, "{encoded}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_given_up_during_an_outage_are_marked_not_skipped_silently() {
+    let _turn = HEAVY.lock().await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut s3 = spawn_s3(port, data.path());
+    let storage = storage::StoreConfig::S3(storage::S3Config {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        region: "us-east-1".into(),
+        bucket: "giveup".into(),
+        path_style: true,
+        access_key_id: "caudal".into(),
+        secret_access_key: "caudalsecret".into(),
+        prefix: String::new(),
+        create_bucket: true,
+    });
+    let stack = Stack::start(StackOptions {
+        storage: Some(storage),
+        // give up on a segment after 1 s (the default is 10 minutes)
+        transcode: LiveConfig {
+            upload_give_up_secs: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let lost_before = metric(stack.ingest.metrics_addr, "caudal_segments_lost_total", "").await;
+    let publisher = Publisher {
+        secs: 24,
+        width: 426,
+        height: 240,
+        ..Default::default()
+    }
+    .spawn(&stack.rtmp_url(&stack.demo_key));
+    let video_id = wait_live(&stack, Duration::from_secs(10)).await;
+    let master = stack
+        .wait_object(
+            &format!("live/{video_id}/master.m3u8"),
+            Duration::from_secs(30),
+        )
+        .await;
+    let rung = first_rung(&master);
+    wait_listed(
+        &stack,
+        &format!("live/{video_id}/{rung}/index.m3u8"),
+        3,
+        None,
+    )
+    .await;
+    s3.kill().expect("stop s3s-fs");
+    let _ = s3.wait();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut s3 = spawn_s3(port, data.path());
+    let (ok, err) = wait_child(publisher, Duration::from_secs(60)).await;
+    assert!(ok, "{err}");
+    let doc = wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(60),
+    )
+    .await;
+    let lost =
+        metric(stack.ingest.metrics_addr, "caudal_segments_lost_total", "").await - lost_before;
+    assert!(lost >= 1.0, "segments were given up: {lost}");
+    let vod = text(
+        &stack
+            .wait_object(
+                &format!("live/{video_id}/{rung}/vod.m3u8"),
+                Duration::from_secs(5),
+            )
+            .await,
+    );
+    let segs = segments_of(&vod);
+    assert!(
+        segs.iter().any(|(_, d)| *d),
+        "the hole is marked with a discontinuity: {vod}"
+    );
+    for (i, (uri, _)) in segs.iter().enumerate() {
+        assert_eq!(
+            uri,
+            &format!("seg_{i:05}.ts"),
+            "numbering stays contiguous: {vod}"
+        );
+    }
+    let secs = doc.duration_secs.unwrap();
+    assert!(secs < 23.0, "the lost time is not in the recording: {secs}");
+    eprintln!(
+        "figure: give-up test: {lost} segment(s) given up, marked; {secs:.1} s recorded of 24 s"
+    );
+    stack.stop().await;
+    let _ = s3.kill();
+    let _ = s3.wait();
+}
