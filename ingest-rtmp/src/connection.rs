@@ -474,39 +474,15 @@ impl Conn {
         let mut broadcast = match broadcast {
             Ok(b) => b,
             Err(e) => {
-                self.shared
-                    .registry
-                    .lock()
-                    .expect("registry lock")
-                    .live
-                    .remove(&owner.key_id);
-                tracing::error!(error = %e, "cannot start the transcoder");
-                self.reject(
-                    request_id,
-                    "NetStream.Publish.Failed",
-                    "the transcoder could not start",
-                    "transcoder",
-                );
+                self.refuse_transcoder(request_id, &owner.key_id, &e);
                 return Ok(());
             }
         };
         let take = match broadcast.inner.take().await {
             Ok(t) => t,
             Err(e) => {
-                self.shared
-                    .registry
-                    .lock()
-                    .expect("registry lock")
-                    .live
-                    .remove(&owner.key_id);
+                self.refuse_transcoder(request_id, &owner.key_id, &e);
                 self.shared.tasks.spawn(broadcast.finish());
-                tracing::error!(error = %e, "cannot start the transcoder");
-                self.reject(
-                    request_id,
-                    "NetStream.Publish.Failed",
-                    "the transcoder could not start",
-                    "transcoder",
-                );
                 return Ok(());
             }
         };
@@ -633,6 +609,24 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// The transcoder could not start for an accepted key: the key is free again and the
+    /// publisher is told.
+    fn refuse_transcoder(&mut self, request_id: u32, key_id: &str, e: &transcoder::TranscodeError) {
+        self.shared
+            .registry
+            .lock()
+            .expect("registry lock")
+            .live
+            .remove(key_id);
+        tracing::error!(error = %e, "cannot start the transcoder");
+        self.reject(
+            request_id,
+            "NetStream.Publish.Failed",
+            "the transcoder could not start",
+            "transcoder",
+        );
     }
 
     /// Every [`crate::health::WINDOW`]: the input's figures, for the studio.

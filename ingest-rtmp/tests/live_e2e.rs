@@ -903,22 +903,27 @@ fn spawn_s3(port: u16, dir: &std::path::Path) -> std::process::Child {
     child
 }
 
+/// A store config on a test's own s3s-fs ([`spawn_s3`]).
+fn own_s3_store(port: u16, bucket: &str) -> storage::StoreConfig {
+    storage::StoreConfig::S3(storage::S3Config {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        region: "us-east-1".into(),
+        bucket: bucket.into(),
+        path_style: true,
+        access_key_id: "caudal".into(),
+        secret_access_key: "caudalsecret".into(),
+        prefix: String::new(),
+        create_bucket: true,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_seconds_of_object_store_outage_lose_no_segment() {
     let _turn = HEAVY.lock().await;
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut s3 = spawn_s3(port, data.path());
-    let storage = storage::StoreConfig::S3(storage::S3Config {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        region: "us-east-1".into(),
-        bucket: "outage".into(),
-        path_style: true,
-        access_key_id: "caudal".into(),
-        secret_access_key: "caudalsecret".into(),
-        prefix: String::new(),
-        create_bucket: true,
-    });
+    let storage = own_s3_store(port, "outage");
     let stack = Stack::start(StackOptions {
         storage: Some(storage),
         ..Default::default()
@@ -1666,16 +1671,7 @@ async fn segments_given_up_during_an_outage_are_marked_not_skipped_silently() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut s3 = spawn_s3(port, data.path());
-    let storage = storage::StoreConfig::S3(storage::S3Config {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        region: "us-east-1".into(),
-        bucket: "giveup".into(),
-        path_style: true,
-        access_key_id: "caudal".into(),
-        secret_access_key: "caudalsecret".into(),
-        prefix: String::new(),
-        create_bucket: true,
-    });
+    let storage = own_s3_store(port, "giveup");
     let stack = Stack::start(StackOptions {
         storage: Some(storage),
         // give up on a segment after 1 s (the default is 10 minutes)

@@ -143,15 +143,7 @@ pub async fn delete_video(
     Bearer(auth): Bearer,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    if !valid_video_id(&id) {
-        return Err(Error::NotFound("video"));
-    }
-    let (me, video) = tokio::join!(st.user_id(&auth), st.catalog.video(&id));
-    let me = me?;
-    let v = match video? {
-        Some(v) if v.owner_id == me => v,
-        _ => return Err(Error::NotFound("video")),
-    };
+    let v = my_video(&st, &auth, &id).await?;
     if v.status == service_clients::metadata::VideoStatus::Live {
         return Err(Error::Conflict {
             code: "video_live",
@@ -166,6 +158,19 @@ pub async fn delete_video(
     }
     tracing::info!(video_id = %id, "video deleted in the studio");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's own video `id`; anything else (no such video, someone else's) is 404.
+async fn my_video(st: &AppState, auth: &str, id: &str) -> Result<service_clients::metadata::Video> {
+    if !valid_video_id(id) {
+        return Err(Error::NotFound("video"));
+    }
+    let (me, video) = tokio::join!(st.user_id(auth), st.catalog.video(id));
+    let me = me?;
+    match video? {
+        Some(v) if v.owner_id == me => Ok(v),
+        _ => Err(Error::NotFound("video")),
+    }
 }
 
 /// How a live input is doing, measured by ingest over the last 2 s.
@@ -210,15 +215,7 @@ pub async fn broadcast_health(
     Bearer(auth): Bearer,
     AppPath(id): AppPath<String>,
 ) -> Result<Json<BroadcastHealth>> {
-    if !valid_video_id(&id) {
-        return Err(Error::NotFound("video"));
-    }
-    let (me, video) = tokio::join!(st.user_id(&auth), st.catalog.video(&id));
-    let me = me?;
-    let v = match video? {
-        Some(v) if v.owner_id == me => v,
-        _ => return Err(Error::NotFound("video")),
-    };
+    let v = my_video(&st, &auth, &id).await?;
     if v.status != service_clients::metadata::VideoStatus::Live {
         return Err(Error::Conflict {
             code: "not_live",
