@@ -37,6 +37,9 @@ cargo build --workspace --bins --locked -q
 [ -x target/debug/bff ] || die "target/debug/bff was not built"
 [ -f cdn-config/render.sh ] || die "cdn-config/render.sh is missing: no edge to test through"
 
+# Prometheus and the edge's exporters are monitoring.sh's to test; here they would only add
+# processes and ports (the edge's stub_status port is picked free, then bound later by nginx)
+export CAUDAL_MONITORING=off
 platform_free_ports
 # short playback tokens: the tests watch long enough to see several renewals
 export CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS=${CAUDAL_TEST_TOKEN_TTL_SECS:-20}
