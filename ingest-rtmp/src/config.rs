@@ -37,7 +37,9 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Bytes a connection may send after the handshake and before its `publish` is accepted.
     pub max_bytes_before_publish: usize,
-    /// A video tag larger than this is dropped and counted.
+    /// Largest RTMP video message (one FLV video tag); a publisher announcing a larger one is
+    /// disconnected from the chunk header, before its payload is buffered. Audio messages are
+    /// capped at 64 KiB, other messages at 256 KiB.
     pub max_video_tag_bytes: usize,
     /// Connections that have not published yet, in all; when full, the oldest is closed.
     pub max_pending_connections: usize,

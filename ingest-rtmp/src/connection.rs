@@ -20,9 +20,15 @@ use transcoder::{LiveTake, MediaInput, TakeFailure};
 
 use crate::admission::Slot;
 use crate::broadcast::{Broadcast, Live, Registry, TakeEnd};
+use crate::chunks::{ChunkGauge, Limits};
 use crate::health::Meter;
 use crate::metadata;
 use crate::{LiveEntry, Shared};
+
+/// An AAC frame is at most 6144 bits per channel: 64 KiB is far beyond any audio message.
+const MAX_AUDIO_TAG_BYTES: usize = 64 << 10;
+/// Commands, metadata and control messages take a few KiB.
+const MAX_OTHER_MESSAGE_BYTES: usize = 256 << 10;
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -82,6 +88,8 @@ struct Conn {
     end: TakeEnd,
     /// Bytes received before `publish` was accepted.
     bytes_before_publish: usize,
+    /// Reads the chunk headers rml_rtmp reads, to refuse oversized messages early.
+    gauge: ChunkGauge,
 }
 
 pub async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, slot: Slot) {
@@ -163,6 +171,11 @@ async fn serve(
         kicked: CancellationToken::new(),
         end: TakeEnd::Dropped,
         bytes_before_publish: 0,
+        gauge: ChunkGauge::new(Limits {
+            video: shared.cfg.max_video_tag_bytes,
+            audio: MAX_AUDIO_TAG_BYTES,
+            other: MAX_OTHER_MESSAGE_BYTES,
+        }),
     };
     let key_revoked = conn.key_revoked.clone();
     let kicked = conn.kicked.clone();
@@ -242,6 +255,11 @@ impl Conn {
                     self.shared.cfg.max_bytes_before_publish
                 )));
             }
+        }
+        // refused from the chunk header, before rml_rtmp buffers the payload
+        if let Err(e) = self.gauge.feed(bytes) {
+            metrics::counter!("caudal_rtmp_rejected_total", "reason" => e.reason()).increment(1);
+            return Err(ConnError::Refused(e.to_string()));
         }
         let session = &mut self.session;
         let results = guarded(|| session.handle_input(bytes))?.map_err(ConnError::Session)?;
@@ -541,12 +559,6 @@ impl Conn {
                 )));
             }
         }
-        if data.len() > self.shared.cfg.max_video_tag_bytes {
-            metrics::counter!("caudal_ingest_dropped_total", "reason" => "oversize_tag")
-                .increment(1);
-            tracing::warn!(video_id = %p.video_id, bytes = data.len(), "oversized video tag dropped");
-            return Ok(());
-        }
         match flv::parse_video(&data) {
             Ok(VideoTag::SequenceHeader(avcc)) => {
                 p.take.push(MediaInput::VideoConfig(avcc));
@@ -584,12 +596,6 @@ impl Conn {
         let Some(p) = self.publishing.as_mut() else {
             return;
         };
-        // an AAC frame is at most 6144 bits per channel: 64 KiB is far beyond any
-        if data.len() > 64 * 1024 {
-            metrics::counter!("caudal_ingest_dropped_total", "reason" => "oversize_tag")
-                .increment(1);
-            return;
-        }
         match flv::parse_audio(&data) {
             Ok(AudioTag::SequenceHeader(asc)) => {
                 p.take.push(MediaInput::AudioConfig(asc));

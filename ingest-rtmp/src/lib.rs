@@ -9,6 +9,7 @@
 
 mod admission;
 mod broadcast;
+mod chunks;
 mod cleanup;
 mod cluster;
 pub mod config;

@@ -394,9 +394,14 @@ async fn unsupported_video_codec_is_refused_with_the_connection_closed() {
 }
 
 /// Issue 4 end to end: a key the creator revoked is refused by ingest; its fresh key works.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_stream_key_is_refused_and_a_new_one_publishes() {
-    let stack = Stack::start(StackOptions::default()).await;
+/// A second stream key for the demo user, made through user-svc's API.
+struct NewKey {
+    key: String,
+    id: String,
+    token: String,
+}
+
+async fn new_stream_key(stack: &Stack, label: &str) -> NewKey {
     let http = reqwest::Client::new();
     let base = format!("http://{}", stack.users_addr);
     let login: serde_json::Value = http
@@ -415,18 +420,29 @@ async fn a_revoked_stream_key_is_refused_and_a_new_one_publishes() {
     let created: serde_json::Value = http
         .post(format!("{base}/v1/stream-keys"))
         .bearer_auth(&token)
-        .json(&serde_json::json!({"label": "second pc"}))
+        .json(&serde_json::json!({ "label": label }))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let key = created["key"]
-        .as_str()
-        .expect("full key shown once")
-        .to_string();
-    let id = created["id"].as_str().unwrap().to_string();
+    NewKey {
+        key: created["key"]
+            .as_str()
+            .expect("full key shown once")
+            .to_string(),
+        id: created["id"].as_str().expect("key id").to_string(),
+        token,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_stream_key_is_refused_and_a_new_one_publishes() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", stack.users_addr);
+    let NewKey { key, id, token } = new_stream_key(&stack, "second pc").await;
     let revoked = http
         .delete(format!("{base}/v1/stream-keys/{id}"))
         .bearer_auth(&token)
@@ -1749,4 +1765,165 @@ async fn segments_given_up_during_an_outage_are_marked_not_skipped_silently() {
     stack.stop().await;
     let _ = s3.kill();
     let _ = s3.wait();
+}
+
+/// A client that completes the handshake, `connect` and `publish` (rml_rtmp's own client
+/// session), then returns the socket for hand-made chunks. Fails the test if not accepted.
+async fn published_socket(server: std::net::SocketAddr, key: &str) -> tokio::net::TcpStream {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+        PublishRequestType,
+    };
+    let mut s = tokio::net::TcpStream::connect(server).await.unwrap();
+    let mut hs = Handshake::new(PeerType::Client);
+    s.write_all(&hs.generate_outbound_p0_and_p1().unwrap())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let rest = loop {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed during the handshake");
+        match hs.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                s.write_all(&response_bytes).await.unwrap()
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                s.write_all(&response_bytes).await.unwrap();
+                break remaining_bytes;
+            }
+        }
+    };
+    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+    let mut pending = vec![session.request_connection("live".into()).unwrap()];
+    let mut input = rest;
+    let mut published = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !published {
+        assert!(Instant::now() < deadline, "publish was not accepted");
+        let mut results = std::mem::take(&mut pending);
+        if !input.is_empty() {
+            results.extend(session.handle_input(&input).unwrap());
+        }
+        for r in results {
+            match r {
+                ClientSessionResult::OutboundResponse(p) => s.write_all(&p.bytes).await.unwrap(),
+                ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) => {
+                    pending.push(
+                        session
+                            .request_publishing(key.to_string(), PublishRequestType::Live)
+                            .unwrap(),
+                    )
+                }
+                ClientSessionResult::RaisedEvent(ClientSessionEvent::PublishRequestAccepted) => {
+                    published = true
+                }
+                _ => {}
+            }
+        }
+        if published || !pending.is_empty() {
+            continue;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("server answer")
+            .unwrap();
+        assert!(n > 0, "closed before publish was accepted");
+        input = buf[..n].to_vec();
+    }
+    s
+}
+
+/// Writes `body` in pieces until the server closes; returns the bytes it took and whether
+/// it closed within `within`.
+async fn send_until_closed(
+    s: &mut tokio::net::TcpStream,
+    body: &[u8],
+    within: Duration,
+) -> (usize, bool) {
+    let mut sent = 0;
+    let mut sink = [0u8; 4096];
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if sent < body.len() {
+            let piece = &body[sent..(sent + 65536).min(body.len())];
+            match tokio::time::timeout(Duration::from_millis(200), s.write_all(piece)).await {
+                Ok(Ok(())) => sent += piece.len(),
+                Ok(Err(_)) => return (sent, true),
+                Err(_) => {}
+            }
+        }
+        match tokio::time::timeout(Duration::from_millis(20), s.read(&mut sink)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (sent, true),
+            _ => {}
+        }
+    }
+    (sent, false)
+}
+
+/// After `publish`, rml_rtmp buffers a message as its chunk headers announce it (up to
+/// 16 MiB) and appends chunks of other chunk streams to the message in progress, so an
+/// accepted publisher could make ingest hold memory of its choosing. Both are refused from
+/// the chunk header, before the payload is buffered; the running broadcast is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_overrunning_rtmp_messages_are_refused_from_their_headers() {
+    let _turn = HEAVY.lock().await;
+    let stack = Stack::start(StackOptions::default()).await;
+    let metrics = stack.ingest.metrics_addr;
+    let publisher = Publisher {
+        secs: 12,
+        width: 320,
+        height: 240,
+        ..Default::default()
+    }
+    .spawn(&stack.rtmp_url(&stack.demo_key));
+    let video_id = wait_live(&stack, Duration::from_secs(10)).await;
+    // a second key, so that the hostile publisher is accepted without taking over
+    let second_key = new_stream_key(&stack, "hostile").await.key;
+
+    // a video message announcing 16 MiB - 1 on chunk stream 6, then its payload
+    let before = metric(metrics, "caudal_rtmp_rejected_total", "message_too_large").await;
+    let mut s = published_socket(stack.rtmp_addr, &second_key).await;
+    let mut body = vec![0x06, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0];
+    body.extend(std::iter::repeat_n(0x17u8, 16 << 20));
+    let (sent, closed) = send_until_closed(&mut s, &body, Duration::from_secs(10)).await;
+    assert!(closed, "the connection was closed");
+    assert!(
+        sent < 16 << 20,
+        "closed before the payload arrived ({sent} bytes taken)"
+    );
+    let after = metric(metrics, "caudal_rtmp_rejected_total", "message_too_large").await;
+    assert_eq!(after, before + 1.0, "counted as message_too_large");
+
+    // chunks of a second stream appended to a message in progress: refused when one would
+    // run past its message (else the message grows for as long as the peer sends)
+    let before = metric(metrics, "caudal_rtmp_rejected_total", "bad_chunk").await;
+    let mut s = published_socket(stack.rtmp_addr, &second_key).await;
+    let mut body = vec![0x06, 0, 0, 0, 0, 0x03, 0xE8, 9, 1, 0, 0, 0];
+    body.extend_from_slice(&[0x17; 128]);
+    for _ in 0..20_000 {
+        body.extend_from_slice(&[0x07, 0, 0, 0, 0, 0, 100, 8, 1, 0, 0, 0]);
+        body.extend_from_slice(&[0xAF; 100]);
+    }
+    let (_, closed) = send_until_closed(&mut s, &body, Duration::from_secs(10)).await;
+    assert!(closed, "the connection was closed");
+    let after = metric(metrics, "caudal_rtmp_rejected_total", "bad_chunk").await;
+    assert_eq!(after, before + 1.0, "counted as bad_chunk");
+
+    // the real broadcast ran on, to its end
+    let (ok, err) = wait_child(publisher, Duration::from_secs(40)).await;
+    assert!(ok, "{err}");
+    let doc = wait_status(
+        &stack,
+        &video_id,
+        VideoStatus::Recorded,
+        Duration::from_secs(30),
+    )
+    .await;
+    let d = doc.duration_secs.unwrap();
+    assert!((d - 12.0).abs() <= 2.0, "duration {d}");
+    stack.stop().await;
 }
