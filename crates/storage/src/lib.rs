@@ -93,6 +93,44 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
     /// A short name for logs (`local`, `s3`).
     fn backend(&self) -> &'static str;
+
+    /// `len` bytes of an object from `offset` (fewer at its end), to read large objects in
+    /// bounded pieces.
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, StorageError>;
+
+    /// Starts writing a large object in parts; returns the write's id. Nothing is visible
+    /// under `key` until [`ObjectStore::multipart_complete`].
+    async fn multipart_start(&self, key: &str, meta: &ObjectMeta) -> Result<String, StorageError>;
+    /// Stores part `number` (1-based; every part but the last at least
+    /// [`MIN_PART_BYTES`]); returns its tag for `multipart_complete`. Storing the same number
+    /// again replaces it.
+    async fn multipart_put(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String, StorageError>;
+    /// Makes `key` the parts in order, atomically.
+    async fn multipart_complete(
+        &self,
+        key: &str,
+        upload: &str,
+        parts: &[Part],
+    ) -> Result<(), StorageError>;
+    /// Drops a write and its parts.
+    async fn multipart_abort(&self, key: &str, upload: &str) -> Result<(), StorageError>;
+}
+
+/// S3's smallest part but the last.
+pub const MIN_PART_BYTES: usize = 5 << 20;
+
+/// A stored part of a multipart write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub number: u32,
+    pub tag: String,
+    pub size: u64,
 }
 
 pub type DynStore = Arc<dyn ObjectStore>;

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{validate_key, ObjectInfo, ObjectMeta, ObjectStore, StorageError};
+use crate::{validate_key, ObjectInfo, ObjectMeta, ObjectStore, Part, StorageError};
 
 /// Objects as files under `root`; headers in a sidecar JSON under `root/.meta/`.
 /// Writes go to a temporary file that is renamed into place, so readers (and the edge
@@ -13,11 +13,14 @@ pub struct LocalStore {
 }
 
 const META_DIR: &str = ".meta";
+/// Parts of multipart writes, one folder per write (never listed: it starts with a dot).
+const PARTS_DIR: &str = ".parts";
 
 impl LocalStore {
     pub fn new(root: impl AsRef<Path>) -> Result<Self, StorageError> {
         let root = root.as_ref().to_path_buf();
         std::fs::create_dir_all(root.join(META_DIR))?;
+        std::fs::create_dir_all(root.join(PARTS_DIR))?;
         Ok(Self { root })
     }
 
@@ -27,7 +30,7 @@ impl LocalStore {
 
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
         validate_key(key)?;
-        if key.split('/').next() == Some(META_DIR) {
+        if matches!(key.split('/').next(), Some(META_DIR | PARTS_DIR)) {
             return Err(StorageError::InvalidKey(key.to_string()));
         }
         Ok(self.root.join(key))
@@ -35,6 +38,15 @@ impl LocalStore {
 
     fn meta_path(&self, key: &str) -> PathBuf {
         self.root.join(META_DIR).join(format!("{key}.json"))
+    }
+
+    fn parts_dir(&self, upload: &str) -> Result<PathBuf, StorageError> {
+        if upload.is_empty() || !upload.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(StorageError::NotFound(format!(
+                "multipart write {upload:?}"
+            )));
+        }
+        Ok(self.root.join(PARTS_DIR).join(upload))
     }
 }
 
@@ -156,6 +168,94 @@ impl ObjectStore for LocalStore {
 
     fn backend(&self) -> &'static str {
         "local"
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, StorageError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path(key)?;
+        let mut f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| not_found(e, key))?;
+        f.seek(std::io::SeekFrom::Start(offset)).await?;
+        let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+        f.take(len).read_to_end(&mut out).await?;
+        Ok(Bytes::from(out))
+    }
+
+    async fn multipart_start(&self, key: &str, meta: &ObjectMeta) -> Result<String, StorageError> {
+        self.path(key)?;
+        let upload = uuid::Uuid::new_v4().simple().to_string();
+        let dir = self.parts_dir(&upload)?;
+        tokio::fs::create_dir_all(&dir).await?;
+        let meta_json =
+            serde_json::to_vec(meta).map_err(|e| StorageError::Backend(e.to_string()))?;
+        write_atomic(&dir.join("meta.json"), &meta_json).await?;
+        Ok(upload)
+    }
+
+    async fn multipart_put(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String, StorageError> {
+        self.path(key)?;
+        let dir = self.parts_dir(upload)?;
+        if !tokio::fs::try_exists(dir.join("meta.json")).await? {
+            return Err(StorageError::NotFound(format!("multipart write {upload}")));
+        }
+        write_atomic(&dir.join(format!("{number:05}")), &body).await?;
+        Ok(format!("{number}-{}", body.len()))
+    }
+
+    async fn multipart_complete(
+        &self,
+        key: &str,
+        upload: &str,
+        parts: &[Part],
+    ) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        let path = self.path(key)?;
+        let dir = self.parts_dir(upload)?;
+        let meta = tokio::fs::read(dir.join("meta.json"))
+            .await
+            .map_err(|e| not_found(e, &format!("multipart write {upload}")))?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        // parts are copied file to file (bounded memory), then renamed into place
+        let tmp = dir.join("assembled");
+        let mut out = tokio::fs::File::create(&tmp).await?;
+        for p in parts {
+            let mut part = tokio::fs::File::open(dir.join(format!("{:05}", p.number)))
+                .await
+                .map_err(|e| not_found(e, &format!("part {} of {upload}", p.number)))?;
+            let copied = tokio::io::copy(&mut part, &mut out).await?;
+            if copied != p.size {
+                return Err(StorageError::Backend(format!(
+                    "part {} holds {copied} bytes, not {}",
+                    p.number, p.size
+                )));
+            }
+        }
+        out.flush().await?;
+        out.sync_all().await?;
+        drop(out);
+        write_atomic(&self.meta_path(key), &meta).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        tokio::fs::remove_dir_all(&dir).await?;
+        Ok(())
+    }
+
+    async fn multipart_abort(&self, key: &str, upload: &str) -> Result<(), StorageError> {
+        self.path(key)?;
+        let dir = self.parts_dir(upload)?;
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{validate_key, ObjectInfo, ObjectMeta, ObjectStore, StorageError};
+use crate::{validate_key, ObjectInfo, ObjectMeta, ObjectStore, Part, StorageError};
 
 /// S3 backend settings. `endpoint` is empty for AWS itself; set it (with `path_style`) for
 /// S3-compatible servers. Credentials come from these fields when set, else from the
@@ -255,6 +255,140 @@ impl ObjectStore for S3Store {
 
     fn backend(&self) -> &'static str {
         "s3"
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, StorageError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let k = self.full_key(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(k)
+            .range(format!("bytes={offset}-{}", offset + len - 1))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    StorageError::NotFound(key.to_string())
+                } else if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) {
+                    // a range starting at or past the end: nothing there
+                    StorageError::Backend(String::new())
+                } else {
+                    backend_err(e)
+                }
+            });
+        let out = match out {
+            Err(StorageError::Backend(m)) if m.is_empty() => return Ok(Bytes::new()),
+            other => other?,
+        };
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        Ok(data.into_bytes())
+    }
+
+    async fn multipart_start(&self, key: &str, meta: &ObjectMeta) -> Result<String, StorageError> {
+        let k = self.full_key(key)?;
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(k)
+            .content_type(&meta.content_type)
+            .cache_control(&meta.cache_control)
+            .send()
+            .await
+            .map_err(backend_err)?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| StorageError::Backend("no upload id in the answer".into()))
+    }
+
+    async fn multipart_put(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String, StorageError> {
+        let k = self.full_key(key)?;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(k)
+            .upload_id(upload)
+            .part_number(number as i32)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.meta().code() == Some("NoSuchUpload"))
+                {
+                    StorageError::NotFound(format!("multipart write {upload}"))
+                } else {
+                    backend_err(e)
+                }
+            })?;
+        out.e_tag()
+            .map(str::to_string)
+            .ok_or_else(|| StorageError::Backend("no ETag for the part".into()))
+    }
+
+    async fn multipart_complete(
+        &self,
+        key: &str,
+        upload: &str,
+        parts: &[Part],
+    ) -> Result<(), StorageError> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let k = self.full_key(key)?;
+        let done = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        CompletedPart::builder()
+                            .part_number(p.number as i32)
+                            .e_tag(&p.tag)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(k)
+            .upload_id(upload)
+            .multipart_upload(done)
+            .send()
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn multipart_abort(&self, key: &str, upload: &str) -> Result<(), StorageError> {
+        let k = self.full_key(key)?;
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(k)
+            .upload_id(upload)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
+            Err(e) => Err(backend_err(e)),
+        }
     }
 }
 
