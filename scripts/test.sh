@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Command 2: installs whatever is missing, starts the real servers once (MariaDB, the
-# MongoDB-compatible server, s3s-fs, Redis) on free loopback ports, and runs every test.
+# MongoDB-compatible server, s3s-fs, Redis, NATS) on free loopback ports, and runs every test.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAUDAL_ROOT"
@@ -20,6 +20,8 @@ start_mongo "$STATE/mongo" "$(free_port)"
 start_s3 "$STATE/s3" "$(free_port)"
 start_redis "$STATE/redis" "$(free_port)"
 export CAUDAL_TEST_REDIS_URL="$CAUDAL_REDIS_URL"
+start_nats "$STATE/nats" "$(free_port)"
+export CAUDAL_TEST_NATS_URL="$CAUDAL_NATS_URL"
 export DATABASE_URL="$CAUDAL_MYSQL_URL"
 export CAUDAL_TEST_S3_ENDPOINT="$CAUDAL_S3_ENDPOINT" CAUDAL_TEST_S3_ACCESS_KEY="$CAUDAL_S3_ACCESS_KEY" \
   CAUDAL_TEST_S3_SECRET_KEY="$CAUDAL_S3_SECRET_KEY" CAUDAL_TEST_S3_REGION=us-east-1
