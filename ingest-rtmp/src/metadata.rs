@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use service_clients::metadata::{
-    MetadataClient, NewVideo, PlaybackLocations, Rendition, StatusChange, VideoKind, VideoStatus,
+    MetadataClient, NewVideo, PlaybackLocations, StatusChange, VideoKind, VideoStatus,
 };
 use service_clients::users::StreamKeyOwner;
 use service_clients::ClientError;
@@ -59,19 +59,7 @@ pub fn new_live_video(
     }
 }
 
-fn renditions(list: &[RenditionInfo]) -> Vec<Rendition> {
-    list.iter()
-        .map(|r| Rendition {
-            name: r.name.clone(),
-            width: r.width,
-            height: r.height,
-            bandwidth: r.bandwidth,
-            codecs: r.codecs.clone(),
-            frame_rate: r.frame_rate,
-            playlist: r.playlist.clone(),
-        })
-        .collect()
-}
+use transcoder::worker::renditions;
 
 async fn apply(client: &MetadataClient, video_id: &str, op: &MetaOp) -> Result<(), ClientError> {
     match op {
@@ -133,6 +121,7 @@ async fn apply(client: &MetadataClient, video_id: &str, op: &MetaOp) -> Result<(
                             master,
                             vod_master: vod_master.clone(),
                         }),
+                        ..Default::default()
                     },
                 )
                 .await

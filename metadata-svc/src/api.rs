@@ -271,6 +271,8 @@ async fn change_status(
             duration_secs: f.opt("duration_secs")?,
             renditions: f.opt("renditions")?,
             playback: f.opt("playback")?,
+            failure: f.opt("failure")?,
+            poster: None,
         },
         poster: f.opt("poster")?,
         thumbnails: f.opt("thumbnails")?,

@@ -54,6 +54,9 @@ pub struct VideoDoc {
     /// Storage keys of thumbnail images (scrubbing previews).
     #[serde(default)]
     pub thumbnails: Vec<String>,
+    /// Why the video is `failed`, for its owner.
+    #[serde(default)]
+    pub failure: Option<String>,
     /// Changed only with `$inc`, never by a whole-document write.
     #[serde(default)]
     pub counters: Counters,
@@ -100,6 +103,7 @@ impl VideoDoc {
             renditions: self.renditions.clone(),
             playback: self.playback.clone(),
             poster: self.poster.clone(),
+            failure: self.failure.clone(),
             counters: self.counters.clone(),
             created_at: to_chrono(self.created_at),
             updated_at: Some(to_chrono(self.updated_at)),
@@ -536,6 +540,7 @@ pub fn new_document(v: &NewVideo, now: bson::DateTime) -> Result<VideoDoc, Error
         playback: v.playback.clone(),
         poster: None,
         thumbnails: Vec::new(),
+        failure: None,
         counters: Counters::default(),
         created_at: now,
         updated_at: now,
@@ -644,6 +649,9 @@ pub fn apply_status(
     }
     if let Some(p) = &u.poster {
         doc.poster = Some(p.clone());
+    }
+    if let Some(f) = &ch.failure {
+        doc.failure = Some(f.chars().take(500).collect());
     }
     if let Some(t) = &u.thumbnails {
         doc.thumbnails = t.clone();

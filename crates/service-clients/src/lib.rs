@@ -5,6 +5,7 @@
 //!
 //! Every call has a timeout; errors say which service failed and how.
 
+pub mod jobs;
 pub mod metadata;
 pub mod users;
 

@@ -116,6 +116,12 @@ pub struct StatusChange {
     pub renditions: Option<Vec<Rendition>>,
     #[serde(default)]
     pub playback: Option<PlaybackLocations>,
+    /// Why the video is `failed`, in words for its owner.
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// Storage key of the poster image.
+    #[serde(default)]
+    pub poster: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -146,6 +152,9 @@ pub struct Video {
     pub playback: PlaybackLocations,
     #[serde(default)]
     pub poster: Option<String>,
+    /// Why the video is `failed` (a file that is not a video, ...), for its owner.
+    #[serde(default)]
+    pub failure: Option<String>,
     #[serde(default)]
     pub counters: Counters,
     pub created_at: DateTime<Utc>,
