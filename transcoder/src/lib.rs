@@ -17,6 +17,7 @@ mod pipeline;
 pub mod playlist;
 mod spool;
 mod upload;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -1,0 +1,434 @@
+//! The transcode worker (`transcoder worker`): pulls jobs from the queue (NATS JetStream),
+//! reads the uploaded original from object storage, refuses what is not a video it can
+//! serve (with a reason a person can read), transcodes the same ladder as live into
+//! `{output_prefix}/{video id}/`, and records the result in metadata-svc.
+//!
+//! Any number of workers may run on any machines. A job is delivered at least once: a
+//! worker that dies loses its lease after `jobs.ack_wait_secs` and another takes the job; a
+//! redelivered job writes the same keys again and a video that is already `ready` is left
+//! alone. A file refused for its content fails at once (its video `failed`, the job a dead
+//! letter); anything else (storage or metadata-svc down) is retried until the last attempt.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use service_clients::jobs::TranscodeJob;
+use service_clients::metadata::{
+    MetadataClient, PlaybackLocations, Rendition, StatusChange, VideoStatus,
+};
+use storage::{DynStore, StoreConfig};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::{LiveConfig, RenditionInfo};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Prometheus `/metrics` and `/healthz`.
+    pub metrics_listen: SocketAddr,
+    /// Root URL of metadata-svc.
+    pub metadata_svc_url: String,
+    /// The store the originals are in and the ladder is written to.
+    pub storage: StoreConfig,
+    /// Output folder: a video's ladder goes under `{output_prefix}/{id}/`.
+    pub output_prefix: String,
+    pub jobs: jobs::JobsConfig,
+    /// The ladder (the same settings as live; rungs taller than the source are skipped).
+    pub transcode: LiveConfig,
+    /// Where originals are copied for reading (one file per job, removed after).
+    pub work_dir: PathBuf,
+    /// Longest video accepted, s.
+    pub max_duration_secs: f64,
+    /// Wait between retries of a job that failed for a passing reason, s.
+    pub retry_delay_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9085)),
+            metadata_svc_url: "http://127.0.0.1:8083".into(),
+            storage: StoreConfig::default(),
+            output_prefix: "vod".into(),
+            jobs: jobs::JobsConfig::default(),
+            transcode: LiveConfig {
+                passthrough: false,
+                ..LiveConfig::default()
+            },
+            work_dir: std::env::temp_dir().join("caudal-worker"),
+            max_duration_secs: 4.0 * 3600.0,
+            retry_delay_secs: 10,
+        }
+    }
+}
+
+/// Metadata-svc's description of rungs, from what the transcoder stored.
+pub fn renditions(list: &[RenditionInfo]) -> Vec<Rendition> {
+    list.iter()
+        .map(|r| Rendition {
+            name: r.name.clone(),
+            width: r.width,
+            height: r.height,
+            bandwidth: r.bandwidth,
+            codecs: r.codecs.clone(),
+            frame_rate: r.frame_rate,
+            playlist: r.playlist.clone(),
+        })
+        .collect()
+}
+
+/// Why a job did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The file itself: retrying cannot help. The message is shown to the video's owner.
+    #[error("{0}")]
+    Refused(String),
+    /// Storage, metadata-svc, the machine: worth another attempt.
+    #[error("{0}")]
+    Passing(String),
+}
+
+/// What a probe found in a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub width: u32,
+    pub height: u32,
+    pub duration_secs: f64,
+    pub has_audio: bool,
+}
+
+/// Checks that `path` is a video this platform can serve. Blocking (libavformat).
+pub fn probe(path: &Path, max_duration_secs: f64) -> Result<Probe, JobError> {
+    use ffmpeg_next as ff;
+    crate::av::init();
+    let size = std::fs::metadata(path)
+        .map_err(|e| JobError::Passing(format!("reading the copied original: {e}")))?
+        .len();
+    if size == 0 {
+        return Err(JobError::Refused("the file is empty".into()));
+    }
+    let ictx = ff::format::input(&path).map_err(|_| {
+        JobError::Refused(
+            "the file is not a video Caudal can read, or it is damaged or incomplete".into(),
+        )
+    })?;
+    let Some(video) = ictx.streams().best(ff::media::Type::Video) else {
+        return Err(JobError::Refused(
+            "the file has no video (an audio-only file?)".into(),
+        ));
+    };
+    let params = video.parameters();
+    if params.id() != ff::codec::Id::H264 {
+        return Err(JobError::Refused(format!(
+            "the video is {:?}; Caudal takes H.264 video (MP4, MOV, MKV or FLV)",
+            params.id()
+        )));
+    }
+    // Safety: reading plain fields of codec parameters owned by the open input.
+    let (width, height) = unsafe {
+        let p = params.as_ptr();
+        ((*p).width.max(0) as u32, (*p).height.max(0) as u32)
+    };
+    if width == 0 || height == 0 {
+        return Err(JobError::Refused(
+            "the video has no picture size: the file is damaged".into(),
+        ));
+    }
+    if width.max(height) > 4096 || u64::from(width) * u64::from(height) > 4096 * 2160 {
+        return Err(JobError::Refused(format!(
+            "the video is {width}x{height}; Caudal takes up to 4K (4096x2160)"
+        )));
+    }
+    let duration_secs = if ictx.duration() > 0 {
+        ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE)
+    } else {
+        0.0
+    };
+    if duration_secs > max_duration_secs {
+        return Err(JobError::Refused(format!(
+            "the video lasts {:.0} min; the limit is {:.0} min",
+            duration_secs / 60.0,
+            max_duration_secs / 60.0
+        )));
+    }
+    let has_audio = ictx.streams().best(ff::media::Type::Audio).is_some();
+    Ok(Probe {
+        width,
+        height,
+        duration_secs,
+        has_audio,
+    })
+}
+
+/// Copies an object to a local file in bounded pieces.
+async fn download(store: &DynStore, key: &str, to: &Path) -> Result<u64, JobError> {
+    const PIECE: u64 = 8 << 20;
+    let size = match store.head(key).await {
+        Ok(info) => info.size,
+        Err(storage::StorageError::NotFound(_)) => {
+            return Err(JobError::Refused(
+                "the uploaded file is gone from storage".into(),
+            ))
+        }
+        Err(e) => return Err(JobError::Passing(format!("reading {key}: {e}"))),
+    };
+    let mut f = tokio::fs::File::create(to)
+        .await
+        .map_err(|e| JobError::Passing(format!("creating {}: {e}", to.display())))?;
+    let mut at = 0;
+    while at < size {
+        let piece = store
+            .get_range(key, at, PIECE.min(size - at))
+            .await
+            .map_err(|e| JobError::Passing(format!("reading {key}: {e}")))?;
+        if piece.is_empty() {
+            return Err(JobError::Passing(format!(
+                "{key} ended at {at} of {size} bytes"
+            )));
+        }
+        f.write_all(&piece)
+            .await
+            .map_err(|e| JobError::Passing(format!("writing {}: {e}", to.display())))?;
+        at += piece.len() as u64;
+    }
+    f.flush()
+        .await
+        .map_err(|e| JobError::Passing(e.to_string()))?;
+    Ok(size)
+}
+
+pub struct Worker {
+    cfg: WorkerConfig,
+    store: DynStore,
+    catalog: MetadataClient,
+    ladder: Arc<LiveConfig>,
+}
+
+impl Worker {
+    pub async fn new(cfg: WorkerConfig) -> anyhow::Result<Self> {
+        let store = cfg
+            .storage
+            .open()
+            .await
+            .map_err(|e| anyhow::anyhow!("storage: {e}"))?;
+        tokio::fs::create_dir_all(&cfg.work_dir).await?;
+        Ok(Self {
+            catalog: MetadataClient::new(&cfg.metadata_svc_url, Duration::from_secs(10)),
+            ladder: Arc::new(cfg.transcode.clone()),
+            store,
+            cfg,
+        })
+    }
+
+    /// Transcodes one upload; `Ok(false)` when there was nothing to do (deleted or done).
+    pub async fn process(&self, job: &TranscodeJob) -> Result<bool, JobError> {
+        let id = &job.video_id;
+        let passing = |e: service_clients::ClientError| JobError::Passing(e.to_string());
+        let Some(video) = self.catalog.get_video(id).await.map_err(passing)? else {
+            tracing::info!(video_id = %id, "video deleted: nothing to transcode");
+            return Ok(false);
+        };
+        if video.status != VideoStatus::Processing {
+            tracing::info!(video_id = %id, status = ?video.status, "not processing: left alone");
+            return Ok(false);
+        }
+        let path = self
+            .cfg
+            .work_dir
+            .join(format!("{id}-{}", uuid::Uuid::new_v4().simple()));
+        let _cleanup = RemoveOnDrop(path.clone());
+        let bytes = download(&self.store, &job.source_key, &path).await?;
+        let p = path.clone();
+        let max = self.cfg.max_duration_secs;
+        let probe = tokio::task::spawn_blocking(move || probe(&p, max))
+            .await
+            .map_err(|e| JobError::Passing(format!("probe: {e}")))??;
+        tracing::info!(video_id = %id, bytes, width = probe.width, height = probe.height,
+            duration_secs = probe.duration_secs, "transcoding an upload");
+        let prefix = format!("{}/{id}", self.cfg.output_prefix);
+        let started = std::time::Instant::now();
+        let summary =
+            crate::file::transcode_file(self.ladder.clone(), self.store.clone(), prefix, &path)
+                .await
+                .map_err(|e| match e {
+                    // probed fine but could not be read through: a damaged file
+                    crate::TranscodeError::Media(e) => {
+                        JobError::Refused(format!("the file could not be decoded: {e}"))
+                    }
+                    other => JobError::Passing(other.to_string()),
+                })?;
+        metrics::histogram!("caudal_worker_transcode_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if summary.segments == 0 {
+            return Err(JobError::Refused(
+                "no picture could be decoded from the file".into(),
+            ));
+        }
+        let master = summary
+            .vod_master_key
+            .clone()
+            .or(summary.master_key.clone());
+        self.catalog
+            .change_status(
+                id,
+                &StatusChange {
+                    status: Some(VideoStatus::Ready),
+                    at: Some(Utc::now()),
+                    duration_secs: Some(summary.duration_secs),
+                    renditions: Some(renditions(&summary.renditions)),
+                    playback: Some(PlaybackLocations {
+                        master: master.clone(),
+                        vod_master: master,
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(passing)?;
+        tracing::info!(video_id = %id, secs = started.elapsed().as_secs_f64(),
+            duration_secs = summary.duration_secs, "upload ready");
+        Ok(true)
+    }
+
+    async fn fail(&self, video_id: &str, why: &str) {
+        let change = StatusChange {
+            status: Some(VideoStatus::Failed),
+            at: Some(Utc::now()),
+            failure: Some(why.to_string()),
+            ..Default::default()
+        };
+        if let Err(e) = self.catalog.change_status(video_id, &change).await {
+            tracing::warn!(video_id, error = %e, "status failed not recorded");
+        }
+    }
+
+    /// Runs one delivered job to its end: done, retried, or dead with the video failed.
+    pub async fn handle(&self, job: jobs::Job) {
+        let _alive = job.keep_alive();
+        let work: TranscodeJob = match job.decode() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable job");
+                let _ = job.dead(&format!("unreadable job: {e}")).await;
+                return;
+            }
+        };
+        let outcome = self.process(&work).await;
+        let settled = match outcome {
+            Ok(_) => {
+                metrics::counter!("caudal_worker_jobs_total", "outcome" => "done").increment(1);
+                job.done().await
+            }
+            Err(JobError::Refused(why)) => {
+                tracing::info!(video_id = %work.video_id, reason = %why, "upload refused");
+                metrics::counter!("caudal_worker_jobs_total", "outcome" => "refused").increment(1);
+                self.fail(&work.video_id, &why).await;
+                job.dead(&why).await
+            }
+            Err(JobError::Passing(why)) if job.last_attempt() => {
+                tracing::error!(video_id = %work.video_id, reason = %why, "giving up after the last attempt");
+                metrics::counter!("caudal_worker_jobs_total", "outcome" => "given_up").increment(1);
+                self.fail(
+                    &work.video_id,
+                    "processing failed several times; try uploading again",
+                )
+                .await;
+                job.dead(&why).await
+            }
+            Err(JobError::Passing(why)) => {
+                tracing::warn!(video_id = %work.video_id, reason = %why, attempt = job.attempt(), "job will be retried");
+                metrics::counter!("caudal_worker_jobs_total", "outcome" => "retried").increment(1);
+                job.retry(Duration::from_secs(self.cfg.retry_delay_secs))
+                    .await
+            }
+        };
+        if let Err(e) = settled {
+            // the lease runs out and the job comes back: nothing is lost
+            tracing::warn!(error = %e, "job not settled");
+        }
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Pulls and runs jobs one at a time until `shutdown`. Also marks `failed` the videos whose
+/// job no worker finished on any attempt (a worker dying each time).
+pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let worker = Arc::new(Worker::new(cfg.clone()).await?);
+    let queue = loop {
+        match jobs::Queue::connect(&cfg.jobs).await {
+            Ok(q) => break q,
+            Err(e) => tracing::warn!(error = %e, "job queue not reachable; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    };
+    tracing::info!(url = %cfg.jobs.url, "worker pulling jobs");
+    let mut exhausted = Box::pin(queue.watch_exhausted().await?);
+    let w = worker.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                d = exhausted.next() => match d {
+                    Some(d) if d.kind == TranscodeJob::KIND => {
+                        tracing::error!(video_id = %d.id, "no worker finished this job");
+                        w.fail(&d.id, "processing stopped on every attempt; try uploading again").await;
+                    }
+                    Some(_) => {}
+                    None => return,
+                },
+            }
+        }
+    });
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            n = queue.next(Duration::from_secs(5)) => n,
+        };
+        match next {
+            Ok(Some(job)) => worker.handle(job).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "pulling a job failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_empty_files_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.mp4");
+        std::fs::write(&text, "these are my notes, not a video\n".repeat(100)).unwrap();
+        match probe(&text, 3600.0) {
+            Err(JobError::Refused(why)) => assert!(why.contains("not a video"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let empty = dir.path().join("empty.mp4");
+        std::fs::write(&empty, b"").unwrap();
+        match probe(&empty, 3600.0) {
+            Err(JobError::Refused(why)) => assert!(why.contains("empty"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
