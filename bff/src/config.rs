@@ -56,6 +56,52 @@ pub struct Config {
     pub video_cache_ms: u64,
     pub rate_limit: RateLimitConfig,
     pub playback: PlaybackConfig,
+    pub uploads: UploadConfig,
+}
+
+/// Resumable uploads (tus 1.0 at `/v1/uploads`). Off while `jobs.url` is empty: the routes
+/// answer 503.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct UploadConfig {
+    /// Where originals are written (`uploads/{id}/source`), the store the workers read.
+    pub storage: storage::StoreConfig,
+    /// The transcode job queue (NATS JetStream).
+    pub jobs: jobs::JobsConfig,
+    /// Largest file accepted; a larger `Upload-Length` is refused (413) before any byte.
+    pub max_bytes: u64,
+    /// Bytes held per upload before they are stored as a part (at least 5 MiB, S3's minimum):
+    /// the memory one upload takes.
+    pub part_bytes: usize,
+    /// An upload not touched for this long is dropped (its video becomes `failed`), s.
+    pub expire_secs: u64,
+    /// How often abandoned uploads and unqueued jobs are looked for, s.
+    pub sweep_interval_secs: u64,
+    /// A PATCH that sends nothing for this long is ended (what came is kept), s.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            storage: storage::StoreConfig::default(),
+            jobs: jobs::JobsConfig {
+                url: String::new(),
+                ..jobs::JobsConfig::default()
+            },
+            max_bytes: 20 << 30,
+            part_bytes: 8 << 20,
+            expire_secs: 86_400,
+            sweep_interval_secs: 300,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+impl UploadConfig {
+    pub fn enabled(&self) -> bool {
+        !self.jobs.url.is_empty()
+    }
 }
 
 /// Signed playback URLs: `{edge_url}/p/{token}/{key}` (see the `playback-token` crate). The
@@ -168,6 +214,7 @@ impl Default for Config {
             video_cache_ms: 1_000,
             rate_limit: RateLimitConfig::default(),
             playback: PlaybackConfig::default(),
+            uploads: UploadConfig::default(),
         }
     }
 }
@@ -211,6 +258,9 @@ impl Config {
             return Err("page_size must be from 1 to 100".into());
         }
         self.playback.keys()?;
+        if self.uploads.part_bytes < storage::MIN_PART_BYTES || self.uploads.part_bytes > 1 << 30 {
+            return Err("uploads.part_bytes must be from 5 MiB to 1 GiB".into());
+        }
         if !(10..=86_400).contains(&self.playback.token_ttl_secs) {
             return Err("playback.token_ttl_secs must be from 10 to 86400".into());
         }

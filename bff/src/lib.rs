@@ -112,6 +112,8 @@ pub struct Inner {
     pub openapi: bytes::Bytes,
     /// Calls to ingest instances (broadcast health).
     pub ingest_http: reqwest::Client,
+    /// Resumable uploads; `None` when no job queue is configured.
+    pub uploads: Option<Arc<api::uploads::Uploads>>,
 }
 
 impl Deref for AppState {
@@ -123,6 +125,13 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(config: Config) -> anyhow::Result<Self> {
+        Self::with_uploads(config, None)
+    }
+
+    pub fn with_uploads(
+        config: Config,
+        uploads: Option<Arc<api::uploads::Uploads>>,
+    ) -> anyhow::Result<Self> {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -168,6 +177,7 @@ impl AppState {
                 .timeout(Duration::from_millis(config.upstream_timeout_ms))
                 .build()
                 .map_err(|e| anyhow::anyhow!("http client: {e}"))?,
+            uploads,
             config,
         };
         Ok(AppState(Arc::new(inner)))
@@ -321,7 +331,25 @@ pub async fn start(
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listen = config.listen;
     let (user_svc, metadata_svc) = (config.user_svc_url.clone(), config.metadata_svc_url.clone());
-    let state = AppState::new(config)?;
+    let uploads = if config.uploads.enabled() {
+        let store = config
+            .uploads
+            .storage
+            .open()
+            .await
+            .map_err(|e| anyhow::anyhow!("upload storage: {e}"))?;
+        let catalog = service_clients::metadata::MetadataClient::new(
+            &config.metadata_svc_url,
+            config.upstream_write_timeout(),
+        );
+        let up = api::uploads::Uploads::new(config.uploads.clone(), store, catalog);
+        api::uploads::spawn_background(up.clone(), shutdown.clone());
+        Some(up)
+    } else {
+        tracing::info!("uploads off: no job queue configured (uploads.jobs.url)");
+        None
+    };
+    let state = AppState::with_uploads(config, uploads)?;
     let (addr, task) = service_kit::serve(listen, app(state), shutdown).await?;
     tracing::info!(%addr, user_svc, metadata_svc, "bff listening");
     Ok((addr, task))

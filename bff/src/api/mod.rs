@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod screens;
 pub mod studio;
+pub mod uploads;
 pub mod viewer;
 
 use std::sync::Arc;
@@ -156,6 +157,22 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(max_body, mw::body_limit))
+        // upload bodies are streamed and bounded by Upload-Length, not by max_body_bytes
+        .merge(
+            Router::new()
+                .route(
+                    "/v1/uploads",
+                    post(uploads::create).options(uploads::options),
+                )
+                .route(
+                    "/v1/uploads/{id}",
+                    axum::routing::head(uploads::head)
+                        .patch(uploads::patch)
+                        .delete(uploads::terminate),
+                )
+                .route_layer(from_fn_with_state("bff", service_kit::track_http))
+                .layer(DefaultBodyLimit::disable()),
+        )
         .layer(cors(&state.config.cors_origins))
         .layer(from_fn(mw::request_context))
         .with_state(state)

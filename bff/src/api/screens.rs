@@ -484,6 +484,7 @@ mod tests {
                 vod_master: vod.map(Into::into),
             },
             poster: None,
+            failure: None,
             counters: Counters::default(),
             created_at: chrono::Utc::now(),
             updated_at: None,

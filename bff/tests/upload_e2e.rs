@@ -1,0 +1,370 @@
+//! Uploads the whole way through real services: a creator uploads a file through bff with
+//! tus in pieces, the connection drops halfway and the upload resumes from the last byte
+//! stored; the original in storage is byte-identical; a transcode job goes over NATS
+//! JetStream to a worker, which writes the ladder and makes the video `ready`. Files that
+//! are not videos end `failed` with a reason; over-limit and wrong-owner uploads are refused
+//! before a byte is stored.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{config, start_bff, Api};
+use reqwest::StatusCode;
+use serde_json::Value;
+use storage::StoreConfig;
+use test_stack::{Stack, StackOptions};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+use transcoder::{LiveConfig, RungSpec};
+
+fn nats_url() -> String {
+    std::env::var("CAUDAL_TEST_NATS_URL").expect(
+        "CAUDAL_TEST_NATS_URL is not set: run the tests through scripts/test.sh, which starts nats-server",
+    )
+}
+
+/// A queue of this test's own (streams and subjects named apart from other tests').
+fn jobs_config() -> jobs::JobsConfig {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase();
+    jobs::JobsConfig {
+        url: nats_url(),
+        stream: format!("UP_{tag}"),
+        subject_prefix: format!("up{tag}.jobs").to_lowercase(),
+        consumer: "workers".into(),
+        dead_letter_subject: format!("up{tag}.dead").to_lowercase(),
+        ack_wait_secs: 10,
+        max_deliver: 3,
+    }
+}
+
+/// An H.264/AAC MP4 made by the ffmpeg CLI (lossless: about 0.6 MB/s, so that a few
+/// seconds fill more than one 5 MiB part).
+fn make_mp4(path: &std::path::Path, secs: u32) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=640x360:rate=30:duration={secs}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={secs}"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(data)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum runs");
+    String::from_utf8_lossy(&out.stdout)[..64].to_string()
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// `POST /v1/uploads`; the upload's path.
+async fn create(api: &Api, token: &str, length: u64, title: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(api.url("/v1/uploads"))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", length.to_string())
+        .header(
+            "Upload-Metadata",
+            format!("title {},filetype {}", b64(title), b64("video/mp4")),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn offset(api: &Api, token: &str, path: &str) -> (StatusCode, Option<u64>) {
+    let r = reqwest::Client::new()
+        .head(api.url(path))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    let off = r
+        .headers()
+        .get("upload-offset")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    (r.status(), off)
+}
+
+async fn patch(api: &Api, token: &str, path: &str, from: u64, body: Vec<u8>) -> reqwest::Response {
+    reqwest::Client::new()
+        .patch(api.url(path))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", from.to_string())
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A PATCH that announces `announced` bytes, sends `body` and then drops the connection.
+async fn patch_and_drop(api: &Api, token: &str, path: &str, announced: usize, body: &[u8]) {
+    let addr = api
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {announced}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(64 << 10) {
+        s.write_all(piece).await.unwrap();
+    }
+    s.flush().await.unwrap();
+    // let the server read what was sent before the connection goes
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(s);
+}
+
+/// The video document as metadata-svc has it, once its status is `want`.
+async fn wait_status(stack: &Stack, id: &str, want: &str, within: Duration) -> Value {
+    let catalog = service_clients::metadata::MetadataClient::new(
+        format!("http://{}", stack.metadata_addr),
+        Duration::from_secs(5),
+    );
+    let t = Instant::now();
+    loop {
+        let v = catalog
+            .get_video(id)
+            .await
+            .unwrap()
+            .expect("the video exists");
+        let v = serde_json::json!({ "video": v });
+        if v["video"]["status"] == want {
+            return v;
+        }
+        assert!(t.elapsed() < within, "not {want} within {within:?}: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_resumes_after_a_drop_and_becomes_a_ready_video() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let stop = CancellationToken::new();
+    let media = StoreConfig::Local {
+        root: stack.dir.path().join("media"),
+    };
+    let jobs = jobs_config();
+    let mut cfg = config(&stack, "http://127.0.0.1:9");
+    cfg.uploads.storage = media.clone();
+    cfg.uploads.jobs = jobs.clone();
+    cfg.uploads.max_bytes = 50 << 20;
+    let api = start_bff(cfg, &stop).await;
+    let worker = transcoder::worker::WorkerConfig {
+        metadata_svc_url: format!("http://{}", stack.metadata_addr),
+        storage: media,
+        jobs: jobs.clone(),
+        transcode: LiveConfig {
+            x264_preset: "ultrafast".into(),
+            rungs: vec![
+                RungSpec::new("360p", 360, 800),
+                RungSpec::new("240p", 240, 400),
+            ],
+            spool_dir: stack.dir.path().join("worker-spool"),
+            ..Default::default()
+        },
+        work_dir: stack.dir.path().join("work"),
+        retry_delay_secs: 1,
+        ..Default::default()
+    };
+    let w_stop = stop.clone();
+    tokio::spawn(async move { transcoder::worker::run(worker, w_stop).await });
+
+    let (creator, _) = api.creator("Uma", None).await;
+    let (other, _) = api.signup("Olaf").await;
+    let file = stack.dir.path().join("clip.mp4");
+    make_mp4(&file, 12);
+    let data = std::fs::read(&file).unwrap();
+    let len = data.len() as u64;
+    // over one part (5 MiB) so that parts and tail are both exercised
+    assert!(len > 6 << 20, "{len} bytes");
+
+    // refused before a byte is stored: over the limit, not a creator
+    let big = create(&api, &creator, 51 << 20, "too big").await;
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let viewer = create(&api, &other, len, "not a creator").await;
+    assert_eq!(viewer.status(), StatusCode::FORBIDDEN);
+
+    let created = create(&api, &creator, len, "My trip").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["tus-resumable"], "1.0.0");
+    let path = created.headers()["location"].to_str().unwrap().to_string();
+    let id = path.rsplit('/').next().unwrap().to_string();
+    let v = wait_status(&stack, &id, "uploading", Duration::from_secs(5)).await;
+    assert_eq!(v["video"]["title"], "My trip");
+
+    // someone else can neither see nor write it
+    assert_eq!(offset(&api, &other, &path).await.0, StatusCode::NOT_FOUND);
+    let w = patch(&api, &other, &path, 0, vec![1, 2, 3]).await;
+    assert_eq!(w.status(), StatusCode::NOT_FOUND);
+
+    // the connection drops halfway through the first PATCH
+    let half = (len / 2) as usize;
+    patch_and_drop(&api, &creator, &path, len as usize, &data[..half]).await;
+    // the server keeps what arrived once it sees the connection end; ask until it has
+    let t = Instant::now();
+    let stored = loop {
+        let (status, stored) = offset(&api, &creator, &path).await;
+        assert_eq!(status, StatusCode::OK);
+        let stored = stored.expect("Upload-Offset");
+        if stored > 0 || t.elapsed() > Duration::from_secs(10) {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        stored > 0 && stored <= half as u64,
+        "resumes from what arrived: {stored} of {half}"
+    );
+    // a wrong offset is refused; the right one finishes it
+    let wrong = patch(
+        &api,
+        &creator,
+        &path,
+        stored + 1,
+        data[stored as usize + 1..][..1024].to_vec(),
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::CONFLICT);
+    let done = patch(
+        &api,
+        &creator,
+        &path,
+        stored,
+        data[stored as usize..].to_vec(),
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        done.headers()["upload-offset"].to_str().unwrap(),
+        len.to_string()
+    );
+
+    // the original, byte for byte
+    let source = stack
+        .store
+        .get(&format!("uploads/{id}/source"))
+        .await
+        .unwrap();
+    assert_eq!(source.len() as u64, len);
+    assert_eq!(sha256_hex(&source), sha256_hex(&data));
+
+    // processed by the worker: ready, with the ladder and a duration
+    let v = wait_status(&stack, &id, "ready", Duration::from_secs(90)).await;
+    let d = v["video"]["duration_secs"].as_f64().unwrap();
+    assert!((d - 12.0).abs() <= 1.0, "duration {d}: {v}");
+    let master = stack
+        .store
+        .get(&format!("vod/{id}/vod.m3u8"))
+        .await
+        .or(stack.store.get(&format!("vod/{id}/master.m3u8")).await)
+        .expect("a master playlist");
+    let master = String::from_utf8_lossy(&master).to_string();
+    assert!(
+        master.contains("360p") && master.contains("240p"),
+        "{master}"
+    );
+    let rung = master
+        .lines()
+        .find(|l| l.contains("360p") && !l.starts_with('#'))
+        .unwrap()
+        .to_string();
+    let pl = stack.store.get(&format!("vod/{id}/{rung}")).await.unwrap();
+    let pl = m3u8_rs::parse_media_playlist_res(&pl).expect("a media playlist");
+    assert!(pl.end_list, "a finished VOD playlist");
+    let total: f32 = pl.segments.iter().map(|s| s.duration).sum();
+    assert!((total - 12.0).abs() <= 1.0, "{total}");
+
+    // bad files end failed with a reason, and the worker keeps serving
+    let text = b"these are my notes, not a video\n".repeat(200);
+    let created = create(&api, &creator, text.len() as u64, "notes").await;
+    let tpath = created.headers()["location"].to_str().unwrap().to_string();
+    let tid = tpath.rsplit('/').next().unwrap().to_string();
+    assert_eq!(
+        patch(&api, &creator, &tpath, 0, text.clone())
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let v = wait_status(&stack, &tid, "failed", Duration::from_secs(30)).await;
+    let why = v["video"]["failure"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("not a video"), "{v}");
+
+    // a cancelled upload leaves nothing behind
+    let created = create(&api, &creator, len, "cancelled").await;
+    let cpath = created.headers()["location"].to_str().unwrap().to_string();
+    let cid = cpath.rsplit('/').next().unwrap().to_string();
+    assert_eq!(
+        patch(&api, &creator, &cpath, 0, data[..1000].to_vec())
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let gone = reqwest::Client::new()
+        .delete(api.url(&cpath))
+        .bearer_auth(&creator)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        offset(&api, &creator, &cpath).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(stack
+        .store
+        .list(&format!("uploads/{cid}/"))
+        .await
+        .unwrap()
+        .is_empty());
+    wait_status(&stack, &cid, "failed", Duration::from_secs(5)).await;
+
+    stop.cancel();
+}
