@@ -273,6 +273,8 @@ async fn change_status(
             playback: f.opt("playback")?,
             failure: f.opt("failure")?,
             poster: None,
+            storyboard: f.opt("storyboard")?,
+            progress: f.opt("progress")?,
         },
         poster: f.opt("poster")?,
         thumbnails: f.opt("thumbnails")?,

@@ -54,6 +54,12 @@ pub struct VideoDoc {
     /// Storage keys of thumbnail images (scrubbing previews).
     #[serde(default)]
     pub thumbnails: Vec<String>,
+    /// Storage key of the storyboard's WebVTT track (sprite sheets beside it).
+    #[serde(default)]
+    pub storyboard: Option<String>,
+    /// Processing progress, percent.
+    #[serde(default)]
+    pub progress: Option<f64>,
     /// Why the video is `failed`, for its owner.
     #[serde(default)]
     pub failure: Option<String>,
@@ -103,6 +109,8 @@ impl VideoDoc {
             renditions: self.renditions.clone(),
             playback: self.playback.clone(),
             poster: self.poster.clone(),
+            storyboard: self.storyboard.clone(),
+            progress: self.progress,
             failure: self.failure.clone(),
             counters: self.counters.clone(),
             created_at: to_chrono(self.created_at),
@@ -130,6 +138,7 @@ impl VideoDoc {
         keys.extend(self.playback.vod_master.as_deref());
         keys.extend(self.renditions.iter().map(|r| r.playlist.as_str()));
         keys.extend(self.poster.as_deref());
+        keys.extend(self.storyboard.as_deref());
         keys.extend(self.thumbnails.iter().map(String::as_str));
         let mut out = StorageLocations::default();
         for key in keys {
@@ -540,6 +549,8 @@ pub fn new_document(v: &NewVideo, now: bson::DateTime) -> Result<VideoDoc, Error
         playback: v.playback.clone(),
         poster: None,
         thumbnails: Vec::new(),
+        storyboard: None,
+        progress: None,
         failure: None,
         counters: Counters::default(),
         created_at: now,
@@ -588,6 +599,14 @@ impl StatusUpdate {
         }
         if let Some(p) = &self.poster {
             validate_key("poster", p)?;
+        }
+        if let Some(s) = &self.change.storyboard {
+            validate_key("storyboard", s)?;
+        }
+        if let Some(p) = self.change.progress {
+            if !(0.0..=100.0).contains(&p) {
+                return Err(Error::invalid("progress", "must be a percentage, 0 to 100"));
+            }
         }
         if let Some(t) = &self.thumbnails {
             validate_thumbnails(t)?;
@@ -649,6 +668,15 @@ pub fn apply_status(
     }
     if let Some(p) = &u.poster {
         doc.poster = Some(p.clone());
+    }
+    if let Some(s) = &ch.storyboard {
+        doc.storyboard = Some(s.clone());
+    }
+    if let Some(p) = ch.progress {
+        doc.progress = Some((p * 10.0).round() / 10.0);
+    }
+    if doc.status == VideoStatus::Ready {
+        doc.progress = Some(100.0);
     }
     if let Some(f) = &ch.failure {
         doc.failure = Some(f.chars().take(500).collect());

@@ -2,6 +2,7 @@
 //! libavformat and fed through the same pipeline as a live stream, as fast as the CPU allows.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,6 +30,16 @@ fn extradata(params: &codec::Parameters) -> Bytes {
 
 /// Reads `path` and sends every packet to `tx`. Blocking: call it from a blocking thread.
 pub fn feed(path: &Path, tx: &std::sync::mpsc::SyncSender<MediaInput>) -> Result<(), AvError> {
+    feed_counting(path, tx, &AtomicI64::new(0))
+}
+
+/// [`feed`], storing in `fed_ms` the decode time of the last video packet handed over (the
+/// pipeline's queue is bounded, so this follows the encoders closely).
+pub fn feed_counting(
+    path: &Path,
+    tx: &std::sync::mpsc::SyncSender<MediaInput>,
+    fed_ms: &AtomicI64,
+) -> Result<(), AvError> {
     av::init();
     let mut ictx = ff::format::input(&path).ctx("opening the input file")?;
     let video = ictx
@@ -74,6 +85,7 @@ pub fn feed(path: &Path, tx: &std::sync::mpsc::SyncSender<MediaInput>) -> Result
             let dts = packet.dts().or(packet.pts()).unwrap_or(0);
             let pts = packet.pts().unwrap_or(dts);
             let dts_ms = to_ms(dts, vtb);
+            fed_ms.store(dts_ms, Ordering::Relaxed);
             send(MediaInput::Video {
                 dts_ms,
                 cts_ms: (to_ms(pts, vtb) - dts_ms) as i32,
@@ -99,10 +111,21 @@ pub async fn transcode_file(
     prefix: String,
     path: &Path,
 ) -> Result<LiveSummary, TranscodeError> {
+    transcode_file_counting(cfg, store, prefix, path, Arc::new(AtomicI64::new(0))).await
+}
+
+/// [`transcode_file`], with the source position reached (ms) kept in `fed_ms` for progress.
+pub async fn transcode_file_counting(
+    cfg: Arc<LiveConfig>,
+    store: DynStore,
+    prefix: String,
+    path: &Path,
+    fed_ms: Arc<AtomicI64>,
+) -> Result<LiveSummary, TranscodeError> {
     let stream = LiveStream::start(cfg, store, prefix, None).await?;
     let tx = stream.sender().ok_or(TranscodeError::Stopped)?;
     let path = path.to_path_buf();
-    let fed = tokio::task::spawn_blocking(move || feed(&path, &tx))
+    let fed = tokio::task::spawn_blocking(move || feed_counting(&path, &tx, &fed_ms))
         .await
         .map_err(|_| TranscodeError::Stopped)?;
     let summary = stream.finish().await?;

@@ -7,6 +7,7 @@
 //! then the m3u8-rs playlists listing it. CPU work runs on dedicated threads fed by bounded
 //! channels; storage writes run on the async runtime.
 
+pub mod artwork;
 pub mod av;
 pub mod codecs;
 mod early;

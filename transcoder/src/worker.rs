@@ -47,12 +47,14 @@ pub struct WorkerConfig {
     pub max_duration_secs: f64,
     /// Wait between retries of a job that failed for a passing reason, s.
     pub retry_delay_secs: u64,
+    /// Poster and storyboard (scrubbing thumbnails).
+    pub artwork: crate::artwork::ArtworkConfig,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9085)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9087)),
             metadata_svc_url: "http://127.0.0.1:8083".into(),
             storage: StoreConfig::default(),
             output_prefix: "vod".into(),
@@ -64,6 +66,7 @@ impl Default for WorkerConfig {
             work_dir: std::env::temp_dir().join("caudal-worker"),
             max_duration_secs: 4.0 * 3600.0,
             retry_delay_secs: 10,
+            artwork: Default::default(),
         }
     }
 }
@@ -203,6 +206,14 @@ async fn download(store: &DynStore, key: &str, to: &Path) -> Result<u64, JobErro
     Ok(size)
 }
 
+/// Stops a background task when the job that started it ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub struct Worker {
     cfg: WorkerConfig,
     store: DynStore,
@@ -253,16 +264,24 @@ impl Worker {
             duration_secs = probe.duration_secs, "transcoding an upload");
         let prefix = format!("{}/{id}", self.cfg.output_prefix);
         let started = std::time::Instant::now();
-        let summary =
-            crate::file::transcode_file(self.ladder.clone(), self.store.clone(), prefix, &path)
-                .await
-                .map_err(|e| match e {
-                    // probed fine but could not be read through: a damaged file
-                    crate::TranscodeError::Media(e) => {
-                        JobError::Refused(format!("the file could not be decoded: {e}"))
-                    }
-                    other => JobError::Passing(other.to_string()),
-                })?;
+        let fed_ms = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let reporter = AbortOnDrop(self.report_progress(id, probe.duration_secs, fed_ms.clone()));
+        let summary = crate::file::transcode_file_counting(
+            self.ladder.clone(),
+            self.store.clone(),
+            prefix.clone(),
+            &path,
+            fed_ms,
+        )
+        .await
+        .map_err(|e| match e {
+            // probed fine but could not be read through: a damaged file
+            crate::TranscodeError::Media(e) => {
+                JobError::Refused(format!("the file could not be decoded: {e}"))
+            }
+            other => JobError::Passing(other.to_string()),
+        })?;
+        drop(reporter);
         metrics::histogram!("caudal_worker_transcode_seconds")
             .record(started.elapsed().as_secs_f64());
         if summary.segments == 0 {
@@ -274,6 +293,7 @@ impl Worker {
             .vod_master_key
             .clone()
             .or(summary.master_key.clone());
+        let art = self.artwork(&path, &prefix, summary.duration_secs).await?;
         self.catalog
             .change_status(
                 id,
@@ -286,6 +306,8 @@ impl Worker {
                         master: master.clone(),
                         vod_master: master,
                     }),
+                    poster: art.as_ref().map(|a| a.0.clone()),
+                    storyboard: art.map(|a| a.1),
                     ..Default::default()
                 },
             )
@@ -294,6 +316,102 @@ impl Worker {
         tracing::info!(video_id = %id, secs = started.elapsed().as_secs_f64(),
             duration_secs = summary.duration_secs, "upload ready");
         Ok(true)
+    }
+
+    /// Every 2 s, how far the transcode has read into the source, as `progress` (up to 95 %;
+    /// the pictures and the final status make the rest). Stopped with `abort`.
+    fn report_progress(
+        &self,
+        id: &str,
+        duration_secs: f64,
+        fed_ms: Arc<std::sync::atomic::AtomicI64>,
+    ) -> tokio::task::JoinHandle<()> {
+        let catalog = self.catalog.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let mut last = -1.0;
+            loop {
+                let at = fed_ms.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
+                let pct = if duration_secs > 0.0 {
+                    (at / duration_secs * 95.0).clamp(0.0, 95.0).floor()
+                } else {
+                    0.0
+                };
+                if pct != last {
+                    let change = StatusChange {
+                        status: Some(VideoStatus::Processing),
+                        progress: Some(pct),
+                        ..Default::default()
+                    };
+                    match catalog.change_status(&id, &change).await {
+                        Ok(_) => last = pct,
+                        Err(e) => {
+                            tracing::debug!(video_id = %id, error = %e, "progress not recorded")
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    }
+
+    /// Makes and stores the poster and the storyboard of the file at `path`; returns their
+    /// keys. A file whose pictures cannot be made still becomes a video (without them).
+    async fn artwork(
+        &self,
+        path: &Path,
+        prefix: &str,
+        duration_secs: f64,
+    ) -> Result<Option<(String, String)>, JobError> {
+        let p = path.to_path_buf();
+        let cfg = self.cfg.artwork.clone();
+        let started = std::time::Instant::now();
+        let made = tokio::task::spawn_blocking(move || {
+            crate::artwork::make(&p, duration_secs, &cfg, |i| format!("storyboard-{i}.jpg"))
+        })
+        .await
+        .map_err(|e| JobError::Passing(format!("artwork: {e}")))?;
+        let art = match made {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(prefix, error = %e, "no poster or storyboard for this video");
+                return Ok(None);
+            }
+        };
+        let put = |key: String, body: Vec<u8>, policy| async move {
+            let meta = storage::ObjectMeta::for_key(&key, policy);
+            self.store
+                .put(&key, bytes::Bytes::from(body), &meta)
+                .await
+                .map_err(|e| JobError::Passing(format!("storing {key}: {e}")))
+        };
+        // sheets first, the track that names them after: a reader never meets a missing sheet
+        for (i, sheet) in art.sheets.into_iter().enumerate() {
+            put(
+                format!("{prefix}/storyboard-{i}.jpg"),
+                sheet,
+                storage::CachePolicy::Short,
+            )
+            .await?;
+        }
+        let vtt = format!("{prefix}/storyboard.vtt");
+        put(
+            vtt.clone(),
+            art.vtt.into_bytes(),
+            storage::CachePolicy::Short,
+        )
+        .await?;
+        let poster = format!("{prefix}/poster.jpg");
+        put(poster.clone(), art.poster, storage::CachePolicy::Short).await?;
+        metrics::histogram!("caudal_worker_artwork_seconds")
+            .record(started.elapsed().as_secs_f64());
+        tracing::info!(
+            prefix,
+            cues = art.cues,
+            secs = started.elapsed().as_secs_f64(),
+            "poster and storyboard stored"
+        );
+        Ok(Some((poster, vtt)))
     }
 
     async fn fail(&self, video_id: &str, why: &str) {

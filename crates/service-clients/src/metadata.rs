@@ -122,6 +122,12 @@ pub struct StatusChange {
     /// Storage key of the poster image.
     #[serde(default)]
     pub poster: Option<String>,
+    /// Storage key of the storyboard's WebVTT track (scrubbing thumbnails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storyboard: Option<String>,
+    /// How far processing has come, percent (0-100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -152,6 +158,12 @@ pub struct Video {
     pub playback: PlaybackLocations,
     #[serde(default)]
     pub poster: Option<String>,
+    /// Storage key of the storyboard's WebVTT track; its cues name sprite sheets beside it.
+    #[serde(default)]
+    pub storyboard: Option<String>,
+    /// How far processing has come, percent (0-100), while `processing`.
+    #[serde(default)]
+    pub progress: Option<f64>,
     /// Why the video is `failed` (a file that is not a video, ...), for its owner.
     #[serde(default)]
     pub failure: Option<String>,

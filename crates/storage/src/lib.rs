@@ -63,6 +63,7 @@ impl ObjectMeta {
             "jpg" | "jpeg" => "image/jpeg",
             "png" => "image/png",
             "json" => "application/json",
+            "vtt" => "text/vtt",
             _ => "application/octet-stream",
         }
         .to_string();
