@@ -362,6 +362,10 @@ pub struct Playback {
     pub live: bool,
     /// When the URL's token stops working.
     pub expires_at: DateTime<Utc>,
+    /// The storyboard (scrubbing thumbnails) of a video on demand: a WebVTT track, signed like
+    /// `url`, whose cues are `storyboard-N.jpg#xywh=x,y,w,h` relative to it.
+    #[schema(required = true)]
+    pub storyboard: Option<String>,
 }
 
 /// `GET /v1/videos/{id}`: the watch screen in one answer.
@@ -403,6 +407,12 @@ pub struct StudioVideo {
     pub duration_secs: Option<f64>,
     #[schema(required = true)]
     pub poster: Option<String>,
+    /// Processing progress of an upload, percent (100 once `ready`).
+    #[schema(required = true)]
+    pub progress: Option<f64>,
+    /// Why the video is `failed`, in words for its owner.
+    #[schema(required = true)]
+    pub failure: Option<String>,
     pub counters: Counters,
     pub created_at: DateTime<Utc>,
     #[schema(required = true)]
@@ -810,6 +820,8 @@ impl StudioVideo {
             access: (&v.access).into(),
             duration_secs: v.duration_secs,
             poster: v.poster.as_deref().map(|k| edge.image(k)),
+            progress: v.progress,
+            failure: v.failure.clone(),
             counters: (&v.counters).into(),
             created_at: v.created_at,
             published_at: v.published_at,

@@ -21,7 +21,7 @@ use crate::model;
     paths(
         auth::signup, auth::login, auth::refresh, auth::logout, auth::me, auth::edit_me, auth::become_creator,
         screens::home, screens::search, screens::video_detail, screens::record_view, screens::playback,
-        studio::videos, studio::edit_video, studio::delete_video, studio::broadcast_health, studio::broadcast_defaults,
+        studio::videos, studio::studio_video, studio::edit_video, studio::delete_video, studio::broadcast_health, studio::broadcast_defaults,
         studio::set_broadcast_defaults, studio::stream_keys, studio::create_stream_key, studio::rotate_stream_key,
         studio::revoke_stream_key, studio::obs_settings, studio::plan, studio::set_plan, studio::subscribers,
         viewer::subscribe, viewer::cancel, viewer::my_subscriptions, viewer::purchase, viewer::my_purchases,

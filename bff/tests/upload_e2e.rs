@@ -158,6 +158,18 @@ async fn patch_and_drop(api: &Api, token: &str, path: &str, announced: usize, bo
     drop(s);
 }
 
+/// `GET /v1/studio/videos/{id}` as `token`.
+async fn studio_video(api: &Api, token: &str, id: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(api.url(&format!("/v1/studio/videos/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
 /// The video document as metadata-svc has it, once its status is `want`.
 async fn wait_status(stack: &Stack, id: &str, want: &str, within: Duration) -> Value {
     let catalog = service_clients::metadata::MetadataClient::new(
@@ -208,6 +220,10 @@ async fn an_upload_resumes_after_a_drop_and_becomes_a_ready_video() {
         },
         work_dir: stack.dir.path().join("work"),
         retry_delay_secs: 1,
+        artwork: transcoder::artwork::ArtworkConfig {
+            interval_secs: 2.0,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let w_stop = stop.clone();
@@ -318,6 +334,66 @@ async fn an_upload_resumes_after_a_drop_and_becomes_a_ready_video() {
     let total: f32 = pl.segments.iter().map(|s| s.duration).sum();
     assert!((total - 12.0).abs() <= 1.0, "{total}");
 
+    // the studio shows it done
+    let sv = studio_video(&api, &creator, &id).await;
+    assert_eq!(sv["status"], "ready", "{sv}");
+    assert_eq!(sv["progress"], 100.0, "{sv}");
+    assert!(
+        sv["poster"].as_str().unwrap().ends_with("/poster.jpg"),
+        "{sv}"
+    );
+
+    // a poster and a storyboard: one cue per 2 s, every sheet it names stored beside it
+    let poster = v["video"]["poster"]
+        .as_str()
+        .expect("a poster key")
+        .to_string();
+    assert_eq!(poster, format!("vod/{id}/poster.jpg"));
+    let jpeg = stack.store.get(&poster).await.unwrap();
+    assert_eq!(&jpeg[..3], &[0xff, 0xd8, 0xff], "a JPEG poster");
+    let sb = v["video"]["storyboard"]
+        .as_str()
+        .expect("a storyboard key")
+        .to_string();
+    let vtt = String::from_utf8(stack.store.get(&sb).await.unwrap().to_vec()).unwrap();
+    assert!(vtt.starts_with("WEBVTT"), "{vtt}");
+    let cues: Vec<&str> = vtt.lines().filter(|l| l.contains("#xywh=")).collect();
+    assert_eq!(cues.len(), (d / 2.0).ceil() as usize, "{vtt}");
+    for cue in &cues {
+        let sheet = cue.split('#').next().unwrap();
+        let key = format!("vod/{id}/{sheet}");
+        assert!(
+            stack.store.head(&key).await.is_ok(),
+            "{key} named by the storyboard"
+        );
+    }
+    // the owner's watch screen hands out the storyboard signed like the playlist
+    let watch: Value = reqwest::Client::new()
+        .get(api.url(&format!("/v1/videos/{id}")))
+        .bearer_auth(&creator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pb = &watch["playback"];
+    assert!(pb["url"].as_str().unwrap().contains("/p/"), "{watch}");
+    assert!(
+        pb["storyboard"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/vod/{id}/storyboard.vtt")),
+        "{watch}"
+    );
+    assert!(
+        watch["video"]["poster"]
+            .as_str()
+            .unwrap()
+            .ends_with("/poster.jpg"),
+        "{watch}"
+    );
+
     // bad files end failed with a reason, and the worker keeps serving
     let text = b"these are my notes, not a video\n".repeat(200);
     let created = create(&api, &creator, text.len() as u64, "notes").await;
@@ -335,6 +411,10 @@ async fn an_upload_resumes_after_a_drop_and_becomes_a_ready_video() {
         .unwrap_or_default()
         .to_string();
     assert!(why.contains("not a video"), "{v}");
+    // and its owner reads the reason in the studio
+    let sv = studio_video(&api, &creator, &tid).await;
+    assert_eq!(sv["status"], "failed", "{sv}");
+    assert_eq!(sv["failure"].as_str(), Some(why.as_str()), "{sv}");
 
     // a cancelled upload leaves nothing behind
     let created = create(&api, &creator, len, "cancelled").await;

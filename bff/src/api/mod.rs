@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use chrono::TimeZone;
 use service_kit::error::ApiError;
@@ -113,7 +113,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/studio/videos", get(studio::videos))
         .route(
             "/v1/studio/videos/{id}",
-            patch(studio::edit_video).delete(studio::delete_video),
+            get(studio::studio_video)
+                .patch(studio::edit_video)
+                .delete(studio::delete_video),
         )
         .route(
             "/v1/studio/videos/{id}/health",

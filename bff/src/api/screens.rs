@@ -208,10 +208,16 @@ pub fn playback_of(v: &Video, edge: &EdgeUrls) -> Option<Playback> {
         tracing::warn!(video_id = %v.id, key, "playlist key outside a media folder: not playable");
         return None;
     };
+    // under the same folder as the playlist, so the same token covers the sheets it names
+    let storyboard = match (live, v.storyboard.as_deref()) {
+        (false, Some(k)) => edge.signed(k).map(|(u, _)| u),
+        _ => None,
+    };
     Some(Playback {
         url,
         live,
         expires_at,
+        storyboard,
     })
 }
 
@@ -484,6 +490,8 @@ mod tests {
                 vod_master: vod.map(Into::into),
             },
             poster: None,
+            storyboard: None,
+            progress: None,
             failure: None,
             counters: Counters::default(),
             created_at: chrono::Utc::now(),

@@ -124,6 +124,27 @@ pub async fn edit_video(
     Ok(Json(StudioVideo::from_wire(&v, &st.edge)))
 }
 
+/// One of my videos as the studio shows it: its status and, while an upload is processed,
+/// how far it has come (`progress`), or why it `failed` (`failure`). Poll it while processing.
+#[utoipa::path(
+    get, path = "/v1/studio/videos/{id}", tag = "studio",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Video id")),
+    responses(
+        (status = 200, description = "The video", body = StudioVideo),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such video of mine", body = ErrorEnvelope),
+    )
+)]
+pub async fn studio_video(
+    State(st): State<AppState>,
+    Bearer(auth): Bearer,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<StudioVideo>> {
+    let v = my_video(&st, &auth, &id).await?;
+    Ok(Json(StudioVideo::from_wire(&v, &st.edge)))
+}
+
 /// Deletes one of my videos: it is gone from the catalog and its playback tokens stop at
 /// once; a cleanup worker deletes its media from storage, and the edge serves nothing new
 /// for it (copies it cached expire: playlists within seconds, a segment only with a token).
