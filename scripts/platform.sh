@@ -1,21 +1,25 @@
 # shellcheck shell=bash
-# start_platform STATE: starts the servers and every Caudal service from target/debug on the
-# ports in the CAUDAL_*_PORT variables (defaults below), data under STATE. Sets DEMO_KEY,
-# MEDIA_AT. Used by scripts/up.sh and by the browser tests.
+# start_platform STATE: starts the servers (MariaDB, SecantusDB, s3s-fs, NATS) and every Caudal
+# service from target/debug (the transcode worker included) on the ports in the CAUDAL_*_PORT
+# variables (defaults below), data under STATE. Sets DEMO_KEY, MEDIA_AT. Used by scripts/up.sh
+# and by the browser tests.
 
 platform_defaults() {
   : "${CAUDAL_MYSQL_PORT:=13306}" "${CAUDAL_MONGO_PORT:=27018}" "${CAUDAL_S3_PORT:=19000}"
   : "${CAUDAL_RTMP_PORT:=1935}" "${CAUDAL_INGEST_HTTP_PORT:=8081}" "${CAUDAL_USER_PORT:=8082}"
   : "${CAUDAL_METADATA_PORT:=8083}" "${CAUDAL_BFF_PORT:=8080}" "${CAUDAL_EDGE_PORT:=8090}"
+  : "${CAUDAL_NATS_PORT:=4222}" # nats-server with JetStream: the transcode job queue
+  # metrics ports from the base: bff +0, ingest-rtmp +1, user-svc +2, metadata-svc +3, the
+  # edge's stub_status +4, nginx exporter +5 and mtail +6, the transcode worker +7
   : "${CAUDAL_METRICS_BASE:=9080}"
   # monitoring (infra/monitoring): Prometheus, and the edge's stub_status, nginx exporter and mtail
-  # on the metrics ports after the services' four
+  # on the metrics ports after the services' four (+4 to +6)
   : "${CAUDAL_MONITORING:=on}" "${CAUDAL_PROMETHEUS_PORT:=9090}"
   : "${CAUDAL_EDGE_STATUS_PORT:=$((CAUDAL_METRICS_BASE + 4))}" "${CAUDAL_EDGE_EXPORTER_PORT:=$((CAUDAL_METRICS_BASE + 5))}"
   : "${CAUDAL_EDGE_MTAIL_PORT:=$((CAUDAL_METRICS_BASE + 6))}"
   : "${CAUDAL_STORAGE:=s3}" # s3 (the S3-compatible server) or local (a folder)
   export CAUDAL_MYSQL_PORT CAUDAL_MONGO_PORT CAUDAL_S3_PORT CAUDAL_RTMP_PORT CAUDAL_INGEST_HTTP_PORT \
-    CAUDAL_USER_PORT CAUDAL_METADATA_PORT CAUDAL_BFF_PORT CAUDAL_EDGE_PORT CAUDAL_METRICS_BASE CAUDAL_STORAGE \
+    CAUDAL_USER_PORT CAUDAL_METADATA_PORT CAUDAL_BFF_PORT CAUDAL_EDGE_PORT CAUDAL_NATS_PORT CAUDAL_METRICS_BASE CAUDAL_STORAGE \
     CAUDAL_MONITORING CAUDAL_PROMETHEUS_PORT CAUDAL_EDGE_STATUS_PORT CAUDAL_EDGE_EXPORTER_PORT CAUDAL_EDGE_MTAIL_PORT
 }
 
@@ -24,14 +28,14 @@ platform_free_ports() {
   CAUDAL_MYSQL_PORT=$(free_port) CAUDAL_MONGO_PORT=$(free_port) CAUDAL_S3_PORT=$(free_port)
   CAUDAL_RTMP_PORT=$(free_port) CAUDAL_INGEST_HTTP_PORT=$(free_port) CAUDAL_USER_PORT=$(free_port)
   CAUDAL_METADATA_PORT=$(free_port) CAUDAL_BFF_PORT=$(free_port) CAUDAL_EDGE_PORT=$(free_port)
-  CAUDAL_PROMETHEUS_PORT=$(free_port)
-  # seven metrics ports from the base (four services, then the edge's stub_status, nginx
-  # exporter and mtail): free, and none of them one of the ports above
-  local taken=" $CAUDAL_MYSQL_PORT $CAUDAL_MONGO_PORT $CAUDAL_S3_PORT $CAUDAL_RTMP_PORT $CAUDAL_INGEST_HTTP_PORT $CAUDAL_USER_PORT $CAUDAL_METADATA_PORT $CAUDAL_BFF_PORT $CAUDAL_EDGE_PORT $CAUDAL_PROMETHEUS_PORT " i ok
+  CAUDAL_PROMETHEUS_PORT=$(free_port) CAUDAL_NATS_PORT=$(free_port)
+  # eight metrics ports from the base (four services, then the edge's stub_status, nginx
+  # exporter and mtail, then the transcode worker): free, and none of them one of the ports above
+  local taken=" $CAUDAL_MYSQL_PORT $CAUDAL_MONGO_PORT $CAUDAL_S3_PORT $CAUDAL_RTMP_PORT $CAUDAL_INGEST_HTTP_PORT $CAUDAL_USER_PORT $CAUDAL_METADATA_PORT $CAUDAL_BFF_PORT $CAUDAL_EDGE_PORT $CAUDAL_PROMETHEUS_PORT $CAUDAL_NATS_PORT " i ok
   while :; do
     CAUDAL_METRICS_BASE=$(( $(free_port) / 10 * 10 ))
     ok=1
-    for i in 0 1 2 3 4 5 6; do
+    for i in 0 1 2 3 4 5 6 7; do
       [[ "$taken" == *" $((CAUDAL_METRICS_BASE + i)) "* ]] && ok=0
       (exec 3<>"/dev/tcp/127.0.0.1/$((CAUDAL_METRICS_BASE + i))") 2>/dev/null && ok=0
     done
@@ -50,6 +54,9 @@ start_platform() {
   start_mongo "$STATE/mongo" "$CAUDAL_MONGO_PORT"
   start_s3 "$STATE/s3" "$CAUDAL_S3_PORT"
   mkdir -p "$STATE/s3/data/media"
+  # the transcode job queue (bff enqueues finished uploads, the worker pulls them); its
+  # JetStream store in STATE/nats/js is kept between runs
+  start_nats "$STATE/nats" "$CAUDAL_NATS_PORT"
 
   # secrets made once and kept
   [ -s "$STATE/jwt-secret" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE/jwt-secret"
@@ -78,14 +85,21 @@ start_platform() {
   export CAUDAL_INGEST_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 1))"
   export CAUDAL_INGEST_USER_SVC_URL="http://127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_INGEST_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
   export CAUDAL_INGEST_TRANSCODE__SPOOL_DIR="$STATE/spool"
+  # bff (uploads) and the transcode worker use the same store as ingest: bff writes originals
+  # to uploads/<id>/source (never served by the edge), the worker writes vod/<id>/
+  local store
   if [ "$CAUDAL_STORAGE" = s3 ]; then
-    export CAUDAL_INGEST_STORAGE__BACKEND=s3 CAUDAL_INGEST_STORAGE__ENDPOINT="$CAUDAL_S3_ENDPOINT"
-    export CAUDAL_INGEST_STORAGE__REGION=us-east-1 CAUDAL_INGEST_STORAGE__BUCKET=media CAUDAL_INGEST_STORAGE__PATH_STYLE=true
-    export CAUDAL_INGEST_STORAGE__ACCESS_KEY_ID="$CAUDAL_S3_ACCESS_KEY" CAUDAL_INGEST_STORAGE__SECRET_ACCESS_KEY="$CAUDAL_S3_SECRET_KEY"
-    export CAUDAL_INGEST_STORAGE__CREATE_BUCKET=true
+    for store in CAUDAL_INGEST_STORAGE CAUDAL_BFF_UPLOADS__STORAGE CAUDAL_WORKER_STORAGE; do
+      export "${store}__BACKEND=s3" "${store}__ENDPOINT=$CAUDAL_S3_ENDPOINT"
+      export "${store}__REGION=us-east-1" "${store}__BUCKET=media" "${store}__PATH_STYLE=true"
+      export "${store}__ACCESS_KEY_ID=$CAUDAL_S3_ACCESS_KEY" "${store}__SECRET_ACCESS_KEY=$CAUDAL_S3_SECRET_KEY"
+      export "${store}__CREATE_BUCKET=true"
+    done
     MEDIA_AT="s3://media on $CAUDAL_S3_ENDPOINT (files under $STATE/s3/data/media)"
   else
-    export CAUDAL_INGEST_STORAGE__BACKEND=local CAUDAL_INGEST_STORAGE__ROOT="$STATE/media"
+    for store in CAUDAL_INGEST_STORAGE CAUDAL_BFF_UPLOADS__STORAGE CAUDAL_WORKER_STORAGE; do
+      export "${store}__BACKEND=local" "${store}__ROOT=$STATE/media"
+    done
     MEDIA_AT="$STATE/media"
   fi
   start_bg ingest-rtmp "$STATE/logs/ingest-rtmp.log" "$BIN/ingest-rtmp"
@@ -96,8 +110,20 @@ start_platform() {
     export CAUDAL_BFF_USER_SVC_URL="http://127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_BFF_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
     export CAUDAL_BFF_EDGE_URL="http://127.0.0.1:$CAUDAL_EDGE_PORT" CAUDAL_BFF_PLAYBACK__KEYS_FILE="$STATE/playback-keys"
     export CAUDAL_BFF_INGEST_URLS="[\"http://127.0.0.1:$CAUDAL_INGEST_HTTP_PORT\"]"
+    # resumable uploads (tus, /v1/uploads): on once the job queue's URL is set
+    export CAUDAL_BFF_UPLOADS__JOBS__URL="$CAUDAL_NATS_URL"
     start_bg bff "$STATE/logs/bff.log" "$BIN/bff"
     wait_port 127.0.0.1 "$CAUDAL_BFF_PORT" 60 bff
+  fi
+  if [ -x "$BIN/transcoder" ]; then
+    # the transcode worker: pulls upload jobs from NATS, writes vod/<id>/, marks the video
+    # ready (or failed with a reason) in metadata-svc
+    export CAUDAL_WORKER_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 7))"
+    export CAUDAL_WORKER_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
+    export CAUDAL_WORKER_JOBS__URL="$CAUDAL_NATS_URL" CAUDAL_WORKER_WORK_DIR="$STATE/worker"
+    export CAUDAL_WORKER_TRANSCODE__SPOOL_DIR="$STATE/worker-spool"
+    start_bg worker "$STATE/logs/worker.log" "$BIN/transcoder" worker
+    wait_port 127.0.0.1 "$((CAUDAL_METRICS_BASE + 7))" 60 "transcoder worker"
   fi
   if [ -f "$CAUDAL_ROOT/cdn-config/render.sh" ]; then
     # with monitoring, the edge also serves its stub_status (loopback only) for the exporter

@@ -12,6 +12,7 @@
 #                                    127.0.0.1
 #   CAUDAL_EDGE_EXPORTER_PORT        prometheus-nginx-exporter (BASE+5)
 #   CAUDAL_EDGE_MTAIL_PORT           mtail over the edge's logs (BASE+6)
+#   CAUDAL_WORKER_METRICS_LISTEN     the transcode worker's metrics_listen (127.0.0.1:BASE+7)
 #   CAUDAL_PROMETHEUS_PORT           Prometheus itself (9090)
 # Optional: CAUDAL_PROMETHEUS_SCRAPE_INTERVAL (15s; also the rule evaluation interval),
 # CAUDAL_ALERTMANAGER (HOST:PORT of an Alertmanager to send alerts to; none by default: alerts
@@ -47,6 +48,7 @@ USER=$(target CAUDAL_USER_METRICS_LISTEN "${CAUDAL_USER_METRICS_LISTEN:-127.0.0.
 METADATA=$(target CAUDAL_METADATA_METRICS_LISTEN "${CAUDAL_METADATA_METRICS_LISTEN:-127.0.0.1:$((BASE + 3))}")
 EXPORTER=$(port CAUDAL_EDGE_EXPORTER_PORT "${CAUDAL_EDGE_EXPORTER_PORT:-$((BASE + 5))}")
 MTAIL=$(port CAUDAL_EDGE_MTAIL_PORT "${CAUDAL_EDGE_MTAIL_PORT:-$((BASE + 6))}")
+WORKER=$(target CAUDAL_WORKER_METRICS_LISTEN "${CAUDAL_WORKER_METRICS_LISTEN:-127.0.0.1:$((BASE + 7))}")
 PROMETHEUS=$(port CAUDAL_PROMETHEUS_PORT "${CAUDAL_PROMETHEUS_PORT:-9090}")
 INTERVAL=${CAUDAL_PROMETHEUS_SCRAPE_INTERVAL:-15s}
 [[ "$INTERVAL" =~ ^[0-9]+(ms|s|m)$ ]] || die "CAUDAL_PROMETHEUS_SCRAPE_INTERVAL must look like 15s, got '$INTERVAL'"
@@ -61,10 +63,10 @@ OUT_DIR=$(cd "$OUT_DIR" && pwd)
 # values through the environment (awk -v would interpret backslashes and refuse newlines)
 export R_RULES_DIR="$HERE/rules" R_SCRAPE_INTERVAL="$INTERVAL" R_ALERTING="$ALERTING" \
   R_BFF_METRICS="$BFF" R_INGEST_METRICS="$INGEST" R_USER_METRICS="$USER" R_METADATA_METRICS="$METADATA" \
-  R_EDGE_EXPORTER="$EXPORTER" R_EDGE_MTAIL="$MTAIL" R_PROMETHEUS="$PROMETHEUS"
+  R_EDGE_EXPORTER="$EXPORTER" R_EDGE_MTAIL="$MTAIL" R_WORKER_METRICS="$WORKER" R_PROMETHEUS="$PROMETHEUS"
 awk '
   BEGIN {
-    n = split("RULES_DIR SCRAPE_INTERVAL ALERTING BFF_METRICS INGEST_METRICS USER_METRICS METADATA_METRICS EDGE_EXPORTER EDGE_MTAIL PROMETHEUS", names, " ")
+    n = split("RULES_DIR SCRAPE_INTERVAL ALERTING BFF_METRICS INGEST_METRICS USER_METRICS METADATA_METRICS EDGE_EXPORTER EDGE_MTAIL WORKER_METRICS PROMETHEUS", names, " ")
     for (i = 1; i <= n; i++) vals[names[i]] = ENVIRON["R_" names[i]]
   }
   {
@@ -81,4 +83,4 @@ if command -v promtool >/dev/null; then
   out=$(promtool check config "$OUT_DIR/prometheus.yml" 2>&1) ||
     { printf '%s\n' "$out" >&2; die "the rendered config does not pass promtool check config: $OUT_DIR/prometheus.yml"; }
 fi
-echo "monitoring render.sh: $OUT_DIR/prometheus.yml scrapes bff $BFF, ingest-rtmp $INGEST, user-svc $USER, metadata-svc $METADATA, edge $EXPORTER (nginx exporter) and $MTAIL (mtail); rules $HERE/rules" >&2
+echo "monitoring render.sh: $OUT_DIR/prometheus.yml scrapes bff $BFF, ingest-rtmp $INGEST, user-svc $USER, metadata-svc $METADATA, transcoder-worker $WORKER, edge $EXPORTER (nginx exporter) and $MTAIL (mtail); rules $HERE/rules" >&2

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Browser tests (run by scripts/test.sh, or alone: bash scripts/tests.d/browser.sh).
-# Starts the whole platform on free ports (its own MariaDB, SecantusDB, s3s-fs, services, bff
-# and edge), publishes a 720p30 test stream with ffmpeg over RTMP, and runs
-# `node --test web/tests/`: headless Chromium (playwright-core, /usr/bin/chromium) plays the
-# live stream and then its recording through the edge; then web/tests/protected.test.mjs: a
-# subscribers-only broadcast watched with 20 s playback tokens. Prints
-# `browser: N passed, M failed` last and exits non-zero on any failure. About 6 minutes.
+# Starts the whole platform on free ports (its own MariaDB, SecantusDB, s3s-fs, NATS, services,
+# bff, the transcode worker and the edge), publishes a 720p30 test stream with ffmpeg over
+# RTMP, and runs `node --test web/tests/`: headless Chromium (playwright-core,
+# /usr/bin/chromium) plays the live stream and then its recording through the edge; then
+# web/tests/protected.test.mjs: a subscribers-only broadcast watched with 20 s playback
+# tokens. Prints `browser: N passed, M failed` last and exits non-zero on any failure. About
+# 6 minutes.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$CAUDAL_ROOT/scripts/platform.sh"
@@ -58,7 +59,7 @@ export CAUDAL_RTMP_URL="rtmp://127.0.0.1:$CAUDAL_RTMP_PORT/live"
 passed=0 failed=0
 # one file after the other: watch.test.mjs needs the demo broadcast started above, which
 # protected.test.mjs (its own broadcast, about 4 minutes) would outlast
-for file in ${CAUDAL_BROWSER_TESTS:-web/tests/watch.test.mjs web/tests/protected.test.mjs}; do
+for file in ${CAUDAL_BROWSER_TESTS:-web/tests/watch.test.mjs web/tests/protected.test.mjs web/tests/upload.test.mjs}; do
   log "running the browser tests in $file"
   tap="$STATE/node-test-$(basename "$file").tap"
   node_status=0

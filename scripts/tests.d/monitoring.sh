@@ -79,13 +79,13 @@ check "config: with free ports, a wildcard listen address and an Alertmanager" \
   CAUDAL_PROMETHEUS_PORT=20090 CAUDAL_PROMETHEUS_SCRAPE_INTERVAL=5s CAUDAL_ALERTMANAGER=127.0.0.1:9093
 scrapes_all() {
   local f=$1 t
-  for t in '"127.0.0.1:9080"' '"127.0.0.1:9081"' '"127.0.0.1:9082"' '"127.0.0.1:9083"' '"127.0.0.1:9085"' '"127.0.0.1:9086"' '"127.0.0.1:9090"'; do
+  for t in '"127.0.0.1:9080"' '"127.0.0.1:9081"' '"127.0.0.1:9082"' '"127.0.0.1:9083"' '"127.0.0.1:9085"' '"127.0.0.1:9086"' '"127.0.0.1:9087"' '"127.0.0.1:9090"'; do
     grep -q -- "- targets: \[$t\]" "$f" || { echo "no target $t in $f"; return 1; }
   done
   grep -q '127.0.0.1:20001' "$WORK/config-am/prometheus.yml" || { echo "0.0.0.0 listen address not scraped on 127.0.0.1"; return 1; }
   grep -q '127.0.0.1:9093' "$WORK/config-am/prometheus.yml" || { echo "no alertmanager"; return 1; }
 }
-check "config: targets bff 9080, ingest-rtmp 9081, user-svc 9082, metadata-svc 9083, edge 9085, edge-logs 9086, prometheus 9090" \
+check "config: targets bff 9080, ingest-rtmp 9081, user-svc 9082, metadata-svc 9083, edge 9085, edge-logs 9086, transcoder-worker 9087, prometheus 9090" \
   scrapes_all "$WORK/config-default/prometheus.yml"
 check "config: render.sh refuses a bad address or port" \
   bash -c "! CAUDAL_BFF_METRICS_LISTEN=nonsense bash '$MON/render.sh' '$WORK/bad1' 2>/dev/null && ! CAUDAL_PROMETHEUS_PORT=99999 bash '$MON/render.sh' '$WORK/bad2' 2>/dev/null"
@@ -119,8 +119,8 @@ mkdir -p "$WORK/logs"
 # the helpers of scripts/lib.sh die (exit) when a server does not start: the EXIT trap counts it
 live() {
   # the origin: an S3 stand-in (the edge signs its requests; this one does not check them)
-  # and, for the four services' scrape jobs, a /metrics page: ingest-rtmp's, as captured after
-  # a 16 s broadcast (tests/ingest-metrics.sample.txt)
+  # and, for the scrape jobs of the four services and the transcode worker, a /metrics page:
+  # ingest-rtmp's, as captured after a 16 s broadcast (tests/ingest-metrics.sample.txt)
   start_bg origin "$WORK/logs/origin.log" python3 -c '
 import http.server, sys
 METRICS = open(sys.argv[2], "rb").read()
@@ -152,6 +152,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
   start_edge_metrics "$WORK/edge" "$P_STATUS" "$P_EXPORTER" "$P_MTAIL" "$WORK/logs"
   CAUDAL_BFF_METRICS_LISTEN=127.0.0.1:$P_ORIGIN CAUDAL_INGEST_METRICS_LISTEN=127.0.0.1:$P_ORIGIN \
     CAUDAL_USER_METRICS_LISTEN=127.0.0.1:$P_ORIGIN CAUDAL_METADATA_METRICS_LISTEN=127.0.0.1:$P_ORIGIN \
+    CAUDAL_WORKER_METRICS_LISTEN=127.0.0.1:$P_ORIGIN \
     CAUDAL_EDGE_EXPORTER_PORT=$P_EXPORTER CAUDAL_EDGE_MTAIL_PORT=$P_MTAIL CAUDAL_PROMETHEUS_PORT=$P_PROM \
     CAUDAL_PROMETHEUS_SCRAPE_INTERVAL=1s bash "$MON/render.sh" "$WORK/prometheus" 2>"$WORK/logs/prometheus-render.log" ||
     { cat "$WORK/logs/prometheus-render.log"; return 1; }
@@ -184,12 +185,12 @@ wait_query() {
 
 if [ "$live_ok" = 1 ]; then
   all_up() {
-    wait_query 'up == 1' 7 20 || { echo "targets:"; query up; return 1; }
+    wait_query 'up == 1' 8 20 || { echo "targets:"; query up; return 1; }
     local jobs
     jobs=$(query 'up == 1' | python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l.rsplit(" ",1)[0])["job"] for l in sys.stdin)))')
-    [ "$jobs" = "bff edge edge-logs ingest-rtmp metadata-svc prometheus user-svc" ] || { echo "jobs up: $jobs"; return 1; }
+    [ "$jobs" = "bff edge edge-logs ingest-rtmp metadata-svc prometheus transcoder-worker user-svc" ] || { echo "jobs up: $jobs"; return 1; }
   }
-  check "live: Prometheus scrapes all 7 targets (bff, ingest-rtmp, user-svc, metadata-svc, edge, edge-logs, prometheus), every one up" all_up
+  check "live: Prometheus scrapes all 8 targets (bff, ingest-rtmp, user-svc, metadata-svc, transcoder-worker, edge, edge-logs, prometheus), every one up" all_up
   check "live: the services' summaries as Prometheus stores them (caudal_segment_listed_seconds{quantile=\"0.99\"}, the selector of CaudalSegmentListingLate)" \
     wait_query 'caudal_segment_listed_seconds{job="ingest-rtmp", quantile="0.99"}' 1 10
   check "live: nginx_up is 1 (the exporter reads the edge's stub_status)" wait_query 'nginx_up == 1' 1 10

@@ -26,8 +26,16 @@
   const qualityLabel = document.getElementById('quality-label');
   const quality = document.getElementById('quality');
 
+  const scrub = document.getElementById('scrub');
+  const scrubFill = document.getElementById('scrub-fill');
+  const scrubPreview = document.getElementById('scrub-preview');
+  const scrubThumb = document.getElementById('scrub-thumb');
+  const scrubTime = document.getElementById('scrub-time');
+
   window.caudalErrors = [];
   window.caudalPlayer = { hls: null, video };
+  // the storyboard in use: { url, cues: [{ start, end, image, x, y, w, h }] }
+  window.caudalStoryboard = null;
 
   // Browsers only autoplay muted video.
   video.muted = true;
@@ -175,6 +183,8 @@
       creatorEl.textContent = detail.creator_unavailable ? 'Creator unavailable' : '';
     }
     descriptionEl.textContent = v.description || '';
+    // the poster shows before play (and while a broadcast is offline)
+    if (v.poster && video.getAttribute('poster') !== v.poster) video.setAttribute('poster', v.poster);
 
     const access = detail.access || { allowed: false, reason: 'unavailable' };
     if (!access.allowed) {
@@ -231,7 +241,116 @@
     }
     play(playback.url, playback.live);
     scheduleRenewal(playback.expires_at);
+    loadStoryboard(playback.live ? null : playback.storyboard);
   }
+
+  // --- storyboard: thumbnails while scrubbing (a WebVTT track of sprite-sheet cells) ---
+
+  function vttSeconds(t) {
+    const p = t.trim().split(':').map(Number);
+    return p.length === 3 ? p[0] * 3600 + p[1] * 60 + p[2] : p[0] * 60 + p[1];
+  }
+
+  function parseStoryboard(text, base) {
+    const cues = [];
+    const lines = text.split(/\r?\n/);
+    for (let i = 0; i < lines.length; i++) {
+      const m = lines[i].match(/^([\d:.]+)\s+-->\s+([\d:.]+)/);
+      if (!m || i + 1 >= lines.length) continue;
+      const ref = lines[i + 1].trim();
+      const hash = ref.indexOf('#xywh=');
+      if (hash < 0) continue;
+      const [x, y, w, h] = ref.slice(hash + 6).split(',').map(Number);
+      cues.push({
+        start: vttSeconds(m[1]),
+        end: vttSeconds(m[2]),
+        image: new URL(ref.slice(0, hash), base).href,
+        x, y, w, h,
+      });
+    }
+    return cues;
+  }
+
+  async function loadStoryboard(url) {
+    if (!url) {
+      window.caudalStoryboard = null;
+      scrub.hidden = true;
+      return;
+    }
+    if (window.caudalStoryboard && mediaFolder(window.caudalStoryboard.url) === mediaFolder(url)) return;
+    try {
+      const resp = await fetch(url, { cache: 'no-store' });
+      if (!resp.ok) throw new Error('storyboard ' + resp.status);
+      const cues = parseStoryboard(await resp.text(), url);
+      if (!cues.length) throw new Error('an empty storyboard');
+      window.caudalStoryboard = { url, cues };
+      scrub.hidden = false;
+    } catch (e) {
+      // playback goes on without previews
+      window.caudalStoryboard = null;
+      scrub.hidden = true;
+    }
+  }
+
+  function cueAt(t) {
+    const sb = window.caudalStoryboard;
+    if (!sb) return null;
+    return sb.cues.find((c) => t >= c.start && t < c.end) || sb.cues[sb.cues.length - 1];
+  }
+
+  function clock(t) {
+    const s = Math.max(0, Math.floor(t));
+    const mm = Math.floor(s / 60);
+    const ss = String(s % 60).padStart(2, '0');
+    return mm + ':' + ss;
+  }
+
+  function scrubTimeAt(clientX) {
+    const r = scrub.getBoundingClientRect();
+    const f = Math.min(1, Math.max(0, (clientX - r.left) / r.width));
+    const d = Number.isFinite(video.duration) ? video.duration : 0;
+    return { t: f * d, f };
+  }
+
+  // shows the storyboard cell for time t above the bar at fraction f
+  function preview(t, f) {
+    const cue = cueAt(t);
+    if (!cue) return;
+    const token = currentToken;
+    const image = token ? withToken(cue.image) : cue.image;
+    scrubThumb.style.width = cue.w + 'px';
+    scrubThumb.style.height = cue.h + 'px';
+    scrubThumb.style.backgroundImage = 'url("' + image + '")';
+    scrubThumb.style.backgroundPosition = -cue.x + 'px ' + -cue.y + 'px';
+    scrubThumb.dataset.image = image;
+    scrubThumb.dataset.xywh = [cue.x, cue.y, cue.w, cue.h].join(',');
+    scrubTime.textContent = clock(t);
+    const r = scrub.getBoundingClientRect();
+    const left = Math.min(Math.max(0, f * r.width - cue.w / 2), Math.max(0, r.width - cue.w));
+    scrubPreview.style.left = left + 'px';
+    scrubPreview.hidden = false;
+  }
+  window.caudalPreview = (t) => {
+    const d = Number.isFinite(video.duration) && video.duration > 0 ? video.duration : 1;
+    preview(t, Math.min(1, t / d));
+    return scrubThumb.dataset.image ? { image: scrubThumb.dataset.image, xywh: scrubThumb.dataset.xywh } : null;
+  };
+
+  scrub.addEventListener('mousemove', (e) => {
+    const { t, f } = scrubTimeAt(e.clientX);
+    preview(t, f);
+  });
+  scrub.addEventListener('mouseleave', () => {
+    scrubPreview.hidden = true;
+  });
+  scrub.addEventListener('click', (e) => {
+    const { t } = scrubTimeAt(e.clientX);
+    if (Number.isFinite(t)) video.currentTime = t;
+  });
+  video.addEventListener('timeupdate', () => {
+    if (scrub.hidden || !Number.isFinite(video.duration) || video.duration <= 0) return;
+    scrubFill.style.width = (100 * video.currentTime / video.duration).toFixed(2) + '%';
+  });
 
   function renewToken(url) {
     currentToken = tokenOf(url);

@@ -1,0 +1,193 @@
+// An upload from start to play, against the whole platform (scripts/tests.d/browser.sh):
+// a creator sends a 30 s 720p file over tus in pieces, the connection drops halfway, the
+// upload resumes from the offset the bff kept, the transcode worker makes the ladder, a poster
+// and a storyboard, and headless Chromium plays it through the edge with the poster shown and
+// storyboard thumbnails under the scrub bar.
+//
+//   CAUDAL_BFF_URL, CAUDAL_EDGE_URL   as for the other browser tests
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import http from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { chromium } from 'playwright-core';
+
+const BFF = (process.env.CAUDAL_BFF_URL || '').replace(/\/$/, '');
+const EDGE = (process.env.CAUDAL_EDGE_URL || '').replace(/\/$/, '');
+const CHROMIUM = process.env.CAUDAL_CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const SECS = 30;
+const STORYBOARD_INTERVAL = 5; // the worker's default
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const unique = (name) => name.toLowerCase() + '-' + Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
+
+let browser;
+let dir;
+let creator;
+let file;
+let videoId;
+
+async function api(method, p, token, body, headers = {}) {
+  const r = await fetch(BFF + p, {
+    method,
+    headers: {
+      ...(token ? { Authorization: 'Bearer ' + token } : {}),
+      ...(body && !(body instanceof Uint8Array) ? { 'Content-Type': 'application/json' } : {}),
+      ...headers,
+    },
+    body: body instanceof Uint8Array ? body : body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch (_) {
+    json = text;
+  }
+  return { status: r.status, headers: r.headers, body: json };
+}
+
+const TUS = { 'Tus-Resumable': '1.0.0' };
+const b64 = (s) => Buffer.from(s).toString('base64');
+
+// PATCH at offset 0 announcing the whole file, send `part` of it, then cut the connection
+function patchAndDrop(uploadPath, token, total, part) {
+  return new Promise((resolve) => {
+    const url = new URL(BFF + uploadPath);
+    const req = http.request({
+      host: url.hostname, port: url.port, path: url.pathname, method: 'PATCH',
+      headers: {
+        Authorization: 'Bearer ' + token, ...TUS, 'Upload-Offset': '0',
+        'Content-Type': 'application/offset+octet-stream', 'Content-Length': String(total),
+      },
+    });
+    req.on('error', () => resolve());
+    req.write(part, () => setTimeout(() => { req.destroy(); resolve(); }, 500));
+  });
+}
+
+async function headOffset(uploadPath, token) {
+  const r = await fetch(BFF + uploadPath, { method: 'HEAD', headers: { Authorization: 'Bearer ' + token, ...TUS } });
+  return { status: r.status, offset: Number(r.headers.get('upload-offset')), length: Number(r.headers.get('upload-length')) };
+}
+
+before(async () => {
+  assert.ok(BFF && EDGE, 'CAUDAL_BFF_URL and CAUDAL_EDGE_URL must be set: run with scripts/tests.d/browser.sh');
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
+  fs.mkdirSync(new URL('../test-artifacts/', import.meta.url), { recursive: true });
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'caudal-upload-'));
+  file = path.join(dir, 'trip.mp4');
+  execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', `testsrc2=size=1280x720:rate=30:duration=${SECS}`,
+    '-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=48000:duration=${SECS}`,
+    '-c:v', 'libx264', '-preset', 'veryfast', '-g', '60', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', file]);
+  const s = await api('POST', '/v1/auth/signup', null, {
+    email: unique('uploader') + '@example.com', password: 'correct horse battery staple', display_name: 'Uploader',
+  });
+  assert.equal(s.status, 201, JSON.stringify(s.body));
+  creator = { token: s.body.access_token };
+  const c = await api('POST', '/v1/me/become-creator', creator.token, {});
+  assert.ok(c.status < 300, JSON.stringify(c.body));
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('a 30 s 720p upload resumes after a dropped connection and becomes ready with a poster and a storyboard', { timeout: 240_000 }, async () => {
+  const data = new Uint8Array(fs.readFileSync(file));
+  const created = await api('POST', '/v1/uploads', creator.token, null, {
+    ...TUS, 'Upload-Length': String(data.length),
+    'Upload-Metadata': `title ${b64('Trip to the coast')},filename ${b64('trip.mp4')},filetype ${b64('video/mp4')}`,
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const uploadPath = new URL(created.headers.get('location'), BFF).pathname;
+  videoId = uploadPath.split('/').pop();
+
+  await patchAndDrop(uploadPath, creator.token, data.length, data.subarray(0, Math.floor(data.length / 2)));
+  let head;
+  for (let i = 0; i < 50; i++) {
+    head = await headOffset(uploadPath, creator.token);
+    if (head.offset > 0) break;
+    await sleep(200);
+  }
+  assert.equal(head.status, 200);
+  assert.equal(head.length, data.length);
+  assert.ok(head.offset > 0 && head.offset <= data.length / 2, `kept ${head.offset} of ${data.length / 2}`);
+
+  // the rest in 1 MiB PATCHes, each from the offset the server answered
+  let offset = head.offset;
+  while (offset < data.length) {
+    const piece = data.subarray(offset, Math.min(data.length, offset + (1 << 20)));
+    const r = await api('PATCH', uploadPath, creator.token, piece, {
+      ...TUS, 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream',
+    });
+    assert.equal(r.status, 204, JSON.stringify(r.body));
+    offset = Number(r.headers.get('upload-offset'));
+  }
+  assert.equal(offset, data.length);
+
+  // processing, then ready: the studio shows the progress
+  const seen = new Set();
+  let v;
+  const t0 = Date.now();
+  for (;;) {
+    v = (await api('GET', `/v1/studio/videos/${videoId}`, creator.token)).body;
+    seen.add(v.status);
+    if (v.status === 'ready' || v.status === 'failed') break;
+    assert.ok(Date.now() - t0 < 180_000, `still ${v.status} (${v.progress} %) after 180 s`);
+    await sleep(500);
+  }
+  assert.equal(v.status, 'ready', JSON.stringify(v));
+  assert.equal(v.progress, 100);
+  assert.ok(Math.abs(v.duration_secs - SECS) <= 1, `duration ${v.duration_secs}`);
+  assert.ok(v.poster && v.poster.startsWith(EDGE) && v.poster.endsWith('/poster.jpg'), v.poster);
+
+  // the poster is public at the edge (cards show it), a JPEG
+  const poster = await fetch(v.poster);
+  assert.equal(poster.status, 200);
+  assert.equal(poster.headers.get('content-type'), 'image/jpeg');
+  assert.ok((await poster.arrayBuffer()).byteLength > 1000);
+
+  // the owner's watch page: poster before play, then playback through the edge
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.addInitScript((token) => localStorage.setItem('caudal.token', token), creator.token);
+  const page = await context.newPage();
+  const media = [];
+  page.on('response', (r) => {
+    if (r.url().startsWith(EDGE)) media.push({ url: r.url(), status: r.status() });
+  });
+  await page.goto(`${BFF}/watch/${videoId}`);
+  await page.waitForFunction(() => document.body.dataset.state === 'playing', null, { timeout: 60_000 });
+  assert.equal(await page.getAttribute('#video', 'poster'), v.poster);
+  await page.waitForFunction(() => window.caudalPlayer.video.currentTime > 2, null, { timeout: 30_000 });
+  assert.ok(media.some((m) => m.url.includes(`/vod/${videoId}/`) && m.url.endsWith('.ts') && m.status === 200),
+    'segments came through the edge');
+
+  // the storyboard: one cue per 5 s, thumbnails from sprite sheets through the edge
+  await page.waitForFunction(() => window.caudalStoryboard && window.caudalStoryboard.cues.length > 0, null, { timeout: 10_000 });
+  const cues = await page.evaluate(() => window.caudalStoryboard.cues.length);
+  assert.equal(cues, Math.ceil(v.duration_secs / STORYBOARD_INTERVAL));
+  assert.equal(await page.isVisible('#scrub'), true);
+  const box = await page.locator('#scrub').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height / 2);
+  await page.waitForSelector('#scrub-preview', { state: 'visible' });
+  const thumb = await page.evaluate(() => ({
+    image: document.getElementById('scrub-thumb').dataset.image,
+    xywh: document.getElementById('scrub-thumb').dataset.xywh,
+    time: document.getElementById('scrub-time').textContent,
+  }));
+  assert.ok(thumb.image.startsWith(EDGE + '/p/') && /storyboard-0\.jpg$/.test(thumb.image), JSON.stringify(thumb));
+  assert.equal(thumb.xywh.split(',').length, 4);
+  assert.match(thumb.time, /^0:1[45]$/);
+  const sprite = await fetch(thumb.image);
+  assert.equal(sprite.status, 200);
+  assert.equal(sprite.headers.get('content-type'), 'image/jpeg');
+  await page.screenshot({ path: path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'test-artifacts', 'watch-upload.png') });
+  await context.close();
+});
