@@ -448,3 +448,192 @@ async fn an_upload_resumes_after_a_drop_and_becomes_a_ready_video() {
 
     stop.cancel();
 }
+
+/// The worker binary beside this test's (`target/<profile>/transcoder`), built by
+/// `cargo build --workspace --all-targets` (scripts/test.sh) or `cargo test --workspace`.
+fn worker_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("transcoder");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build --workspace --all-targets)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `transcoder worker` process on `jobs`, logging to `log`.
+fn spawn_worker(
+    stack: &Stack,
+    jobs: &jobs::JobsConfig,
+    media: &std::path::Path,
+    name: &str,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let dir = stack.dir.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::fs::File::create(log).unwrap();
+    Command::new(worker_binary())
+        .arg("worker")
+        .env("CAUDAL_WORKER_METRICS_LISTEN", "127.0.0.1:0")
+        .env(
+            "CAUDAL_WORKER_METADATA_SVC_URL",
+            format!("http://{}", stack.metadata_addr),
+        )
+        .env("CAUDAL_WORKER_STORAGE__BACKEND", "local")
+        .env("CAUDAL_WORKER_STORAGE__ROOT", media)
+        .env("CAUDAL_WORKER_JOBS__URL", &jobs.url)
+        .env("CAUDAL_WORKER_JOBS__STREAM", &jobs.stream)
+        .env("CAUDAL_WORKER_JOBS__SUBJECT_PREFIX", &jobs.subject_prefix)
+        .env("CAUDAL_WORKER_JOBS__CONSUMER", &jobs.consumer)
+        .env(
+            "CAUDAL_WORKER_JOBS__DEAD_LETTER_SUBJECT",
+            &jobs.dead_letter_subject,
+        )
+        .env(
+            "CAUDAL_WORKER_JOBS__ACK_WAIT_SECS",
+            jobs.ack_wait_secs.to_string(),
+        )
+        .env(
+            "CAUDAL_WORKER_JOBS__MAX_DELIVER",
+            jobs.max_deliver.to_string(),
+        )
+        .env("CAUDAL_WORKER_WORK_DIR", dir.join("work"))
+        .env("CAUDAL_WORKER_TRANSCODE__SPOOL_DIR", dir.join("spool"))
+        .env("CAUDAL_WORKER_TRANSCODE__X264_PRESET", "veryfast")
+        .env("NO_COLOR", "1")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("the worker starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_is_killed_completes_on_another_worker() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let stop = CancellationToken::new();
+    let media = stack.dir.path().join("media");
+    let mut jobs = jobs_config();
+    jobs.ack_wait_secs = 3;
+    let mut cfg = config(&stack, "http://127.0.0.1:9");
+    cfg.uploads.storage = StoreConfig::Local {
+        root: media.clone(),
+    };
+    cfg.uploads.jobs = jobs.clone();
+    let api = start_bff(cfg, &stop).await;
+    let (creator, _) = api.creator("Kim", None).await;
+
+    // 60 s of 720p30: long enough to be killed in the middle of
+    let file = stack.dir.path().join("long.mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=1280x720:rate=30:duration=60")
+        .args(["-f", "lavfi", "-i", "sine=frequency=330:duration=60"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(&file)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = std::fs::read(&file).unwrap();
+    let created = create(&api, &creator, data.len() as u64, "long").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let path = created.headers()["location"].to_str().unwrap().to_string();
+    let id = path.rsplit('/').next().unwrap().to_string();
+    let done = patch(&api, &creator, &path, 0, data).await;
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+
+    // worker A takes the job and is SIGKILLed once it is well into it
+    let logs = stack.dir.path();
+    let mut a = spawn_worker(&stack, &jobs, &media, "a", &logs.join("a.log"));
+    let t = Instant::now();
+    loop {
+        let v = stack.metadata.get_video(&id).await.unwrap().unwrap();
+        if v.progress.unwrap_or(0.0) >= 5.0 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "worker A made no progress: {}",
+            std::fs::read_to_string(logs.join("a.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.kill().expect("SIGKILL worker A");
+    a.wait().unwrap();
+    let v = stack.metadata.get_video(&id).await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::to_value(v.status).unwrap(),
+        "processing",
+        "killed mid-job"
+    );
+
+    // worker B gets the job once A's lease lapses, and finishes it
+    let mut b = spawn_worker(&stack, &jobs, &media, "b", &logs.join("b.log"));
+    let v = wait_status(&stack, &id, "ready", Duration::from_secs(180)).await;
+    let d = v["video"]["duration_secs"].as_f64().unwrap();
+    assert!((d - 60.0).abs() <= 1.0, "duration {d}");
+    // longer than a lease: a redelivery, if any, changes nothing
+    tokio::time::sleep(Duration::from_secs(u64::from(jobs.ack_wait_secs) + 2)).await;
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let a_log = std::fs::read_to_string(logs.join("a.log")).unwrap();
+    let b_log = std::fs::read_to_string(logs.join("b.log")).unwrap();
+    assert!(a_log.contains("transcoding an upload"), "{a_log}");
+    assert!(!a_log.contains("upload ready"), "{a_log}");
+    assert_eq!(
+        b_log.matches("upload ready").count(),
+        1,
+        "ready once: {b_log}"
+    );
+
+    // complete and decodable: every rung finished, every segment it lists there and read by ffprobe
+    let master = std::fs::read_to_string(media.join(format!("vod/{id}/vod.m3u8")))
+        .or_else(|_| std::fs::read_to_string(media.join(format!("vod/{id}/master.m3u8"))))
+        .expect("a master playlist");
+    let rungs: Vec<&str> = master
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert!(!rungs.is_empty(), "{master}");
+    for rung in rungs {
+        let pl_path = media.join(format!("vod/{id}/{rung}"));
+        let pl = std::fs::read(&pl_path).unwrap();
+        let pl = m3u8_rs::parse_media_playlist_res(&pl).expect("a media playlist");
+        assert!(pl.end_list, "{rung} finished");
+        let total: f32 = pl.segments.iter().map(|s| s.duration).sum();
+        assert!((total - 60.0).abs() <= 1.0, "{rung}: {total} s");
+        let dir = pl_path.parent().unwrap();
+        for seg in &pl.segments {
+            let seg_path = dir.join(&seg.uri);
+            let probe = Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "stream=codec_name",
+                    "-of",
+                    "csv=p=0",
+                ])
+                .arg(&seg_path)
+                .output()
+                .expect("ffprobe runs");
+            let codecs = String::from_utf8_lossy(&probe.stdout);
+            assert!(
+                probe.status.success() && codecs.contains("h264") && codecs.contains("aac"),
+                "{}: {codecs} {}",
+                seg_path.display(),
+                String::from_utf8_lossy(&probe.stderr)
+            );
+        }
+    }
+    stop.cancel();
+}
