@@ -582,7 +582,7 @@ async fn a_job_whose_worker_is_killed_completes_on_another_worker() {
     let d = v["video"]["duration_secs"].as_f64().unwrap();
     assert!((d - 60.0).abs() <= 1.0, "duration {d}");
     // longer than a lease: a redelivery, if any, changes nothing
-    tokio::time::sleep(Duration::from_secs(u64::from(jobs.ack_wait_secs) + 2)).await;
+    tokio::time::sleep(Duration::from_secs(jobs.ack_wait_secs + 2)).await;
     b.kill().unwrap();
     b.wait().unwrap();
     let a_log = std::fs::read_to_string(logs.join("a.log")).unwrap();
