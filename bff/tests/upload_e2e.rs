@@ -416,6 +416,33 @@ async fn an_upload_resumes_after_a_drop_and_becomes_a_ready_video() {
     assert_eq!(sv["status"], "failed", "{sv}");
     assert_eq!(sv["failure"].as_str(), Some(why.as_str()), "{sv}");
 
+    // a truncated MP4 (its index, at the end, cut off) and an audio-only file: failed, each
+    // with its reason; a 0-byte upload is refused at creation
+    let truncated = std::fs::read(&file).unwrap()[..(len as usize) * 3 / 5].to_vec();
+    let audio = stack.dir.path().join("voice.m4a");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=500:duration=5"])
+        .args(["-c:a", "aac"])
+        .arg(&audio)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success());
+    for (bytes, title, reason) in [
+        (truncated, "cut short", "damaged or incomplete"),
+        (std::fs::read(&audio).unwrap(), "audio only", "no video"),
+    ] {
+        let created = create(&api, &creator, bytes.len() as u64, title).await;
+        let p = created.headers()["location"].to_str().unwrap().to_string();
+        let bid = p.rsplit('/').next().unwrap().to_string();
+        let sent = patch(&api, &creator, &p, 0, bytes).await;
+        assert_eq!(sent.status(), StatusCode::NO_CONTENT);
+        let v = wait_status(&stack, &bid, "failed", Duration::from_secs(30)).await;
+        let why = v["video"]["failure"].as_str().unwrap_or_default();
+        assert!(why.contains(reason), "{title}: {v}");
+    }
+    let empty = create(&api, &creator, 0, "nothing").await;
+    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+
     // a cancelled upload leaves nothing behind
     let created = create(&api, &creator, len, "cancelled").await;
     let cpath = created.headers()["location"].to_str().unwrap().to_string();
