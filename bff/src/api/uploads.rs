@@ -69,8 +69,13 @@ struct UploadState {
     /// The multipart write of `uploads/{id}/source`.
     multipart: String,
     parts: Vec<Part>,
-    /// Bytes in `uploads/{id}/tail`, after the parts.
+    /// Bytes in the tail object, after the parts.
     tail: u64,
+    /// The tail object: `uploads/{id}/tail-<uuid>`, a new key for every write, so that a
+    /// receiver working from an older state never overwrites the tail a newer state names
+    /// (absent: `uploads/{id}/tail`, as first written).
+    #[serde(default)]
+    tail_object: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     /// `source` is whole.
@@ -90,6 +95,14 @@ fn state_key(id: &str) -> String {
 }
 fn tail_key(id: &str) -> String {
     format!("uploads/{id}/tail")
+}
+
+impl UploadState {
+    fn tail_object(&self) -> String {
+        self.tail_object
+            .clone()
+            .unwrap_or_else(|| tail_key(&self.video_id))
+    }
 }
 pub fn source_key(id: &str) -> String {
     format!("uploads/{id}/source")
@@ -140,12 +153,27 @@ impl Uploads {
         st.updated_at + chrono::Duration::seconds(self.cfg.expire_secs as i64)
     }
 
-    /// Queues the transcode job of a complete upload (again, if it was queued before: the
-    /// job id dedups).
+    /// Marks the video `processing` and queues the transcode job of a complete upload
+    /// (again, if it was queued before: the job id dedups, and `processing` may repeat), so a
+    /// worker never meets a video still `uploading`.
     async fn enqueue(&self, st: &mut UploadState) -> Result<()> {
         let Some(queue) = self.queue.get() else {
             return Err(Error::Unavailable("job queue"));
         };
+        self.catalog
+            .change_status(
+                &st.video_id,
+                &StatusChange {
+                    status: Some(VideoStatus::Processing),
+                    at: Some(Utc::now()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(video_id = %st.video_id, error = %e, "status processing not recorded");
+                Error::Unavailable("metadata-svc")
+            })?;
         let job = TranscodeJob {
             video_id: st.video_id.clone(),
             source_key: source_key(&st.video_id),
@@ -161,33 +189,47 @@ impl Uploads {
         self.save(st).await
     }
 
-    /// Makes `source` of the parts, marks the video `processing` and queues the job.
+    /// Deletes every tail object of upload `id` (current and left over).
+    async fn delete_tails(&self, id: &str) {
+        if let Ok(keys) = self.store.list(&format!("uploads/{id}/tail")).await {
+            for k in keys {
+                let _ = self.store.delete(&k).await;
+            }
+        }
+    }
+
+    /// Makes `source` of the parts, then marks the video `processing` and queues the job.
+    /// Once `source` is whole the upload is complete whatever happens next: the sweeper
+    /// queues a job that could not be queued now.
     async fn finish(&self, st: &mut UploadState) -> Result<()> {
         let id = st.video_id.clone();
-        self.store
+        match self
+            .store
             .multipart_complete(&source_key(&id), &st.multipart, &st.parts)
             .await
-            .map_err(storage_unavailable)?;
+        {
+            Ok(()) => {}
+            // completed before, its state not saved (a crash, a failed save): `source` is there
+            Err(storage::StorageError::NotFound(e)) => {
+                let whole = self
+                    .store
+                    .head(&source_key(&id))
+                    .await
+                    .is_ok_and(|i| i.size == st.length);
+                if !whole {
+                    tracing::warn!(video_id = %id, error = %e, "multipart write gone and no whole source");
+                    return Err(Error::Unavailable("object storage"));
+                }
+            }
+            Err(e) => return Err(storage_unavailable(e)),
+        }
         st.complete = true;
         self.save(st).await?;
-        let _ = self.store.delete(&tail_key(&id)).await;
+        self.delete_tails(&id).await;
         metrics::counter!("caudal_uploads_completed_total").increment(1);
-        self.catalog
-            .change_status(
-                &id,
-                &StatusChange {
-                    status: Some(VideoStatus::Processing),
-                    at: Some(Utc::now()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| {
-                tracing::warn!(video_id = %id, error = %e, "status processing not recorded");
-                Error::Unavailable("metadata-svc")
-            })?;
-        // a queue that is down now is retried by the sweeper; the upload itself is safe
-        let _ = self.enqueue(st).await;
+        if let Err(e) = self.enqueue(st).await {
+            tracing::warn!(video_id = %id, error = %e, "the sweeper will queue this upload");
+        }
         Ok(())
     }
 
@@ -200,7 +242,7 @@ impl Uploads {
                 .multipart_abort(&source_key(id), &st.multipart)
                 .await;
         }
-        let _ = self.store.delete(&tail_key(id)).await;
+        self.delete_tails(id).await;
         self.store
             .delete(&state_key(id))
             .await
@@ -236,6 +278,10 @@ impl Uploads {
             };
             if st.complete && !st.queued {
                 let _ = self.enqueue(&mut st).await;
+            } else if !st.complete && st.offset() == st.length {
+                // every byte stored, the completion interrupted (storage or a crash)
+                tracing::info!(video_id = %id, "completing an upload whose last byte is stored");
+                let _ = self.finish(&mut st).await;
             } else if !st.complete && Utc::now() > self.expires(&st) {
                 tracing::info!(video_id = %id, "abandoned upload dropped");
                 metrics::counter!("caudal_uploads_expired_total").increment(1);
@@ -455,6 +501,7 @@ pub async fn create(
         multipart,
         parts: Vec::new(),
         tail: 0,
+        tail_object: None,
         created_at: now,
         updated_at: now,
         complete: false,
@@ -538,7 +585,7 @@ pub async fn patch(
         return Err(Error::UnsupportedMediaType);
     }
     let offset = number_header(&headers, &UPLOAD_OFFSET)?;
-    let s = my_upload(&st, up, &auth, &id).await?;
+    // taken before the state is read: a PATCH never works from a state another one changes
     let busy = {
         let mut b = up
             .busy
@@ -552,6 +599,7 @@ pub async fn patch(
         }
         Busy(up.clone(), id.clone())
     };
+    let s = my_upload(&st, up, &auth, &id).await?;
     // hyper drops this handler when the client goes away; the bytes that did arrive are
     // still kept, because a task of its own receives them
     let declared = headers
@@ -586,7 +634,7 @@ async fn receive(
             ),
         });
     }
-    if declared.is_some_and(|n| offset + n > s.length) {
+    if declared.is_some_and(|n| n > s.length - offset) {
         return Err(Error::PayloadTooLarge);
     }
     let part_bytes = up.cfg.part_bytes.max(storage::MIN_PART_BYTES);
@@ -595,7 +643,7 @@ async fn receive(
     if s.tail > 0 {
         let tail = up
             .store
-            .get(&tail_key(&id))
+            .get(&s.tail_object())
             .await
             .map_err(storage_unavailable)?;
         // a tail written just before a crash may run past what the state recorded: its first
@@ -640,12 +688,13 @@ async fn receive(
             break;
         }
         let mut rest = &frame[..];
-        while !rest.is_empty() {
-            let take = (part_bytes - buf.len()).min(rest.len());
+        while !rest.is_empty() || buf.len() >= part_bytes {
+            // (a tail saved under a larger part_bytes can start the buffer over the size)
+            let take = part_bytes.saturating_sub(buf.len()).min(rest.len());
             buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if buf.len() == part_bytes {
-                store_part(up, &mut s, buf.split().freeze()).await?;
+            if buf.len() >= part_bytes {
+                store_part(up, &mut s, buf.split_to(part_bytes).freeze()).await?;
             }
         }
     }
@@ -659,18 +708,25 @@ async fn receive(
         up.finish(&mut s).await?;
         tracing::info!(video_id = %id, length = s.length, "upload complete");
     } else if buf.len() as u64 != s.tail || broken.is_some() {
-        // the bytes that do not fill a part wait in `tail` for the next PATCH
+        // the bytes that do not fill a part wait in a tail object for the next PATCH: a new
+        // key, named by the state saved after it; the one it replaces goes after that
         let tail = buf.freeze();
+        let key = format!("uploads/{id}/tail-{}", uuid::Uuid::new_v4().simple());
         up.store
             .put(
-                &tail_key(&id),
+                &key,
                 tail.clone(),
                 &private_meta("application/octet-stream"),
             )
             .await
             .map_err(storage_unavailable)?;
+        let old = (s.tail > 0).then(|| s.tail_object());
         s.tail = tail.len() as u64;
+        s.tail_object = Some(key);
         up.save(&mut s).await?;
+        if let Some(old) = old {
+            let _ = up.store.delete(&old).await;
+        }
     }
     if let Some(e) = broken {
         return Err(e);
