@@ -102,6 +102,8 @@ start_platform() {
     done
     MEDIA_AT="$STATE/media"
   fi
+  # a recorded broadcast queues its poster and storyboard job for the worker
+  export CAUDAL_INGEST_JOBS__URL="$CAUDAL_NATS_URL"
   start_bg ingest-rtmp "$STATE/logs/ingest-rtmp.log" "$BIN/ingest-rtmp"
   wait_port 127.0.0.1 "$CAUDAL_RTMP_PORT" 60 ingest-rtmp
 

@@ -122,6 +122,7 @@ impl Broadcast {
             entry.video_id.clone(),
             meta_rx,
             shared.shutdown.clone(),
+            shared.jobs.clone(),
         ));
         // pipeline events become metadata updates
         let meta_events = meta.clone();
@@ -318,6 +319,7 @@ async fn finish_from_storage(shared: &Arc<Shared>, marker: &Marker, spool: Optio
         video_id.clone(),
         rx,
         shared.shutdown.clone(),
+        shared.jobs.clone(),
     ));
     let _ = meta.send(MetaOp::Create(marker.video.clone())).await;
     let _ = meta.send(MetaOp::Ended { at: Utc::now() }).await;

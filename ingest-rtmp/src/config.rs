@@ -68,6 +68,9 @@ pub struct Config {
     /// A broadcast whose instance sent no heartbeat for this long is finished by another
     /// instance from storage, s.
     pub reaper_timeout_secs: u64,
+    /// The job queue (NATS JetStream) the transcode workers pull from: a recorded broadcast
+    /// queues a job for its poster and storyboard. Empty `url`: none are made.
+    pub jobs: jobs::JobsConfig,
     /// How often instances look for such broadcasts, s.
     pub reaper_interval_secs: u64,
 }
@@ -100,6 +103,10 @@ impl Default for Config {
             instance_id: String::new(),
             lease_ttl_secs: 10,
             reaper_timeout_secs: 30,
+            jobs: jobs::JobsConfig {
+                url: String::new(),
+                ..Default::default()
+            },
             reaper_interval_secs: 5,
         }
     }

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     pub registry: Mutex<broadcast::Registry>,
     /// State shared with other instances, when configured.
     pub cluster: Option<cluster::Cluster>,
+    /// The job queue, once connected (recordings' poster and storyboard jobs).
+    pub jobs: Arc<std::sync::OnceLock<jobs::Queue>>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -113,6 +115,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         metadata: MetadataClient::new(cfg.metadata_svc_url.clone(), timeout),
         registry: Mutex::new(broadcast::Registry::default()),
         cluster,
+        jobs: Arc::new(std::sync::OnceLock::new()),
         tasks: TaskTracker::new(),
         shutdown: shutdown.clone(),
         cfg,
@@ -138,6 +141,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         tasks.spawn(broadcast::reap(shared.clone(), c));
     }
     tasks.spawn(cleanup::run(shared.clone()));
+    if !shared.cfg.jobs.url.is_empty() {
+        tasks.spawn(connect_jobs(shared.clone()));
+    }
     tasks.spawn(accept_loop(listener, shared));
     tracing::info!(%rtmp_addr, %http_addr, %metrics_addr, "ingest listening");
     Ok(Running {
@@ -155,6 +161,24 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let running = start(cfg, shutdown).await?;
     running.wait().await;
     Ok(())
+}
+
+/// Connects the job queue, retrying every 2 s until it answers or ingest stops.
+async fn connect_jobs(shared: Arc<Shared>) {
+    loop {
+        match jobs::Queue::connect(&shared.cfg.jobs).await {
+            Ok(q) => {
+                let _ = shared.jobs.set(q);
+                tracing::info!("job queue connected (recordings get posters and storyboards)");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "job queue not reachable; retrying"),
+        }
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

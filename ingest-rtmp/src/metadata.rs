@@ -140,58 +140,121 @@ pub async fn run(
     video_id: String,
     mut ops: mpsc::Receiver<MetaOp>,
     shutdown: CancellationToken,
+    jobs: std::sync::Arc<std::sync::OnceLock<jobs::Queue>>,
 ) -> bool {
-    let mut all_taken = true;
     while let Some(op) = ops.recv().await {
-        let mut backoff = Duration::from_secs(1);
-        let started = std::time::Instant::now();
-        let mut pending = false;
-        let mut stopping_since: Option<std::time::Instant> = None;
-        loop {
-            let err = match apply(&client, &video_id, &op).await {
-                Ok(()) => break,
-                Err(e) => e,
-            };
-            // just created, not yet readable (a store that is slow to read its own writes)
-            let not_yet = matches!(err, ClientError::Api { status: 404, .. })
-                && !matches!(op, MetaOp::Create(_))
-                && started.elapsed() < Duration::from_secs(15);
-            if !(err.is_unavailable() || not_yet) {
-                tracing::error!(video_id, error = %err, op = ?op_name(&op), "metadata update refused");
-                metrics::counter!("caudal_metadata_failures_total").increment(1);
-                break;
-            }
-            if shutdown.is_cancelled() {
-                let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
-                if since.elapsed() > Duration::from_secs(5) {
-                    tracing::error!(video_id, error = %err, op = ?op_name(&op), "shutting down with a metadata update not taken");
-                    all_taken = false;
-                    break;
-                }
-            }
-            if !pending {
-                pending = true;
-                metrics::gauge!("caudal_metadata_pending").increment(1.0);
-            }
-            tracing::warn!(video_id, error = %err, "metadata update failed, retrying");
-            metrics::counter!("caudal_metadata_retries_total").increment(1);
-            tokio::time::sleep(if shutdown.is_cancelled() {
-                Duration::from_millis(500)
-            } else {
-                backoff
-            })
-            .await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+        let taken = apply_until_taken(&client, &video_id, &op, &shutdown).await;
+        if let (
+            Outcome::Taken,
+            MetaOp::Recorded {
+                vod_master: Some(key),
+                ..
+            },
+        ) = (&taken, &op)
+        {
+            queue_artwork(&jobs, &video_id, key).await;
         }
-        if pending {
-            metrics::gauge!("caudal_metadata_pending").decrement(1.0);
-        }
-        if !all_taken {
+        if matches!(taken, Outcome::Pending) {
             // later updates would overtake the one not taken; the next start redoes them all
             return false;
         }
     }
-    all_taken
+    true
+}
+
+/// Queues the poster and storyboard job of a recording (best effort: a recording without
+/// them plays all the same; a failure is logged and counted).
+async fn queue_artwork(jobs: &std::sync::OnceLock<jobs::Queue>, video_id: &str, key: &str) {
+    let Some(queue) = jobs.get() else {
+        if !key.is_empty() {
+            tracing::debug!(video_id, "no job queue: the recording gets no poster");
+        }
+        return;
+    };
+    let job = service_clients::jobs::ArtworkJob {
+        video_id: video_id.to_string(),
+        playlist_key: key.to_string(),
+    };
+    for attempt in 1..=3 {
+        match queue
+            .enqueue(service_clients::jobs::ArtworkJob::KIND, video_id, &job)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(video_id, "poster and storyboard job queued");
+                return;
+            }
+            Err(e) if attempt < 3 => {
+                tracing::warn!(video_id, error = %e, "artwork job not queued; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                tracing::error!(video_id, error = %e, "artwork job not queued: the recording has no poster");
+                metrics::counter!("caudal_artwork_jobs_lost_total").increment(1);
+            }
+        }
+    }
+}
+
+/// What became of one update.
+enum Outcome {
+    Taken,
+    /// Refused by metadata-svc (logged and counted); the next update goes ahead.
+    Refused,
+    /// Not taken when ingest stopped: the broadcast's marker stays for the next start.
+    Pending,
+}
+
+/// Applies one update, retrying while metadata-svc is unavailable (see [`run`]).
+async fn apply_until_taken(
+    client: &MetadataClient,
+    video_id: &str,
+    op: &MetaOp,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let mut backoff = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let mut pending = false;
+    let mut stopping_since: Option<std::time::Instant> = None;
+    let taken = loop {
+        let err = match apply(client, video_id, op).await {
+            Ok(()) => break Outcome::Taken,
+            Err(e) => e,
+        };
+        // just created, not yet readable (a store that is slow to read its own writes)
+        let not_yet = matches!(err, ClientError::Api { status: 404, .. })
+            && !matches!(op, MetaOp::Create(_))
+            && started.elapsed() < Duration::from_secs(15);
+        if !(err.is_unavailable() || not_yet) {
+            tracing::error!(video_id, error = %err, op = ?op_name(op), "metadata update refused");
+            metrics::counter!("caudal_metadata_failures_total").increment(1);
+            break Outcome::Refused;
+        }
+        if shutdown.is_cancelled() {
+            let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > Duration::from_secs(5) {
+                tracing::error!(video_id, error = %err, op = ?op_name(op), "shutting down with a metadata update not taken");
+                break Outcome::Pending;
+            }
+        }
+        if !pending {
+            pending = true;
+            metrics::gauge!("caudal_metadata_pending").increment(1.0);
+        }
+        tracing::warn!(video_id, error = %err, "metadata update failed, retrying");
+        metrics::counter!("caudal_metadata_retries_total").increment(1);
+        tokio::time::sleep(if shutdown.is_cancelled() {
+            Duration::from_millis(500)
+        } else {
+            backoff
+        })
+        .await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    };
+    if pending {
+        metrics::gauge!("caudal_metadata_pending").decrement(1.0);
+    }
+    taken
 }
 
 fn op_name(op: &MetaOp) -> &'static str {

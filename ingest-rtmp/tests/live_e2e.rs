@@ -1927,3 +1927,99 @@ async fn oversized_and_overrunning_rtmp_messages_are_refused_from_their_headers(
     assert!((d - 12.0).abs() <= 2.0, "duration {d}");
     stack.stop().await;
 }
+
+/// The queue of the recording-artwork test: a fixed name (a `fn` cannot capture), used by no
+/// other test.
+fn recording_jobs() -> jobs::JobsConfig {
+    jobs::JobsConfig {
+        url: test_stack::env("CAUDAL_TEST_NATS_URL"),
+        stream: "REC_ARTWORK_TEST".into(),
+        subject_prefix: "recartwork.jobs".into(),
+        consumer: "workers".into(),
+        dead_letter_subject: "recartwork.dead".into(),
+        ack_wait_secs: 10,
+        max_deliver: 3,
+    }
+}
+
+fn queue_recording_jobs(c: &mut ingest_rtmp::Config) {
+    c.jobs = recording_jobs();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_broadcast_gets_a_poster_and_a_storyboard_from_a_worker() {
+    let _heavy = HEAVY.lock().await;
+    let stack = Stack::start(StackOptions {
+        transcode: LiveConfig {
+            rungs: vec![
+                RungSpec::new("480p", 480, 900),
+                RungSpec::new("240p", 240, 300),
+            ],
+            x264_preset: "ultrafast".into(),
+            ..Default::default()
+        },
+        ingest: Some(queue_recording_jobs),
+        ..Default::default()
+    })
+    .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = transcoder::worker::WorkerConfig {
+        metadata_svc_url: format!("http://{}", stack.metadata_addr),
+        storage: storage::StoreConfig::Local {
+            root: stack.dir.path().join("media"),
+        },
+        jobs: recording_jobs(),
+        work_dir: stack.dir.path().join("work"),
+        artwork: transcoder::artwork::ArtworkConfig {
+            interval_secs: 2.0,
+            ..Default::default()
+        },
+        retry_delay_secs: 1,
+        ..Default::default()
+    };
+    let w_stop = stop.clone();
+    tokio::spawn(async move { transcoder::worker::run(worker, w_stop).await });
+
+    let p = Publisher {
+        width: 854,
+        height: 480,
+        secs: 12,
+        ..Default::default()
+    }
+    .spawn(&stack.rtmp_url(&stack.demo_key));
+    let id = wait_live(&stack, Duration::from_secs(30)).await;
+    let (ok, log) = wait_child(p, Duration::from_secs(60)).await;
+    assert!(ok, "{log}");
+    wait_status(&stack, &id, VideoStatus::Recorded, Duration::from_secs(60)).await;
+    // the worker answers the job ingest queued at the end
+    let t = Instant::now();
+    let v = loop {
+        let v = stack.metadata.get_video(&id).await.unwrap().unwrap();
+        if v.poster.is_some() && v.storyboard.is_some() {
+            break v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no poster and storyboard: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(v.status, VideoStatus::Recorded);
+    let poster = v.poster.unwrap();
+    assert_eq!(poster, format!("live/{id}/poster.jpg"));
+    let jpeg = stack.store.get(&poster).await.unwrap();
+    assert_eq!(&jpeg[..3], &[0xff, 0xd8, 0xff]);
+    let probe = ffprobe_bytes(stack.dir.path(), "poster.jpg", &jpeg);
+    assert_eq!(probe["streams"][0]["codec_name"], "mjpeg", "{probe}");
+    let vtt = text(&stack.store.get(&v.storyboard.unwrap()).await.unwrap());
+    let cues = vtt.lines().filter(|l| l.contains("#xywh=")).count();
+    let d = v.duration_secs.unwrap();
+    assert_eq!(cues, (d / 2.0).ceil() as usize, "{d} s: {vtt}");
+    assert!(stack
+        .store
+        .head(&format!("live/{id}/storyboard-0.jpg"))
+        .await
+        .is_ok());
+    stop.cancel();
+    stack.stop().await;
+}

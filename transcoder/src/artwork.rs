@@ -190,6 +190,14 @@ pub fn make(
         .best(media::Type::Video)
         .ok_or_else(|| AvError::Refused("the file has no video".into()))?;
     let (vi, tb) = (stream.index(), stream.time_base());
+    // times are counted from the video's first timestamp (an MPEG-TS recording starts where
+    // its broadcast's clock was, an MP4 usually at 0)
+    let first = stream.start_time();
+    let t0 = if first == ff::ffi::AV_NOPTS_VALUE {
+        0.0
+    } else {
+        first as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator())
+    };
     let mut ctx =
         codec::Context::from_parameters(stream.parameters()).ctx("reading video parameters")?;
     // Safety: a plain field of the context we own, before it is opened.
@@ -215,14 +223,17 @@ pub fn make(
     let (cols, rows) = (cfg.columns.max(1), cfg.rows.max(1));
     let per_sheet = (cols * rows) as usize;
 
-    let mut to_thumb = None::<(Pixel, ff::software::scaling::Context)>;
-    let mut to_poster = None::<(Pixel, ff::software::scaling::Context)>;
-    let scaler = |slot: &mut Option<(Pixel, ff::software::scaling::Context)>,
+    type Scaler = Option<((Pixel, u32, u32), ff::software::scaling::Context)>;
+    let mut to_thumb: Scaler = None;
+    let mut to_poster: Scaler = None;
+    let scaler = |slot: &mut Scaler,
                   src: &ff::frame::Video,
                   dw: u32,
                   dh: u32|
      -> Result<ff::frame::Video, AvError> {
-        if slot.as_ref().map(|(f, _)| *f) != Some(src.format()) {
+        // a new scaler when the source's picture changes (format or size mid-stream)
+        let shape = (src.format(), src.width(), src.height());
+        if slot.as_ref().map(|(s, _)| *s) != Some(shape) {
             let sws = ff::software::scaling::Context::get(
                 src.format(),
                 src.width(),
@@ -233,7 +244,7 @@ pub fn make(
                 ff::software::scaling::Flags::BICUBIC,
             )
             .ctx("creating a scaler")?;
-            *slot = Some((src.format(), sws));
+            *slot = Some((shape, sws));
         }
         let mut out = ff::frame::Video::empty();
         let (_, sws) = slot.as_mut().expect("just set");
@@ -241,7 +252,7 @@ pub fn make(
         Ok(out)
     };
 
-    let secs = |ts: i64| ts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator());
+    let secs = |ts: i64| ts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator()) - t0;
     let mut sheets = Vec::new();
     let mut sheet = black(Pixel::YUVJ420P, tw * cols, th * rows);
     let mut best: Option<(f64, ff::frame::Video)> = None;
@@ -259,7 +270,7 @@ pub fn make(
             start
         };
         if target < pos || target - pos > 10.0 {
-            let ts = (target * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
+            let ts = ((target + t0) * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
             // backwards to the keyframe at or before `target`, then decode forwards
             if ictx.seek(ts, ..ts).is_ok() {
                 dec.flush();
@@ -273,9 +284,9 @@ pub fn make(
                     if s.index() != vi {
                         continue;
                     }
-                    if dec.send_packet(&packet).is_err() {
-                        continue; // a damaged packet: the next keyframe recovers
-                    }
+                    // a damaged packet is dropped (the next keyframe recovers); the frames
+                    // already decoded are taken below either way
+                    let _ = dec.send_packet(&packet);
                 }
                 None => {
                     let _ = dec.send_eof();

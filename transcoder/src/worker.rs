@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use service_clients::jobs::TranscodeJob;
+use service_clients::jobs::{ArtworkJob, TranscodeJob};
 use service_clients::metadata::{
     MetadataClient, PlaybackLocations, Rendition, StatusChange, VideoStatus,
 };
@@ -245,6 +245,12 @@ impl Worker {
             tracing::info!(video_id = %id, "video deleted: nothing to transcode");
             return Ok(false);
         };
+        if video.status == VideoStatus::Uploading {
+            // bff marks `processing` before it queues; a stale read, or another bff racing
+            return Err(JobError::Passing(
+                "the video is still uploading in metadata-svc".into(),
+            ));
+        }
         if video.status != VideoStatus::Processing {
             tracing::info!(video_id = %id, status = ?video.status, "not processing: left alone");
             return Ok(false);
@@ -315,6 +321,150 @@ impl Worker {
             .map_err(passing)?;
         tracing::info!(video_id = %id, secs = started.elapsed().as_secs_f64(),
             duration_secs = summary.duration_secs, "upload ready");
+        Ok(true)
+    }
+
+    /// A recording's poster and storyboard. Never fails the video: a recording without
+    /// pictures plays all the same.
+    async fn handle_artwork(&self, job: jobs::Job) {
+        let work: ArtworkJob = match job.decode() {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = job.dead(&format!("unreadable job: {e}")).await;
+                return;
+            }
+        };
+        let settled = match self.recording_artwork(&work).await {
+            Ok(_) => {
+                metrics::counter!("caudal_worker_jobs_total", "outcome" => "done").increment(1);
+                job.done().await
+            }
+            Err(JobError::Passing(why)) if !job.last_attempt() => {
+                tracing::warn!(video_id = %work.video_id, reason = %why, "artwork job will be retried");
+                metrics::counter!("caudal_worker_jobs_total", "outcome" => "retried").increment(1);
+                job.retry(Duration::from_secs(self.cfg.retry_delay_secs))
+                    .await
+            }
+            Err(JobError::Passing(why) | JobError::Refused(why)) => {
+                tracing::warn!(video_id = %work.video_id, reason = %why, "no poster for this recording");
+                metrics::counter!("caudal_worker_jobs_total", "outcome" => "refused").increment(1);
+                job.dead(&why).await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "job not settled");
+        }
+    }
+
+    /// Makes a recording's pictures from the segments of one rung (about 480p: enough for a
+    /// poster, cheap to read): only the segments the storyboard's times fall in are fetched,
+    /// joined into one MPEG-TS file (their timestamps stay the broadcast's) and read like an
+    /// upload. `Ok(false)`: nothing to do (deleted, not recorded, pictures already made).
+    pub async fn recording_artwork(&self, job: &ArtworkJob) -> Result<bool, JobError> {
+        let id = &job.video_id;
+        let passing = |e: service_clients::ClientError| JobError::Passing(e.to_string());
+        let Some(video) = self.catalog.get_video(id).await.map_err(passing)? else {
+            return Ok(false);
+        };
+        if video.status != VideoStatus::Recorded
+            || (video.poster.is_some() && video.storyboard.is_some())
+        {
+            return Ok(false);
+        }
+        let get = |key: String| async move {
+            match self.store.get(&key).await {
+                Ok(b) => Ok(b),
+                Err(storage::StorageError::NotFound(_)) => {
+                    Err(JobError::Refused(format!("{key} is not in storage")))
+                }
+                Err(e) => Err(JobError::Passing(format!("reading {key}: {e}"))),
+            }
+        };
+        let folder = match job.playlist_key.rsplit_once('/') {
+            Some((dir, _)) => dir.to_string(),
+            None => return Err(JobError::Refused("a playlist key without a folder".into())),
+        };
+        let master = get(job.playlist_key.clone()).await?;
+        let rung = match m3u8_rs::parse_playlist_res(&master) {
+            Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => {
+                let mut variants: Vec<_> = m.variants.iter().filter(|v| !v.is_i_frame).collect();
+                variants.sort_by_key(|v| v.resolution.map(|r| r.height).unwrap_or(0));
+                variants
+                    .iter()
+                    .find(|v| v.resolution.is_some_and(|r| r.height >= 432))
+                    .or(variants.last())
+                    .map(|v| v.uri.clone())
+                    .ok_or_else(|| JobError::Refused("a master playlist without rungs".into()))?
+            }
+            Ok(m3u8_rs::Playlist::MediaPlaylist(_)) => job
+                .playlist_key
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            Err(_) => return Err(JobError::Refused("an unreadable master playlist".into())),
+        };
+        let media_key = format!("{folder}/{rung}");
+        let media = get(media_key.clone()).await?;
+        let media = m3u8_rs::parse_media_playlist_res(&media)
+            .map_err(|_| JobError::Refused(format!("{media_key}: an unreadable playlist")))?;
+        let rung_dir = media_key
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .unwrap_or(&folder);
+        // the segment each storyboard time falls in, each fetched once, in order
+        let mut starts = Vec::with_capacity(media.segments.len());
+        let mut at = 0.0f64;
+        for seg in &media.segments {
+            starts.push(at);
+            at += f64::from(seg.duration);
+        }
+        let duration = at;
+        if media.segments.is_empty() || duration <= 0.0 {
+            return Err(JobError::Refused("the recording has no segments".into()));
+        }
+        let interval = self.cfg.artwork.interval_secs.max(0.5);
+        let mut wanted: Vec<usize> = (0..crate::artwork::cue_count(duration, interval))
+            .map(|i| {
+                let t = i as f64 * interval;
+                starts.partition_point(|s| *s <= t).saturating_sub(1)
+            })
+            .collect();
+        wanted.dedup();
+        let path = self
+            .cfg
+            .work_dir
+            .join(format!("{id}-rec-{}.ts", uuid::Uuid::new_v4().simple()));
+        let _cleanup = RemoveOnDrop(path.clone());
+        let mut out = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| JobError::Passing(format!("creating {}: {e}", path.display())))?;
+        for i in wanted {
+            let bytes = get(format!("{rung_dir}/{}", media.segments[i].uri)).await?;
+            out.write_all(&bytes)
+                .await
+                .map_err(|e| JobError::Passing(e.to_string()))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| JobError::Passing(e.to_string()))?;
+        drop(out);
+        let Some((poster, storyboard)) = self.artwork(&path, &folder, duration).await? else {
+            return Err(JobError::Refused("no picture could be made".into()));
+        };
+        self.catalog
+            .change_status(
+                id,
+                &StatusChange {
+                    status: Some(VideoStatus::Recorded),
+                    poster: Some(poster),
+                    storyboard: Some(storyboard),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(passing)?;
+        tracing::info!(video_id = %id, duration, "recording has a poster and a storyboard");
         Ok(true)
     }
 
@@ -429,6 +579,9 @@ impl Worker {
     /// Runs one delivered job to its end: done, retried, or dead with the video failed.
     pub async fn handle(&self, job: jobs::Job) {
         let _alive = job.keep_alive();
+        if job.kind() == ArtworkJob::KIND {
+            return self.handle_artwork(job).await;
+        }
         let work: TranscodeJob = match job.decode() {
             Ok(w) => w,
             Err(e) => {

@@ -15,3 +15,17 @@ impl TranscodeJob {
     /// The job kind on the queue (`<subject prefix>.transcode`).
     pub const KIND: &'static str = "transcode";
 }
+
+/// Make the poster and the storyboard of a finished broadcast's recording (queued by ingest
+/// when a broadcast is recorded). Idempotent, and a recording that already has both is left
+/// alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ArtworkJob {
+    pub video_id: String,
+    /// Storage key of the recording's master playlist (`live/{id}/vod.m3u8`).
+    pub playlist_key: String,
+}
+
+impl ArtworkJob {
+    pub const KIND: &'static str = "artwork";
+}
