@@ -35,7 +35,8 @@ cat <<INFO
   Live now:    http://127.0.0.1:$CAUDAL_INGEST_HTTP_PORT/v1/streams
   Watch pages: http://127.0.0.1:$CAUDAL_BFF_PORT/    (through the edge at http://127.0.0.1:$CAUDAL_EDGE_PORT/)
 
-  Upload a video (tus 1.0, resumable; a creator's Bearer token, README "Uploading a video"):
+  Upload a video in the browser: http://127.0.0.1:$CAUDAL_BFF_PORT/upload
+  (sign in as the demo creator), or with any tus 1.0 client (README "Uploading a video"):
     http://127.0.0.1:$CAUDAL_BFF_PORT/v1/uploads
   Originals go to uploads/<video id>/source; the transcode worker (job queue: NATS on
   nats://127.0.0.1:$CAUDAL_NATS_PORT) writes the ladder to vod/<video id>/ and marks the video ready.

@@ -1,5 +1,5 @@
 //! The web pages' static files: `/` (index.html), `/watch/{id}` (watch.html; the page reads
-//! the id from its URL), `/static/*` (web_dir/static) and `/vendor/hls.min.js`. A missing file
+//! the id from its URL), `/upload` (upload.html), `/static/*` (web_dir/static) and `/vendor/hls.min.js`. A missing file
 //! is a 404 with the JSON error, never a panic.
 
 use std::path::{Component, Path, PathBuf};
@@ -46,6 +46,11 @@ pub async fn index(State(st): State<AppState>, req: Request) -> Response {
 
 pub async fn watch(State(st): State<AppState>, req: Request) -> Response {
     serve(st.config.web_dir.join("watch.html"), req, None).await
+}
+
+/// The creators' upload page (sign in, pick a file, tus upload, processing progress).
+pub async fn upload(State(st): State<AppState>, req: Request) -> Response {
+    serve(st.config.web_dir.join("upload.html"), req, None).await
 }
 
 pub async fn hls_js(State(st): State<AppState>, req: Request) -> Response {

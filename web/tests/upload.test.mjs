@@ -84,11 +84,11 @@ before(async () => {
   execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', `testsrc2=size=1280x720:rate=30:duration=${SECS}`,
     '-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=48000:duration=${SECS}`,
     '-c:v', 'libx264', '-preset', 'veryfast', '-g', '60', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', file]);
-  const s = await api('POST', '/v1/auth/signup', null, {
-    email: unique('uploader') + '@example.com', password: 'correct horse battery staple', display_name: 'Uploader',
-  });
+  const email = unique('uploader') + '@example.com';
+  const password = 'correct horse battery staple';
+  const s = await api('POST', '/v1/auth/signup', null, { email, password, display_name: 'Uploader' });
   assert.equal(s.status, 201, JSON.stringify(s.body));
-  creator = { token: s.body.access_token };
+  creator = { token: s.body.access_token, email, password };
   const c = await api('POST', '/v1/me/become-creator', creator.token, {});
   assert.ok(c.status < 300, JSON.stringify(c.body));
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
@@ -189,5 +189,52 @@ test('a 30 s 720p upload resumes after a dropped connection and becomes ready wi
   assert.equal(sprite.status, 200);
   assert.equal(sprite.headers.get('content-type'), 'image/jpeg');
   await page.screenshot({ path: path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'test-artifacts', 'watch-upload.png') });
+  await context.close();
+});
+
+test('the upload page: sign in, pick a file, a dropped PATCH is retried, progress until ready', { timeout: 180_000 }, async () => {
+  const small = path.join(dir, 'walk.mp4');
+  execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30:duration=8',
+    '-f', 'lavfi', '-i', 'sine=frequency=550:duration=8', '-c:v', 'libx264', '-preset', 'veryfast', '-g', '60',
+    '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', small]);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  // the first PATCH is cut off: the page must HEAD and send again
+  let patches = 0;
+  await page.route('**/v1/uploads/*', (route) => {
+    if (route.request().method() === 'PATCH' && patches++ === 0) return route.abort('connectionreset');
+    return route.continue();
+  });
+  await page.goto(`${BFF}/upload`);
+  await page.waitForFunction(() => document.body.dataset.state === 'login');
+  await page.fill('#email', creator.email);
+  await page.fill('#password', 'wrong password');
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('#login-error', { state: 'visible' });
+  assert.match(await page.textContent('#login-error'), /Wrong email or password/);
+  await page.fill('#password', creator.password);
+  await page.click('#login button[type=submit]');
+  await page.waitForFunction(() => document.body.dataset.state === 'pick');
+  await page.setInputFiles('#file', small);
+  assert.equal(await page.inputValue('#title'), 'walk');
+  await page.fill('#title', 'A walk');
+  await page.click('#start');
+  await page.waitForFunction(() => ['ready', 'failed', 'error'].includes(document.body.dataset.state), null, { timeout: 150_000 });
+  const result = await page.evaluate(() => ({ state: document.body.dataset.state, up: window.caudalUpload,
+    error: document.getElementById('error').textContent }));
+  assert.equal(result.state, 'ready', JSON.stringify(result));
+  assert.ok(result.up.retries >= 1, 'the dropped PATCH was retried');
+  assert.equal(result.up.offset, fs.statSync(small).size);
+  assert.equal(await page.evaluate(() => document.getElementById('upload-bar').value), 100);
+  assert.equal(await page.textContent('#process-text'), '100 %');
+  const href = await page.getAttribute('#watch', 'href');
+  assert.equal(href, `/watch/${result.up.videoId}`);
+  const v = (await api('GET', `/v1/studio/videos/${result.up.videoId}`, creator.token)).body;
+  assert.equal(v.title, 'A walk');
+  assert.equal(v.status, 'ready');
+  assert.deepEqual(errors, []);
+  await page.screenshot({ path: path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'test-artifacts', 'upload-page.png') });
   await context.close();
 });

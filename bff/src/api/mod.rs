@@ -47,12 +47,18 @@ fn cors(origins: &[String]) -> CorsLayer {
             Method::PUT,
             Method::PATCH,
             Method::DELETE,
+            Method::HEAD,
         ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-request-id"),
+            // tus uploads (tus-js-client, Uppy)
+            HeaderName::from_static("tus-resumable"),
+            HeaderName::from_static("upload-length"),
+            HeaderName::from_static("upload-offset"),
+            HeaderName::from_static("upload-metadata"),
         ])
         .expose_headers([
             HeaderName::from_static("x-request-id"),
@@ -60,6 +66,14 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("deprecation"),
             HeaderName::from_static("sunset"),
             header::LINK,
+            header::LOCATION,
+            HeaderName::from_static("tus-resumable"),
+            HeaderName::from_static("tus-version"),
+            HeaderName::from_static("tus-max-size"),
+            HeaderName::from_static("tus-extension"),
+            HeaderName::from_static("upload-offset"),
+            HeaderName::from_static("upload-length"),
+            HeaderName::from_static("upload-expires"),
         ])
         .max_age(Duration::from_secs(600))
 }
@@ -151,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route("/", get(web::index))
         .route("/watch/{id}", get(web::watch))
+        .route("/upload", get(web::upload))
         .route("/static/{*path}", get(web::static_file))
         .route("/vendor/hls.min.js", get(web::hls_js))
         .route("/healthz", get(|| async { "ok" }))
