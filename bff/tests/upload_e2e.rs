@@ -421,7 +421,15 @@ async fn an_upload_resumes_after_a_drop_and_becomes_a_ready_video() {
     let truncated = std::fs::read(&file).unwrap()[..(len as usize) * 3 / 5].to_vec();
     let audio = stack.dir.path().join("voice.m4a");
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=500:duration=5"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=500:duration=5",
+        ])
         .args(["-c:a", "aac"])
         .arg(&audio)
         .output()
