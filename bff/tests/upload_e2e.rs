@@ -592,7 +592,7 @@ async fn a_job_whose_worker_is_killed_completes_on_another_worker() {
     let t = Instant::now();
     loop {
         let v = stack.metadata.get_video(&id).await.unwrap().unwrap();
-        if v.progress.unwrap_or(0.0) >= 5.0 {
+        if v.progress.unwrap_or(0.0) >= 5.0 && v.playback.master.is_some() {
             break;
         }
         assert!(
@@ -602,6 +602,37 @@ async fn a_job_whose_worker_is_killed_completes_on_another_worker() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // playable while processing: its owner gets a URL, the rungs' EVENT playlists start at
+    // the first segment and have no end yet
+    let watch: Value = reqwest::Client::new()
+        .get(api.url(&format!("/v1/videos/{id}")))
+        .bearer_auth(&creator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(watch["video"]["status"], "processing", "{watch}");
+    assert!(
+        watch["playback"]["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/p/") && u.ends_with(&format!("/vod/{id}/master.m3u8"))),
+        "{watch}"
+    );
+    let early = std::fs::read_to_string(media.join(format!("vod/{id}/master.m3u8"))).unwrap();
+    let first = early
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .unwrap()
+        .to_string();
+    let event = std::fs::read_to_string(media.join(format!("vod/{id}/{first}"))).unwrap();
+    assert!(event.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{event}");
+    let pl = m3u8_rs::parse_media_playlist_res(event.as_bytes()).expect("a media playlist");
+    assert_eq!(pl.media_sequence, 0, "{event}");
+    assert_eq!(pl.segments[0].uri, "seg_00000.ts", "{event}");
+    assert!(!event.contains("#EXT-X-ENDLIST"), "{event}");
+
     a.kill().expect("SIGKILL worker A");
     a.wait().unwrap();
     let v = stack.metadata.get_video(&id).await.unwrap().unwrap();
@@ -629,6 +660,12 @@ async fn a_job_whose_worker_is_killed_completes_on_another_worker() {
         1,
         "ready once: {b_log}"
     );
+
+    let ended = std::fs::read_to_string(media.join(format!("vod/{id}/{first}"))).unwrap();
+    assert!(ended.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && ended.ends_with("#EXT-X-ENDLIST\n"));
+    let pl = m3u8_rs::parse_media_playlist_res(ended.as_bytes()).expect("a media playlist");
+    assert_eq!(pl.media_sequence, 0, "{ended}");
+    assert_eq!(pl.segments.len(), 30, "every 2 s segment of 60 s: {ended}");
 
     // complete and decodable: every rung finished, every segment it lists there and read by ffprobe
     let master = std::fs::read_to_string(media.join(format!("vod/{id}/vod.m3u8")))

@@ -111,18 +111,20 @@ pub async fn transcode_file(
     prefix: String,
     path: &Path,
 ) -> Result<LiveSummary, TranscodeError> {
-    transcode_file_counting(cfg, store, prefix, path, Arc::new(AtomicI64::new(0))).await
+    transcode_file_counting(cfg, store, prefix, path, Arc::new(AtomicI64::new(0)), None).await
 }
 
-/// [`transcode_file`], with the source position reached (ms) kept in `fed_ms` for progress.
+/// [`transcode_file`], with the source position reached (ms) kept in `fed_ms` for progress,
+/// and the pipeline's events (the master playlist stored: playable) sent to `events`.
 pub async fn transcode_file_counting(
     cfg: Arc<LiveConfig>,
     store: DynStore,
     prefix: String,
     path: &Path,
     fed_ms: Arc<AtomicI64>,
+    events: Option<tokio::sync::mpsc::Sender<crate::LiveEvent>>,
 ) -> Result<LiveSummary, TranscodeError> {
-    let stream = LiveStream::start(cfg, store, prefix, None).await?;
+    let stream = LiveStream::start(cfg, store, prefix, events).await?;
     let tx = stream.sender().ok_or(TranscodeError::Stopped)?;
     let path = path.to_path_buf();
     let fed = tokio::task::spawn_blocking(move || feed_counting(&path, &tx, &fed_ms))

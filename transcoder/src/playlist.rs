@@ -27,6 +27,9 @@ pub struct SegmentEntry {
 #[derive(Debug, Clone)]
 pub struct MediaWindow {
     window: usize,
+    /// `window` 0: an EVENT playlist, every segment from the first (a file being transcoded:
+    /// viewers start at its beginning while the rest is made).
+    event: bool,
     min_target_secs: u64,
     segments: Vec<SegmentEntry>,
 }
@@ -46,7 +49,12 @@ impl MediaWindow {
     /// segment duration, a floor for EXT-X-TARGETDURATION.
     pub fn new(window: usize, min_target_secs: u64) -> Self {
         Self {
-            window: window.max(3),
+            event: window == 0,
+            window: if window == 0 {
+                usize::MAX
+            } else {
+                window.max(3)
+            },
             min_target_secs: min_target_secs.max(1),
             segments: Vec::new(),
         }
@@ -122,15 +130,31 @@ impl MediaWindow {
         self.segments.len().saturating_sub(self.window)
     }
 
-    /// The live playlist: the last `window` segments.
+    /// Whether the live playlist is worth storing after the segment just pushed. A sliding
+    /// window: always. An EVENT playlist grows with every segment, so past 64 segments it is
+    /// stored every `n / 64`-th only: about 64 stores per doubling, so the bytes stored in all
+    /// stay within about 128 times its final size (not n/2 times); the ended playlist lists
+    /// everything anyway.
+    pub fn publish_now(&self) -> bool {
+        let n = self.segments.len();
+        !self.event || n <= 64 || n.is_multiple_of(n / 64)
+    }
+
+    /// The live playlist: the last `window` segments (EVENT: all of them).
     pub fn render_live(&self) -> String {
-        let pl = self.playlist(self.window_start());
+        let mut pl = self.playlist(self.window_start());
+        if self.event {
+            pl.playlist_type = Some(MediaPlaylistType::Event);
+        }
         render(|w| pl.write_to(w))
     }
 
     /// The live playlist after the broadcast ended: the same window plus EXT-X-ENDLIST.
     pub fn render_ended(&self) -> String {
         let mut pl = self.playlist(self.window_start());
+        if self.event {
+            pl.playlist_type = Some(MediaPlaylistType::Event);
+        }
         pl.end_list = true;
         render(|w| pl.write_to(w))
     }
@@ -276,6 +300,29 @@ mod tests {
             all.iter().map(|s| s.sequence).collect::<Vec<_>>(),
             vec![0, 1, 2, 3, 4, 5]
         );
+    }
+
+    #[test]
+    fn an_event_playlist_keeps_every_segment_and_thins_its_stores() {
+        let mut w = MediaWindow::new(0, 2);
+        let mut stored = 0;
+        for i in 0..1000u64 {
+            w.push(seg(i, 2.0));
+            stored += usize::from(w.publish_now());
+        }
+        let live = w.render_live();
+        assert!(live.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{live}");
+        // every segment from the first (m3u8-rs leaves out a media sequence of 0)
+        assert!(!live.contains("#EXT-X-MEDIA-SEQUENCE"), "{live}");
+        assert!(live.contains("seg_00000.ts"), "{live}");
+        assert_eq!(live.matches("#EXTINF").count(), 1000);
+        assert!(!live.contains("#EXT-X-ENDLIST"));
+        assert!(w.render_ended().ends_with("#EXT-X-ENDLIST\n"));
+        // 64 while small, then one in n/64: about 64 stores per doubling
+        assert!(stored > 64 && stored < 300, "{stored}");
+        let mut s = MediaWindow::new(6, 2);
+        s.push(seg(0, 2.0));
+        assert!(s.publish_now() && !s.render_live().contains("PLAYLIST-TYPE"));
     }
 
     #[test]

@@ -255,10 +255,12 @@ impl Uploader {
             rung: rung.desc.name.clone(),
             segment: entry,
         });
-        let live = Bytes::from(rung.window.render_live());
-        let pl_key = self.key(&format!("{}/index.m3u8", rung.desc.name));
-        if self.put(&pl_key, live, CachePolicy::Live).await {
-            metrics::counter!("caudal_segments_listed_total").increment(1);
+        if rung.window.publish_now() {
+            let live = Bytes::from(rung.window.render_live());
+            let pl_key = self.key(&format!("{}/index.m3u8", rung.desc.name));
+            if self.put(&pl_key, live, CachePolicy::Live).await {
+                metrics::counter!("caudal_segments_listed_total").increment(1);
+            }
         }
         st.summary.segments += 1;
         if st.journal.len() >= JOURNAL_EVERY * st.rungs.len().max(1) {

@@ -61,6 +61,8 @@ impl Default for WorkerConfig {
             jobs: jobs::JobsConfig::default(),
             transcode: LiveConfig {
                 passthrough: false,
+                // EVENT playlists: a viewer can start from the beginning while the rest is made
+                window: 0,
                 ..LiveConfig::default()
             },
             work_dir: std::env::temp_dir().join("caudal-worker"),
@@ -272,12 +274,15 @@ impl Worker {
         let started = std::time::Instant::now();
         let fed_ms = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let reporter = AbortOnDrop(self.report_progress(id, probe.duration_secs, fed_ms.clone()));
+        let (events, playable) = tokio::sync::mpsc::channel(4);
+        let early = AbortOnDrop(self.announce_playable(id, playable));
         let summary = crate::file::transcode_file_counting(
             self.ladder.clone(),
             self.store.clone(),
             prefix.clone(),
             &path,
             fed_ms,
+            Some(events),
         )
         .await
         .map_err(|e| match e {
@@ -288,6 +293,7 @@ impl Worker {
             other => JobError::Passing(other.to_string()),
         })?;
         drop(reporter);
+        drop(early);
         metrics::histogram!("caudal_worker_transcode_seconds")
             .record(started.elapsed().as_secs_f64());
         if summary.segments == 0 {
@@ -466,6 +472,44 @@ impl Worker {
             .map_err(passing)?;
         tracing::info!(video_id = %id, duration, "recording has a poster and a storyboard");
         Ok(true)
+    }
+
+    /// Once every rung has its first segments and the master playlist is stored, the video
+    /// (still `processing`) gets its playlist and renditions: its owner can start watching
+    /// from the beginning (EVENT playlists) while the rest is transcoded.
+    fn announce_playable(
+        &self,
+        id: &str,
+        mut events: tokio::sync::mpsc::Receiver<crate::LiveEvent>,
+    ) -> tokio::task::JoinHandle<()> {
+        let catalog = self.catalog.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let crate::LiveEvent::Started {
+                    master_key,
+                    renditions: r,
+                } = ev
+                else {
+                    continue;
+                };
+                let change = StatusChange {
+                    status: Some(VideoStatus::Processing),
+                    renditions: Some(renditions(&r)),
+                    playback: Some(PlaybackLocations {
+                        master: Some(master_key),
+                        vod_master: None,
+                    }),
+                    ..Default::default()
+                };
+                match catalog.change_status(&id, &change).await {
+                    Ok(_) => tracing::info!(video_id = %id, "playable while processing"),
+                    Err(e) => {
+                        tracing::warn!(video_id = %id, error = %e, "early playlist not recorded")
+                    }
+                }
+            }
+        })
     }
 
     /// Every 2 s, how far the transcode has read into the source, as `progress` (up to 95 %;

@@ -191,6 +191,10 @@ pub fn playback_of(v: &Video, edge: &EdgeUrls) -> Option<Playback> {
     let (key, live) = match v.status {
         VideoStatus::Live if v.renditions.is_empty() => return None,
         VideoStatus::Live => (v.playback.master.as_deref()?, true),
+        // an upload being transcoded: its EVENT playlists grow from the first segment on
+        VideoStatus::Processing if v.kind == VideoKind::Upload && !v.renditions.is_empty() => {
+            (v.playback.master.as_deref()?, false)
+        }
         VideoStatus::Recorded | VideoStatus::Ready => {
             let key = match v.kind {
                 VideoKind::Upload => v

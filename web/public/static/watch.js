@@ -463,6 +463,8 @@
     // hls.js defaults (the benchmarks compare them with nginx-rtmp under the same settings),
     // plus the token swap: xhrSetup may open the request itself, with another URL.
     hls = new window.Hls({
+      // not live: from the start, also while an upload's EVENT playlist still grows
+      startPosition: live ? -1 : 0,
       xhrSetup(xhr, requestUrl) {
         const signed = withToken(requestUrl);
         if (signed !== requestUrl) xhr.open('GET', signed, true);
