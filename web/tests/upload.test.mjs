@@ -189,6 +189,19 @@ test('a 30 s 720p upload resumes after a dropped connection and becomes ready wi
   assert.equal(sprite.status, 200);
   assert.equal(sprite.headers.get('content-type'), 'image/jpeg');
   await page.screenshot({ path: path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'test-artifacts', 'watch-upload.png') });
+
+  // published, it is on the home page, its card showing the poster
+  const pub = await api('PATCH', `/v1/studio/videos/${videoId}`, creator.token, { expected_version: v.version, visibility: 'public' });
+  assert.equal(pub.status, 200, JSON.stringify(pub.body));
+  const home = await context.newPage();
+  await home.goto(`${BFF}/`);
+  const img = home.locator(`#recent li.card[data-id="${videoId}"] img`);
+  await img.waitFor({ timeout: 20_000 });
+  assert.equal(await img.getAttribute('src'), v.poster);
+  await home.waitForFunction((id) => {
+    const i = document.querySelector(`#recent li.card[data-id="${id}"] img`);
+    return i && i.complete && i.naturalWidth > 0;
+  }, videoId, { timeout: 10_000 });
   await context.close();
 });
 

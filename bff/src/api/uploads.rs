@@ -755,6 +755,20 @@ pub async fn terminate(
     AppPath(id): AppPath<String>,
 ) -> Result<Response> {
     let up = uploads(&st)?;
+    // not while a PATCH of this instance writes to it (its tail and state would come back)
+    let _busy = {
+        let mut b = up
+            .busy
+            .lock()
+            .map_err(|_| Error::Internal("upload lock".into()))?;
+        if b.insert(id.clone(), ()).is_some() {
+            return Err(Error::Conflict {
+                code: "upload_busy",
+                message: "bytes are being sent to this upload: stop that request first".into(),
+            });
+        }
+        Busy(up.clone(), id.clone())
+    };
     let s = my_upload(&st, up, &auth, &id).await?;
     if s.complete {
         return Err(Error::Conflict {
