@@ -709,3 +709,47 @@ async fn a_job_whose_worker_is_killed_completes_on_another_worker() {
     }
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_upload_is_dropped_and_its_video_failed() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let stop = CancellationToken::new();
+    let mut cfg = config(&stack, "http://127.0.0.1:9");
+    cfg.uploads.storage = StoreConfig::Local {
+        root: stack.dir.path().join("media"),
+    };
+    cfg.uploads.jobs = jobs_config();
+    cfg.uploads.expire_secs = 2;
+    cfg.uploads.sweep_interval_secs = 1;
+    let api = start_bff(cfg, &stop).await;
+    let (creator, _) = api.creator("Abe", None).await;
+    let created = create(&api, &creator, 10 << 20, "left behind").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let path = created.headers()["location"].to_str().unwrap().to_string();
+    let id = path.rsplit('/').next().unwrap().to_string();
+    let sent = patch(&api, &creator, &path, 0, vec![7u8; 100_000]).await;
+    assert_eq!(sent.status(), StatusCode::NO_CONTENT);
+    assert!(!stack
+        .store
+        .list(&format!("uploads/{id}/"))
+        .await
+        .unwrap()
+        .is_empty());
+    // untouched past expire_secs: the sweeper drops it
+    let v = wait_status(&stack, &id, "failed", Duration::from_secs(20)).await;
+    assert!(
+        v["video"]["failure"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("abandoned"),
+        "{v}"
+    );
+    assert!(stack
+        .store
+        .list(&format!("uploads/{id}/"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(offset(&api, &creator, &path).await.0, StatusCode::NOT_FOUND);
+    stop.cancel();
+}
