@@ -481,6 +481,28 @@ async fn an_upload_resumes_after_a_drop_and_becomes_a_ready_video() {
         .is_empty());
     wait_status(&stack, &cid, "failed", Duration::from_secs(5)).await;
 
+    // deleting the ready video deletes its ladder, pictures and original (ingest's cleanup)
+    let deleted = reqwest::Client::new()
+        .delete(api.url(&format!("/v1/studio/videos/{id}")))
+        .bearer_auth(&creator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let t = Instant::now();
+    loop {
+        let mut left = stack.store.list(&format!("uploads/{id}/")).await.unwrap();
+        left.extend(stack.store.list(&format!("vod/{id}/")).await.unwrap());
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "left after deletion: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     stop.cancel();
 }
 

@@ -131,9 +131,14 @@ impl VideoDoc {
 
     /// Where this video's objects live, for the cleanup job. A key with a segment equal to the
     /// video id gives the folder up to that segment (`live/{id}/`); any other key (a poster in a
-    /// shared folder) is recorded as that one object, never as its folder.
+    /// shared folder) is recorded as that one object, never as its folder. An upload's original
+    /// and upload state (bff's `uploads/{id}/`) go with it.
     pub fn storage_locations(&self) -> StorageLocations {
+        let original = format!("uploads/{}/source", self.id);
         let mut keys: Vec<&str> = Vec::new();
+        if self.kind == VideoKind::Upload {
+            keys.push(&original);
+        }
         keys.extend(self.playback.master.as_deref());
         keys.extend(self.playback.vod_master.as_deref());
         keys.extend(self.renditions.iter().map(|r| r.playlist.as_str()));
@@ -872,6 +877,7 @@ mod tests {
     fn prefixes_for_cleanup() {
         let mut d = new_document(&upload("x"), now()).unwrap();
         d.id = "abc".into();
+        d.kind = VideoKind::Live;
         d.playback.master = Some("live/abc/master.m3u8".into());
         d.playback.vod_master = Some("vod/abc/master.m3u8".into());
         d.renditions = vec![Rendition {
@@ -888,5 +894,9 @@ mod tests {
         let loc = d.storage_locations();
         assert_eq!(loc.prefixes, ["live/abc/", "vod/abc/"]);
         assert_eq!(loc.keys, ["posters/abc.jpg"]);
+        // an upload's original folder goes too
+        d.kind = VideoKind::Upload;
+        let loc = d.storage_locations();
+        assert_eq!(loc.prefixes, ["live/abc/", "uploads/abc/", "vod/abc/"]);
     }
 }
