@@ -29,6 +29,9 @@ pub enum Error {
     PayloadTooLarge,
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// A protocol version the server does not speak (tus: `Tus-Resumable`): 412.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// A service this answer needs cannot be reached or did not answer in time.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
@@ -90,6 +93,11 @@ impl Error {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 self.to_string(),
+            ),
+            Error::PreconditionFailed(msg) => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                msg.clone(),
             ),
             Error::Unavailable(what) => ApiError::unavailable(what),
             Error::Upstream(u) => return upstream_to_api(u),

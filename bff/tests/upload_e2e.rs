@@ -247,6 +247,16 @@ async fn an_upload_resumes_after_a_drop_and_becomes_a_ready_video() {
     let created = create(&api, &creator, len, "My trip").await;
     assert_eq!(created.status(), StatusCode::CREATED);
     assert_eq!(created.headers()["tus-resumable"], "1.0.0");
+    // another tus version: 412, as the protocol says
+    let old = reqwest::Client::new()
+        .post(api.url("/v1/uploads"))
+        .bearer_auth(&creator)
+        .header("Tus-Resumable", "0.2.2")
+        .header("Upload-Length", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), StatusCode::PRECONDITION_FAILED);
     let path = created.headers()["location"].to_str().unwrap().to_string();
     let id = path.rsplit('/').next().unwrap().to_string();
     let v = wait_status(&stack, &id, "uploading", Duration::from_secs(5)).await;

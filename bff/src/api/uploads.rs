@@ -344,10 +344,10 @@ fn tus_headers(h: &mut HeaderMap) {
 fn check_version(h: &HeaderMap) -> Result<()> {
     match h.get(&TUS_RESUMABLE).and_then(|v| v.to_str().ok()) {
         Some(TUS_VERSION) => Ok(()),
-        _ => Err(Error::Invalid {
-            field: "Tus-Resumable".into(),
-            message: format!("send Tus-Resumable: {TUS_VERSION}"),
-        }),
+        // tus 1.0: a missing or other version is 412 Precondition Failed
+        _ => Err(Error::PreconditionFailed(format!(
+            "this server speaks tus {TUS_VERSION}: send Tus-Resumable: {TUS_VERSION}"
+        ))),
     }
 }
 
