@@ -557,8 +557,25 @@ pub async fn head(
     Ok((StatusCode::OK, offset_headers(up, &s)).into_response())
 }
 
-/// Marks an upload busy in this instance for the life of one PATCH.
+/// Marks an upload busy in this instance for the life of one PATCH (or DELETE).
 struct Busy(Arc<Uploads>, String);
+
+impl Busy {
+    /// Upload `id` for this request alone; 409 `upload_busy` (saying `why`) when taken.
+    fn take(up: &Arc<Uploads>, id: &str, why: &str) -> Result<Self> {
+        let mut b = up
+            .busy
+            .lock()
+            .map_err(|_| Error::Internal("upload lock".into()))?;
+        if b.insert(id.to_string(), ()).is_some() {
+            return Err(Error::Conflict {
+                code: "upload_busy",
+                message: why.into(),
+            });
+        }
+        Ok(Busy(up.clone(), id.to_string()))
+    }
+}
 impl Drop for Busy {
     fn drop(&mut self) {
         if let Ok(mut b) = self.0.busy.lock() {
@@ -586,19 +603,7 @@ pub async fn patch(
     }
     let offset = number_header(&headers, &UPLOAD_OFFSET)?;
     // taken before the state is read: a PATCH never works from a state another one changes
-    let busy = {
-        let mut b = up
-            .busy
-            .lock()
-            .map_err(|_| Error::Internal("upload lock".into()))?;
-        if b.insert(id.clone(), ()).is_some() {
-            return Err(Error::Conflict {
-                code: "upload_busy",
-                message: "another request is sending bytes to this upload".into(),
-            });
-        }
-        Busy(up.clone(), id.clone())
-    };
+    let busy = Busy::take(up, &id, "another request is sending bytes to this upload")?;
     let s = my_upload(&st, up, &auth, &id).await?;
     // hyper drops this handler when the client goes away; the bytes that did arrive are
     // still kept, because a task of its own receives them
@@ -756,19 +761,11 @@ pub async fn terminate(
 ) -> Result<Response> {
     let up = uploads(&st)?;
     // not while a PATCH of this instance writes to it (its tail and state would come back)
-    let _busy = {
-        let mut b = up
-            .busy
-            .lock()
-            .map_err(|_| Error::Internal("upload lock".into()))?;
-        if b.insert(id.clone(), ()).is_some() {
-            return Err(Error::Conflict {
-                code: "upload_busy",
-                message: "bytes are being sent to this upload: stop that request first".into(),
-            });
-        }
-        Busy(up.clone(), id.clone())
-    };
+    let _busy = Busy::take(
+        up,
+        &id,
+        "bytes are being sent to this upload: stop that request first",
+    )?;
     let s = my_upload(&st, up, &auth, &id).await?;
     if s.complete {
         return Err(Error::Conflict {
