@@ -69,8 +69,9 @@ start_platform() {
 
   export CAUDAL_USER_LISTEN="127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_USER_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 2))"
   export CAUDAL_USER_DATABASE_URL="$CAUDAL_MYSQL_URL" CAUDAL_USER_JWT_SECRET_FILE="$STATE/jwt-secret"
-  # the local payment provider (no real money) is for this development stack only
-  export CAUDAL_USER_PAYMENT__LOCAL_ENABLED=true CAUDAL_USER_PAYMENT__TEST_TOKENS="${CAUDAL_USER_PAYMENT__TEST_TOKENS:-false}"
+  # the local payment provider (no real money) is for this development stack only; its test
+  # cards (the checkout's 4000 0000 0000 0002 declines) work here as in a provider's test mode
+  export CAUDAL_USER_PAYMENT__LOCAL_ENABLED=true CAUDAL_USER_PAYMENT__TEST_TOKENS="${CAUDAL_USER_PAYMENT__TEST_TOKENS:-true}"
   export CAUDAL_USER_DEMO__ENABLED=true CAUDAL_USER_DEMO__EMAIL=demo@caudal.local CAUDAL_USER_DEMO__PASSWORD=demo-password-123
   export CAUDAL_USER_DEMO__DISPLAY_NAME="Demo Creator" CAUDAL_USER_DEMO__STREAM_KEY="$DEMO_KEY"
   start_bg user-svc "$STATE/logs/user-svc.log" "$BIN/user-svc"

@@ -32,6 +32,9 @@ pub struct Config {
     pub web_dir: PathBuf,
     /// The hls.js build served at `/vendor/hls.min.js`.
     pub hls_js_path: PathBuf,
+    /// Mark the browser session's cookies `Secure` even when no `X-Forwarded-Proto: https`
+    /// says the request came over TLS (set when bff is served over HTTPS directly).
+    pub secure_cookies: bool,
     /// Browser origins allowed to call the API cross-origin (CORS). Same-origin pages need none.
     pub cors_origins: Vec<String>,
     /// Upper bound on one read call to user-svc or metadata-svc (connect included); past it
@@ -200,6 +203,7 @@ impl Default for Config {
             ingest_urls: vec!["http://127.0.0.1:8081".into()],
             web_dir: "web/public".into(),
             hls_js_path: "web/node_modules/hls.js/dist/hls.min.js".into(),
+            secure_cookies: false,
             cors_origins: vec![
                 "http://127.0.0.1:8080".into(),
                 "http://localhost:8080".into(),

@@ -71,6 +71,22 @@ pub struct Session {
     pub refresh_expires_in: u64,
 }
 
+/// A browser session (`/v1/auth/web/*`): the refresh token is in an HttpOnly cookie, never
+/// in the body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebSession {
+    pub user: User,
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Seconds until the session (the cookie) expires unless renewed.
+    pub refresh_expires_in: u64,
+    /// Also in the `caudal_csrf` cookie: send it as `X-CSRF-Token` to refresh or log out.
+    pub csrf_token: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SignupRequest {
     #[schema(
@@ -282,6 +298,28 @@ pub struct Home {
 pub struct CardPage {
     pub items: Vec<Card>,
     /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// A creator's monthly plan as viewers see it: subscribers watch every `subscribers` video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatorPlan {
+    pub price_minor: i64,
+    pub currency: String,
+    /// Always `month`.
+    pub interval: String,
+}
+
+/// `GET /v1/creators/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatorPage {
+    pub creator: Creator,
+    /// `null` when the creator sells no subscription.
+    #[schema(required = true)]
+    pub plan: Option<CreatorPlan>,
+    /// Public videos: live now, recorded broadcasts and ready uploads, newest first.
+    pub videos: Vec<Card>,
     #[schema(required = true)]
     pub next_cursor: Option<String>,
 }

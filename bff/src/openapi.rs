@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{auth, screens, studio, viewer};
+use crate::api::{auth, screens, studio, viewer, websession};
 use crate::model;
 
 #[derive(OpenApi)]
@@ -20,7 +20,8 @@ use crate::model;
     ),
     paths(
         auth::signup, auth::login, auth::refresh, auth::logout, auth::me, auth::edit_me, auth::become_creator,
-        screens::home, screens::search, screens::video_detail, screens::record_view, screens::playback,
+        websession::signup, websession::login, websession::refresh, websession::logout,
+        screens::home, screens::search, screens::creator_page, screens::video_detail, screens::record_view, screens::playback,
         studio::videos, studio::studio_video, studio::edit_video, studio::delete_video, studio::broadcast_health, studio::broadcast_defaults,
         studio::set_broadcast_defaults, studio::stream_keys, studio::create_stream_key, studio::rotate_stream_key,
         studio::revoke_stream_key, studio::obs_settings, studio::plan, studio::set_plan, studio::subscribers,

@@ -442,6 +442,22 @@ impl UserSvc {
         }
     }
 
+    /// A creator's plan as anyone may see it; `None` when the creator has none.
+    pub async fn creator_plan(&self, creator_id: &str) -> Result<Option<Plan>, UpstreamError> {
+        match self
+            .up
+            .json(
+                self.get(&["v1", "creators", creator_id, "plan"]),
+                Budget::Read,
+            )
+            .await
+        {
+            Ok(p) => Ok(Some(p)),
+            Err(UpstreamError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn set_plan(&self, auth: &str, body: &PlanRequest) -> Result<Plan, UpstreamError> {
         self.up
             .json(
@@ -675,6 +691,28 @@ impl MetadataSvc {
         limit: usize,
     ) -> Result<VideoPage, UpstreamError> {
         let mut query = vec![("limit", limit.to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_string()));
+        }
+        let req = self
+            .get(&["internal", "v1", "creators", owner, "videos"])
+            .query(&query);
+        self.up.json(req, Budget::Read).await
+    }
+
+    /// `owner`'s public videos a viewer can watch or wait for (live, recorded, ready),
+    /// newest first.
+    pub async fn creator_public_videos(
+        &self,
+        owner: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<VideoPage, UpstreamError> {
+        let mut query = vec![
+            ("limit", limit.to_string()),
+            ("visibility", "public".to_string()),
+            ("status", "live,recorded,ready".to_string()),
+        ];
         if let Some(c) = cursor {
             query.push(("cursor", c.to_string()));
         }

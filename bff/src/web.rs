@@ -1,5 +1,7 @@
 //! The web pages' static files: `/` (index.html), `/watch/{id}` (watch.html; the page reads
-//! the id from its URL), `/upload` (upload.html), `/static/*` (web_dir/static) and `/vendor/hls.min.js`. A missing file
+//! the id from its URL), `/upload` (upload.html), `/signin` and `/signup` (signin.html),
+//! `/search` (search.html), `/creators/{id}` (creator.html), `/account` (account.html),
+//! `/studio` (studio.html), `/static/*` (web_dir/static) and `/vendor/hls.min.js`. A missing file
 //! is a 404 with the JSON error, never a panic.
 
 use std::path::{Component, Path, PathBuf};
@@ -51,6 +53,31 @@ pub async fn watch(State(st): State<AppState>, req: Request) -> Response {
 /// The creators' upload page (sign in, pick a file, tus upload, processing progress).
 pub async fn upload(State(st): State<AppState>, req: Request) -> Response {
     serve(st.config.web_dir.join("upload.html"), req, None).await
+}
+
+/// Sign-in and sign-up (one page; `/signup` opens it on the sign-up form).
+pub async fn signin(State(st): State<AppState>, req: Request) -> Response {
+    serve(st.config.web_dir.join("signin.html"), req, None).await
+}
+
+/// Search results (`/search?q=...`).
+pub async fn search(State(st): State<AppState>, req: Request) -> Response {
+    serve(st.config.web_dir.join("search.html"), req, None).await
+}
+
+/// A creator's page (`/creators/{id}`; the page reads the id from its URL).
+pub async fn creator(State(st): State<AppState>, req: Request) -> Response {
+    serve(st.config.web_dir.join("creator.html"), req, None).await
+}
+
+/// The signed-in viewer's account: subscriptions and purchases.
+pub async fn account(State(st): State<AppState>, req: Request) -> Response {
+    serve(st.config.web_dir.join("account.html"), req, None).await
+}
+
+/// The creator studio.
+pub async fn studio(State(st): State<AppState>, req: Request) -> Response {
+    serve(st.config.web_dir.join("studio.html"), req, None).await
 }
 
 pub async fn hls_js(State(st): State<AppState>, req: Request) -> Response {

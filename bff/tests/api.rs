@@ -982,3 +982,218 @@ async fn broadcast_defaults_are_for_creators() {
     stop.cancel();
     stack.stop().await;
 }
+
+/// The `Set-Cookie` of `name` in an answer, whole.
+fn set_cookie(a: &common::Answer, name: &str) -> String {
+    a.headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", a.headers))
+        .to_string()
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+#[tokio::test]
+async fn browser_sessions_keep_the_refresh_token_in_an_httponly_cookie_behind_csrf() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let stop = CancellationToken::new();
+    let api = start_bff(config(&stack, "http://edge.test"), &stop).await;
+    let email = format!("{}@example.com", test_stack::random_name("web"));
+    let password = "correct horse battery staple";
+    let a = api
+        .post(
+            "/v1/auth/web/signup",
+            None,
+            json!({"email": email, "password": password, "display_name": "Web"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    // the body has the access token and no refresh token
+    assert!(a.body["access_token"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    assert!(a.body.get("refresh_token").is_none(), "{}", a.body);
+    let rt = set_cookie(&a, "caudal_rt");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/v1/auth/web"] {
+        assert!(rt.contains(attr), "{rt}");
+    }
+    assert!(!rt.contains("Secure"), "plain HTTP: {rt}");
+    let csrf_cookie = set_cookie(&a, "caudal_csrf");
+    assert!(
+        !csrf_cookie.contains("HttpOnly"),
+        "pages read it: {csrf_cookie}"
+    );
+    let csrf = cookie_value(&csrf_cookie);
+    assert_eq!(a.body["csrf_token"], csrf.as_str());
+    let me = api
+        .get("/v1/me", a.body["access_token"].as_str())
+        .await
+        .ok();
+    assert_eq!(me["email"], email.as_str());
+
+    let cookies = format!("caudal_rt={}; caudal_csrf={csrf}", cookie_value(&rt));
+    let refresh = |headers: Vec<(&'static str, String)>| {
+        let api = api.clone();
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            api.send(Method::POST, "/v1/auth/web/refresh", None, None, &h)
+                .await
+        }
+    };
+    // no CSRF header, or a wrong one: 403, and the session is not used up
+    let a = refresh(vec![("cookie", cookies.clone())]).await;
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let a = refresh(vec![
+        ("cookie", cookies.clone()),
+        ("x-csrf-token", "guess".into()),
+    ])
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    // with it: a new access token and a rotated refresh cookie
+    let a = refresh(vec![
+        ("cookie", cookies.clone()),
+        ("x-csrf-token", csrf.clone()),
+    ])
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body["access_token"].as_str().is_some());
+    let rt2 = cookie_value(&set_cookie(&a, "caudal_rt"));
+    assert_ne!(rt2, cookie_value(&rt));
+    let csrf2 = cookie_value(&set_cookie(&a, "caudal_csrf"));
+    // over TLS (a proxy says so) the cookies are Secure
+    let cookies2 = format!("caudal_rt={rt2}; caudal_csrf={csrf2}");
+    let a = refresh(vec![
+        ("cookie", cookies2),
+        ("x-csrf-token", csrf2.clone()),
+        ("x-forwarded-proto", "https".into()),
+    ])
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(set_cookie(&a, "caudal_rt").contains("Secure"));
+    let rt3 = cookie_value(&set_cookie(&a, "caudal_rt"));
+    let csrf3 = cookie_value(&set_cookie(&a, "caudal_csrf"));
+
+    // log-out revokes it and clears the cookies; the old token no longer refreshes
+    let cookies3 = format!("caudal_rt={rt3}; caudal_csrf={csrf3}");
+    let a = api
+        .send(
+            Method::POST,
+            "/v1/auth/web/logout",
+            None,
+            None,
+            &[("cookie", &cookies3), ("x-csrf-token", &csrf3)],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert!(set_cookie(&a, "caudal_rt").contains("Max-Age=0"));
+    let a = refresh(vec![("cookie", cookies3), ("x-csrf-token", csrf3)]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert!(set_cookie(&a, "caudal_rt").contains("Max-Age=0"));
+
+    // wrong password through the web route: the same 401 code as /v1/auth/login
+    let a = api
+        .post(
+            "/v1/auth/web/login",
+            None,
+            json!({"email": email, "password": "not it at all"}),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+    // a form post from another site cannot sign anyone in: JSON only
+    let a = api
+        .send(
+            Method::POST,
+            "/v1/auth/web/login",
+            None,
+            None,
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", a.body);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_creator_page_has_the_plan_and_only_public_watchable_videos() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let stop = CancellationToken::new();
+    let api = start_bff(config(&stack, "http://edge.test"), &stop).await;
+    let (_, creator) = api.creator("pagecreator", Some((499, "EUR"))).await;
+    let public = catalog_video(
+        &stack,
+        &creator,
+        "recorded",
+        AccessPolicy::Free,
+        VideoStatus::Recorded,
+    )
+    .await
+    .id;
+    let live = catalog_video(
+        &stack,
+        &creator,
+        "on air",
+        AccessPolicy::Free,
+        VideoStatus::Live,
+    )
+    .await
+    .id;
+    // created, not yet uploaded: nothing to watch, not on the page
+    let hidden = catalog_video(
+        &stack,
+        &creator,
+        "not yet",
+        AccessPolicy::Free,
+        VideoStatus::Created,
+    )
+    .await
+    .id;
+    let page = api.get(&format!("/v1/creators/{creator}"), None).await.ok();
+    assert_eq!(page["creator"]["id"], creator.as_str());
+    assert_eq!(page["creator"]["display_name"], "pagecreator");
+    assert_eq!(page["plan"]["price_minor"], 499);
+    assert_eq!(page["plan"]["currency"], "EUR");
+    assert_eq!(page["plan"]["interval"], "month");
+    let ids: Vec<&str> = page["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&public.as_str()) && ids.contains(&live.as_str()),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&hidden.as_str()), "{ids:?}");
+
+    // a viewer without a plan: a page with no plan and no videos
+    let (_, viewer) = api.signup("noplan").await;
+    let page = api.get(&format!("/v1/creators/{viewer}"), None).await.ok();
+    assert_eq!(page["plan"], serde_json::Value::Null);
+    assert_eq!(page["videos"], json!([]));
+    // unknown and malformed ids are 404s
+    let a = api
+        .get("/v1/creators/00000000-0000-0000-0000-000000000000", None)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = api.get("/v1/creators/not-an-id", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    stop.cancel();
+}

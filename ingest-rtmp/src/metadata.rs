@@ -44,7 +44,12 @@ pub fn new_live_video(
         id: Some(id.to_string()),
         owner_id: owner.user_id.clone(),
         kind: VideoKind::Live,
-        title: format!("{} is live", owner.display_name),
+        // reads right while on air and long after: "Ada's broadcast of 1 Dec 2026, 06:12 UTC"
+        title: format!(
+            "{}'s broadcast of {}",
+            owner.display_name,
+            started_at.format("%-d %b %Y, %H:%M UTC")
+        ),
         description: String::new(),
         tags: Vec::new(),
         visibility: owner.defaults.visibility,
@@ -263,5 +268,24 @@ fn op_name(op: &MetaOp) -> &'static str {
         MetaOp::Playable { .. } => "playable",
         MetaOp::Ended { .. } => "ended",
         MetaOp::Recorded { .. } => "recorded",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_broadcast_is_titled_by_its_creator_and_start_not_as_live() {
+        let owner = StreamKeyOwner {
+            user_id: "u1".into(),
+            display_name: "Ada".into(),
+            key_id: "k1".into(),
+            defaults: Default::default(),
+        };
+        let at = Utc.with_ymd_and_hms(2026, 12, 1, 6, 5, 0).single().unwrap();
+        let v = new_live_video("v1", &owner, at, "live/v1/master.m3u8".into());
+        assert_eq!(v.title, "Ada's broadcast of 1 Dec 2026, 06:05 UTC");
     }
 }

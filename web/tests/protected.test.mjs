@@ -66,7 +66,7 @@ async function signup(name) {
     display_name: name,
   });
   assert.equal(r.status, 201, JSON.stringify(r.body));
-  return { token: r.body.access_token, id: r.body.user.id };
+  return { token: r.body.access_token, id: r.body.user.id, email: r.body.user.email, password: 'correct horse battery staple' };
 }
 
 async function edgeStatus(url) {
@@ -87,12 +87,13 @@ after(async () => {
   if (browser) await browser.close();
 });
 
-// A page signed in as `user` (the watch page reads its token from localStorage), recording
-// stalls and every media request.
+// A page signed in as `user` (a browser session: the context gets the session cookies as the
+// sign-in page would), recording stalls and every media request.
 async function watchPage(user) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
-  await context.addInitScript((token) => {
-    localStorage.setItem('caudal.token', token);
+  const login = await context.request.post(BFF + '/v1/auth/web/login', { data: { email: user.email, password: user.password } });
+  assert.equal(login.status(), 200, await login.text());
+  await context.addInitScript(() => {
     window.stalls = [];
     window.firstPlaying = null;
     let waitingSince = null;
@@ -104,7 +105,7 @@ async function watchPage(user) {
     document.addEventListener('waiting', () => {
       if (window.firstPlaying !== null && waitingSince === null) waitingSince = performance.now();
     }, true);
-  }, user.token);
+  });
   const page = await context.newPage();
   page.media = [];
   page.renewals = []; // the token of every playback URL the page got from the bff

@@ -156,7 +156,8 @@ test('a 30 s 720p upload resumes after a dropped connection and becomes ready wi
 
   // the owner's watch page: poster before play, then playback through the edge
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.addInitScript((token) => localStorage.setItem('caudal.token', token), creator.token);
+  const login = await context.request.post(BFF + '/v1/auth/web/login', { data: { email: creator.email, password: creator.password } });
+  assert.equal(login.status(), 200, await login.text());
   const page = await context.newPage();
   const media = [];
   page.on('response', (r) => {

@@ -5,6 +5,7 @@ pub mod screens;
 pub mod studio;
 pub mod uploads;
 pub mod viewer;
+pub mod websession;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-csrf-token"),
             // tus uploads (tus-js-client, Uppy)
             HeaderName::from_static("tus-resumable"),
             HeaderName::from_static("upload-length"),
@@ -110,12 +112,29 @@ pub fn router(state: AppState) -> Router {
             "/v1/auth/refresh",
             post(auth::refresh).layer(auth_rl.clone()),
         )
-        .route("/v1/auth/logout", post(auth::logout).layer(auth_rl))
+        .route("/v1/auth/logout", post(auth::logout).layer(auth_rl.clone()))
+        .route(
+            "/v1/auth/web/signup",
+            post(websession::signup).layer(auth_rl.clone()),
+        )
+        .route(
+            "/v1/auth/web/login",
+            post(websession::login).layer(auth_rl.clone()),
+        )
+        .route(
+            "/v1/auth/web/refresh",
+            post(websession::refresh).layer(auth_rl.clone()),
+        )
+        .route(
+            "/v1/auth/web/logout",
+            post(websession::logout).layer(auth_rl),
+        )
         .route("/v1/me", get(auth::me).patch(auth::edit_me))
         .route("/v1/me/become-creator", post(auth::become_creator))
         .route("/v1/home", get(screens::home))
         .route("/v1/search", get(screens::search))
         .route("/v1/videos/{id}", get(screens::video_detail))
+        .route("/v1/creators/{id}", get(screens::creator_page))
         .route("/v1/videos/{id}/views", post(screens::record_view))
         .route(
             "/v1/videos/{id}/playback",
@@ -166,6 +185,12 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::index))
         .route("/watch/{id}", get(web::watch))
         .route("/upload", get(web::upload))
+        .route("/signin", get(web::signin))
+        .route("/signup", get(web::signin))
+        .route("/search", get(web::search))
+        .route("/creators/{id}", get(web::creator))
+        .route("/account", get(web::account))
+        .route("/studio", get(web::studio))
         .route("/static/{*path}", get(web::static_file))
         .route("/vendor/hls.min.js", get(web::hls_js))
         .route("/healthz", get(|| async { "ok" }))

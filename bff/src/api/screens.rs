@@ -17,8 +17,8 @@ use crate::cache::Lookup;
 use crate::error::{Error, Result};
 use crate::extract::{AppPath, AppQuery, MaybeBearer};
 use crate::model::{
-    policy_kind, Access, Card, CardPage, Creator, ErrorEnvelope, Home, Playback, PlaybackAnswer,
-    Reason, VideoDetail, VideoInfo,
+    policy_kind, Access, Card, CardPage, Creator, CreatorPage, CreatorPlan, ErrorEnvelope, Home,
+    Playback, PlaybackAnswer, Reason, VideoDetail, VideoInfo,
 };
 use crate::upstream::{CheckRequest, UpstreamError};
 use crate::{AppState, EdgeUrls};
@@ -158,6 +158,72 @@ pub async fn search(
     let creators = creators_of(&st, &refs).await;
     Ok(Json(CardPage {
         items: page
+            .items
+            .iter()
+            .map(|v| card(v, &st.edge, &creators))
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CreatorParams {
+    /// `next_cursor` of the previous page of videos.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
+    pub cursor: Option<String>,
+    /// Videos per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<usize>,
+}
+
+/// A user id as user-svc makes them (a UUID).
+fn valid_user_id(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok()
+}
+
+/// A creator's page: the profile, the monthly plan when there is one, and the public videos
+/// (live, recorded, ready), newest first.
+#[utoipa::path(
+    get, path = "/v1/creators/{id}", tag = "screens",
+    params(("id" = String, Path, description = "The creator's user id"), CreatorParams),
+    responses(
+        (status = 200, description = "The creator's page", body = CreatorPage),
+        (status = 404, description = "`not_found`: no such user", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: user-svc or the catalog cannot be reached", body = ErrorEnvelope),
+    )
+)]
+pub async fn creator_page(
+    State(st): State<AppState>,
+    AppPath(id): AppPath<String>,
+    AppQuery(p): AppQuery<CreatorParams>,
+) -> Result<Json<CreatorPage>> {
+    if !valid_user_id(&id) {
+        return Err(Error::NotFound("creator"));
+    }
+    let limit = page_limit(p.limit, st.config.page_size)?;
+    let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
+    let ids = [id.as_str()];
+    let (profiles, plan, page) = tokio::join!(
+        st.creators(&ids),
+        st.users.creator_plan(&id),
+        st.catalog.creator_public_videos(&id, cursor, limit),
+    );
+    let profiles = profiles?;
+    let creator = profiles
+        .get(&id)
+        .cloned()
+        .ok_or(Error::NotFound("creator"))?;
+    let page = page?;
+    let creators = Ok(profiles);
+    Ok(Json(CreatorPage {
+        creator,
+        plan: plan?.filter(|p| p.active).map(|p| CreatorPlan {
+            price_minor: p.price_minor,
+            currency: p.currency,
+            interval: "month".into(),
+        }),
+        videos: page
             .items
             .iter()
             .map(|v| card(v, &st.edge, &creators))

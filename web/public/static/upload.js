@@ -6,16 +6,18 @@
 //   many bytes it has (HEAD, Upload-Offset) and sends only the rest. A dropped connection is
 //   retried the same way, with a growing pause, for as long as the page is open.
 // - A piece is at most CHUNK bytes, sent with XMLHttpRequest for its progress events.
-// - An expired access token is refreshed with the refresh token once, then the request is
-//   repeated; a failed refresh shows the sign-in form again.
+// - An expired access token is renewed once (the session cookie, static/app.js), then the
+//   request is repeated; a failed renewal shows the sign-in form again.
 //
 // For tests: body[data-state] is login | pick | uploading | processing | ready | failed |
 // error, and window.caudalUpload = { videoId, offset, length, progress, retries }.
+import { header } from '/static/app.js';
+
+header();
+
 (function () {
   const CHUNK = 8 << 20;
   const POLL_MS = 1000;
-  const TOKEN = 'caudal.token';
-  const REFRESH = 'caudal.refresh';
   const $ = (id) => document.getElementById(id);
 
   const state = { videoId: null, url: null, offset: 0, length: 0, progress: null, retries: 0 };
@@ -31,12 +33,11 @@
     $(id).hidden = !on;
   }
 
+  // the browser session is static/app.js's (window.caudal): the access token in memory, the
+  // refresh token in an HttpOnly cookie
   function token() {
-    try {
-      return localStorage.getItem(TOKEN);
-    } catch (_) {
-      return null;
-    }
+    const s = window.caudal.current();
+    return s ? s.access_token : null;
   }
 
   function save(key, value) {
@@ -49,24 +50,11 @@
   // --- the API, with one token refresh on 401 ---
 
   async function refreshed() {
-    let rt = null;
-    try {
-      rt = localStorage.getItem(REFRESH);
-    } catch (_) {}
-    if (!rt) return false;
-    const r = await fetch('/v1/auth/refresh', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ refresh_token: rt }),
-    });
-    if (!r.ok) return false;
-    const s = await r.json();
-    save(TOKEN, s.access_token);
-    save(REFRESH, s.refresh_token);
-    return true;
+    return !!(await window.caudal.refresh());
   }
 
   async function api(method, path, body, headers, retried) {
+    await window.caudal.session(); // renewed first when about to lapse
     const h = Object.assign({}, headers || {});
     const t = token();
     if (t) h.Authorization = 'Bearer ' + t;
@@ -104,28 +92,22 @@
 
   $('login').addEventListener('submit', async (e) => {
     e.preventDefault();
-    const r = await fetch('/v1/auth/login', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ email: $('email').value, password: $('password').value }),
-    });
+    const r = await window.caudal.signIn($('email').value.trim(), $('password').value);
     if (!r.ok) {
-      $('login-error').textContent = r.status === 401 ? 'Wrong email or password.' : await errorText(r);
+      $('login-error').textContent = r.message;
       show('login-error', true);
       return;
     }
-    const s = await r.json();
-    save(TOKEN, s.access_token);
-    save(REFRESH, s.refresh_token);
     start();
   });
 
   async function start() {
-    if (!token()) return signIn();
+    if (!(await window.caudal.session())) return signIn();
     const r = await api('GET', '/v1/me');
     if (!r.ok) return;
     const me = await r.json();
     $('who').textContent = me.display_name || me.email || '';
+    show('who-line', true);
     show('login', false);
     show('pick', true);
     setState('pick');

@@ -91,10 +91,8 @@
         // started by watch.html while the scripts loaded
         resp = await early.response;
       } else {
-        resp = await fetch('/v1/videos/' + encodeURIComponent(id), {
-          headers: authHeaders(),
-          cache: 'no-store',
-        });
+        // with the session's token, renewed when it lapsed (static/app.js)
+        resp = await window.caudal.api('/v1/videos/' + encodeURIComponent(id));
       }
     } catch (_) {
       if (!playingUrl) setState('error', 'Cannot reach Caudal. Retrying…');
@@ -122,17 +120,6 @@
       return;
     }
     show(detail);
-  }
-
-  function authHeaders() {
-    // A signed-in viewer's token, when the sign-in page has stored one.
-    let token = null;
-    try {
-      token = localStorage.getItem('caudal.token');
-    } catch (_) {
-      /* storage disabled */
-    }
-    return token ? { Authorization: 'Bearer ' + token } : {};
   }
 
   async function errorText(resp) {
@@ -178,7 +165,11 @@
     document.title = (v.title || 'Untitled') + ' · Caudal';
     liveBadge.hidden = !live;
     if (detail.creator) {
-      creatorEl.textContent = detail.creator.display_name;
+      creatorEl.textContent = '';
+      const a = document.createElement('a');
+      a.href = '/creators/' + encodeURIComponent(detail.creator.id);
+      a.textContent = detail.creator.display_name;
+      creatorEl.appendChild(a);
     } else {
       creatorEl.textContent = detail.creator_unavailable ? 'Creator unavailable' : '';
     }
@@ -187,6 +178,8 @@
     if (v.poster && video.getAttribute('poster') !== v.poster) video.setAttribute('poster', v.poster);
 
     const access = detail.access || { allowed: false, reason: 'unavailable' };
+    // subscribe / cancel / buy / sign in (static/watch-actions.js); a payment reloads
+    if (window.caudalActions) window.caudalActions(detail, load);
     if (!access.allowed) {
       stopPlayer();
       setState('denied', deniedText(access, detail.creator));
@@ -569,10 +562,9 @@
     setState('playing', null);
     if (!viewCounted && id) {
       viewCounted = true;
-      fetch('/v1/videos/' + encodeURIComponent(id) + '/views', {
-        method: 'POST',
-        headers: authHeaders(),
-      }).catch(() => {}); // a lost view count never disturbs playback
+      window.caudal
+        .api('/v1/videos/' + encodeURIComponent(id) + '/views', { method: 'POST' })
+        .catch(() => {}); // a lost view count never disturbs playback
     }
   });
   video.addEventListener('waiting', () => {
