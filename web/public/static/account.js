@@ -56,7 +56,8 @@ async function subscriptions() {
 }
 
 async function purchases() {
-  const { purchases } = await getJson('/v1/me/purchases');
+  // a declined attempt bought nothing: not listed
+  const purchases = (await getJson('/v1/me/purchases')).purchases.filter((p) => p.purchase.status !== 'failed');
   const list = $('purchases');
   list.textContent = '';
   for (const { purchase: p, video } of purchases) {

@@ -56,9 +56,10 @@ async function render(detail, reload) {
     box.append(el('button', {
       type: 'button', id: 'buy',
       onclick: async (e) => {
-        e.currentTarget.disabled = true;
+        const button = e.currentTarget; // (null once the event is over)
+        button.disabled = true; // one checkout at a time
         const done = await buy(v, offer);
-        e.currentTarget.disabled = false;
+        button.disabled = false;
         if (done) paid();
       },
     }, 'Buy · ' + money(offer.price_minor, offer.currency)));
