@@ -149,15 +149,19 @@ pub async fn run(
 ) -> bool {
     while let Some(op) = ops.recv().await {
         let taken = apply_until_taken(&client, &video_id, &op, &shutdown).await;
-        if let (
-            Outcome::Taken,
-            MetaOp::Recorded {
-                vod_master: Some(key),
-                ..
-            },
-        ) = (&taken, &op)
-        {
-            queue_artwork(&jobs, &video_id, key).await;
+        match (&taken, &op) {
+            (
+                Outcome::Taken,
+                MetaOp::Recorded {
+                    vod_master: Some(key),
+                    ..
+                },
+            ) => queue_artwork(&jobs, &video_id, &video_id, key).await,
+            // playable: a poster from the live stream, so its card has a picture
+            (Outcome::Taken, MetaOp::Playable { master, .. }) => {
+                queue_artwork(&jobs, &format!("{video_id}-live"), &video_id, master).await
+            }
+            _ => {}
         }
         if matches!(taken, Outcome::Pending) {
             // later updates would overtake the one not taken; the next start redoes them all
@@ -167,9 +171,15 @@ pub async fn run(
     true
 }
 
-/// Queues the poster and storyboard job of a recording (best effort: a recording without
-/// them plays all the same; a failure is logged and counted).
-async fn queue_artwork(jobs: &std::sync::OnceLock<jobs::Queue>, video_id: &str, key: &str) {
+/// Queues the poster and storyboard job of a recording, or the poster job of a broadcast
+/// that just became playable (`job_id` tells them apart on the queue). Best effort: a video
+/// without pictures plays all the same; a failure is logged and counted.
+async fn queue_artwork(
+    jobs: &std::sync::OnceLock<jobs::Queue>,
+    job_id: &str,
+    video_id: &str,
+    key: &str,
+) {
     let Some(queue) = jobs.get() else {
         if !key.is_empty() {
             tracing::debug!(video_id, "no job queue: the recording gets no poster");
@@ -182,7 +192,7 @@ async fn queue_artwork(jobs: &std::sync::OnceLock<jobs::Queue>, video_id: &str, 
     };
     for attempt in 1..=3 {
         match queue
-            .enqueue(service_clients::jobs::ArtworkJob::KIND, video_id, &job)
+            .enqueue(service_clients::jobs::ArtworkJob::KIND, job_id, &job)
             .await
         {
             Ok(_) => {

@@ -1983,11 +1983,28 @@ async fn a_recorded_broadcast_gets_a_poster_and_a_storyboard_from_a_worker() {
     let p = Publisher {
         width: 854,
         height: 480,
-        secs: 12,
+        secs: 16,
         ..Default::default()
     }
     .spawn(&stack.rtmp_url(&stack.demo_key));
     let id = wait_live(&stack, Duration::from_secs(30)).await;
+    // on air, once playable, a poster from the live stream (its card gets a picture)
+    let t = Instant::now();
+    loop {
+        let v = stack.metadata.get_video(&id).await.unwrap().unwrap();
+        if let Some(poster) = &v.poster {
+            assert_eq!(v.status, VideoStatus::Live, "the poster came late: {v:?}");
+            assert_eq!(v.storyboard, None, "a live broadcast has no storyboard");
+            let jpeg = stack.store.get(poster).await.unwrap();
+            assert_eq!(&jpeg[..2], &[0xff, 0xd8], "a JPEG");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(12),
+            "no poster while live: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (ok, log) = wait_child(p, Duration::from_secs(60)).await;
     assert!(ok, "{log}");
     wait_status(&stack, &id, VideoStatus::Recorded, Duration::from_secs(60)).await;

@@ -269,7 +269,10 @@ pub fn make(
         } else {
             start
         };
-        if target < pos || target - pos > 10.0 {
+        // from the start, decoding forwards is the way (and seeking a single MPEG-TS segment
+        // that starts far from 0 can land past its end)
+        let from = if pos.is_finite() { pos } else { 0.0 };
+        if target < from || target - from > 10.0 {
             let ts = ((target + t0) * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
             // backwards to the keyframe at or before `target`, then decode forwards
             if ictx.seek(ts, ..ts).is_ok() {

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use service_clients::jobs::{ArtworkJob, TranscodeJob};
 use service_clients::metadata::{
-    MetadataClient, PlaybackLocations, Rendition, StatusChange, VideoStatus,
+    MetadataClient, PlaybackLocations, Rendition, StatusChange, Video, VideoStatus,
 };
 use storage::{DynStore, StoreConfig};
 use tokio::io::AsyncWriteExt;
@@ -365,59 +365,23 @@ impl Worker {
     /// Makes a recording's pictures from the segments of one rung (about 480p: enough for a
     /// poster, cheap to read): only the segments the storyboard's times fall in are fetched,
     /// joined into one MPEG-TS file (their timestamps stay the broadcast's) and read like an
-    /// upload. `Ok(false)`: nothing to do (deleted, not recorded, pictures already made).
+    /// upload. A broadcast still on air gets its poster only ([`Self::live_poster`]).
+    /// `Ok(false)`: nothing to do (deleted, not recorded, pictures already made).
     pub async fn recording_artwork(&self, job: &ArtworkJob) -> Result<bool, JobError> {
         let id = &job.video_id;
         let passing = |e: service_clients::ClientError| JobError::Passing(e.to_string());
         let Some(video) = self.catalog.get_video(id).await.map_err(passing)? else {
             return Ok(false);
         };
+        if video.status == VideoStatus::Live {
+            return self.live_poster(job, &video).await;
+        }
         if video.status != VideoStatus::Recorded
             || (video.poster.is_some() && video.storyboard.is_some())
         {
             return Ok(false);
         }
-        let get = |key: String| async move {
-            match self.store.get(&key).await {
-                Ok(b) => Ok(b),
-                Err(storage::StorageError::NotFound(_)) => {
-                    Err(JobError::Refused(format!("{key} is not in storage")))
-                }
-                Err(e) => Err(JobError::Passing(format!("reading {key}: {e}"))),
-            }
-        };
-        let folder = match job.playlist_key.rsplit_once('/') {
-            Some((dir, _)) => dir.to_string(),
-            None => return Err(JobError::Refused("a playlist key without a folder".into())),
-        };
-        let master = get(job.playlist_key.clone()).await?;
-        let rung = match m3u8_rs::parse_playlist_res(&master) {
-            Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => {
-                let mut variants: Vec<_> = m.variants.iter().filter(|v| !v.is_i_frame).collect();
-                variants.sort_by_key(|v| v.resolution.map(|r| r.height).unwrap_or(0));
-                variants
-                    .iter()
-                    .find(|v| v.resolution.is_some_and(|r| r.height >= 432))
-                    .or(variants.last())
-                    .map(|v| v.uri.clone())
-                    .ok_or_else(|| JobError::Refused("a master playlist without rungs".into()))?
-            }
-            Ok(m3u8_rs::Playlist::MediaPlaylist(_)) => job
-                .playlist_key
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            Err(_) => return Err(JobError::Refused("an unreadable master playlist".into())),
-        };
-        let media_key = format!("{folder}/{rung}");
-        let media = get(media_key.clone()).await?;
-        let media = m3u8_rs::parse_media_playlist_res(&media)
-            .map_err(|_| JobError::Refused(format!("{media_key}: an unreadable playlist")))?;
-        let rung_dir = media_key
-            .rsplit_once('/')
-            .map(|(d, _)| d)
-            .unwrap_or(&folder);
+        let (folder, rung_dir, media) = self.rung_playlist(&job.playlist_key).await?;
         // the segment each storyboard time falls in, each fetched once, in order
         let mut starts = Vec::with_capacity(media.segments.len());
         let mut at = 0.0f64;
@@ -446,7 +410,9 @@ impl Worker {
             .await
             .map_err(|e| JobError::Passing(format!("creating {}: {e}", path.display())))?;
         for i in wanted {
-            let bytes = get(format!("{rung_dir}/{}", media.segments[i].uri)).await?;
+            let bytes = self
+                .stored(format!("{rung_dir}/{}", media.segments[i].uri))
+                .await?;
             out.write_all(&bytes)
                 .await
                 .map_err(|e| JobError::Passing(e.to_string()))?;
@@ -471,6 +437,112 @@ impl Worker {
             .await
             .map_err(passing)?;
         tracing::info!(video_id = %id, duration, "recording has a poster and a storyboard");
+        Ok(true)
+    }
+
+    /// Reads `key` from storage: a missing object refuses the job, anything else passes.
+    async fn stored(&self, key: String) -> Result<bytes::Bytes, JobError> {
+        match self.store.get(&key).await {
+            Ok(b) => Ok(b),
+            Err(storage::StorageError::NotFound(_)) => {
+                Err(JobError::Refused(format!("{key} is not in storage")))
+            }
+            Err(e) => Err(JobError::Passing(format!("reading {key}: {e}"))),
+        }
+    }
+
+    /// The media playlist of the rung pictures are made from (about 480p: enough for a
+    /// poster, cheap to read), from a master (or media) playlist's key: (the master's folder,
+    /// the rung's folder, the playlist).
+    async fn rung_playlist(
+        &self,
+        playlist_key: &str,
+    ) -> Result<(String, String, m3u8_rs::MediaPlaylist), JobError> {
+        let folder = match playlist_key.rsplit_once('/') {
+            Some((dir, _)) => dir.to_string(),
+            None => return Err(JobError::Refused("a playlist key without a folder".into())),
+        };
+        let master = self.stored(playlist_key.to_string()).await?;
+        let rung = match m3u8_rs::parse_playlist_res(&master) {
+            Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => {
+                let mut variants: Vec<_> = m.variants.iter().filter(|v| !v.is_i_frame).collect();
+                variants.sort_by_key(|v| v.resolution.map(|r| r.height).unwrap_or(0));
+                variants
+                    .iter()
+                    .find(|v| v.resolution.is_some_and(|r| r.height >= 432))
+                    .or(variants.last())
+                    .map(|v| v.uri.clone())
+                    .ok_or_else(|| JobError::Refused("a master playlist without rungs".into()))?
+            }
+            Ok(m3u8_rs::Playlist::MediaPlaylist(_)) => playlist_key
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            Err(_) => return Err(JobError::Refused("an unreadable master playlist".into())),
+        };
+        let media_key = format!("{folder}/{rung}");
+        let media = self.stored(media_key.clone()).await?;
+        let media = m3u8_rs::parse_media_playlist_res(&media)
+            .map_err(|_| JobError::Refused(format!("{media_key}: an unreadable playlist")))?;
+        let rung_dir = media_key
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_else(|| folder.clone());
+        Ok((folder, rung_dir, media))
+    }
+
+    /// A broadcast on air gets a poster from its newest segment, so its card has a picture
+    /// while it is live (the recording's own poster replaces it later). `Ok(false)`: it has
+    /// one already.
+    async fn live_poster(&self, job: &ArtworkJob, video: &Video) -> Result<bool, JobError> {
+        if video.poster.is_some() {
+            return Ok(false);
+        }
+        let id = &job.video_id;
+        let (folder, rung_dir, media) = self.rung_playlist(&job.playlist_key).await?;
+        let Some(seg) = media.segments.last() else {
+            return Err(JobError::Passing(
+                "the live playlist has no segment yet".into(),
+            ));
+        };
+        let bytes = self.stored(format!("{rung_dir}/{}", seg.uri)).await?;
+        let path = self
+            .cfg
+            .work_dir
+            .join(format!("{id}-live-{}.ts", uuid::Uuid::new_v4().simple()));
+        let _cleanup = RemoveOnDrop(path.clone());
+        tokio::fs::write(&path, &bytes)
+            .await
+            .map_err(|e| JobError::Passing(format!("writing {}: {e}", path.display())))?;
+        let cfg = self.cfg.artwork.clone();
+        let duration = f64::from(seg.duration).max(0.1);
+        let p = path.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            crate::artwork::make(&p, duration, &cfg, |i| format!("storyboard-{i}.jpg"))
+        })
+        .await
+        .map_err(|e| JobError::Passing(format!("artwork: {e}")))?
+        .map_err(|e| JobError::Refused(format!("no picture from the live segment: {e}")))?;
+        let key = format!("{folder}/poster.jpg");
+        let meta = storage::ObjectMeta::for_key(&key, storage::CachePolicy::Short);
+        self.store
+            .put(&key, bytes::Bytes::from(made.poster), &meta)
+            .await
+            .map_err(|e| JobError::Passing(format!("storing {key}: {e}")))?;
+        // no status in the change: a broadcast that ended meanwhile stays ended
+        let passing = |e: service_clients::ClientError| JobError::Passing(e.to_string());
+        self.catalog
+            .change_status(
+                id,
+                &StatusChange {
+                    poster: Some(key),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(passing)?;
+        tracing::info!(video_id = %id, "live broadcast has a poster");
         Ok(true)
     }
 

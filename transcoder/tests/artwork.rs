@@ -128,3 +128,32 @@ fn a_file_that_is_not_a_video_makes_no_artwork() {
     std::fs::write(&path, b"not a video at all\n".repeat(100)).unwrap();
     assert!(make(&path, 10.0, &ArtworkConfig::default(), |i| i.to_string()).is_err());
 }
+
+/// One live segment: MPEG-TS, 2 s, one keyframe, timestamps far from 0 (the broadcast's
+/// clock), as the worker reads it for a live broadcast's poster.
+#[test]
+fn one_live_segment_makes_a_poster() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg-00012.ts");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=s=854x480:r=30:d=2"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"])
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-output_ts_offset",
+            "1234.5",
+            "-f",
+            "mpegts",
+        ])
+        .arg(&seg)
+        .status()
+        .expect("ffmpeg must be installed");
+    assert!(status.success());
+    let art = make(&seg, 2.0, &ArtworkConfig::default(), |i| i.to_string())
+        .expect("a poster from one segment");
+    let (w, h, _, spread) = luma_stats(&art.poster, dir.path());
+    assert!(w > 0 && h > 0);
+    assert!(spread > 10.0, "a picture, not a flat frame: {spread}");
+}
