@@ -33,10 +33,12 @@ cat <<INFO
   HLS output:  $MEDIA_AT
                live/<video id>/master.m3u8 (live), live/<video id>/vod.m3u8 (after the broadcast)
   Live now:    http://127.0.0.1:$CAUDAL_INGEST_HTTP_PORT/v1/streams
-  Watch pages: http://127.0.0.1:$CAUDAL_BFF_PORT/    (through the edge at http://127.0.0.1:$CAUDAL_EDGE_PORT/)
+  Web app:     http://127.0.0.1:$CAUDAL_BFF_PORT/    (video through the edge at http://127.0.0.1:$CAUDAL_EDGE_PORT/)
+               sign up at /signup, then /studio: become a creator, make a stream key, go live;
+               test cards: 4242 4242 4242 4242 pays, 4000 0000 0000 0002 is declined
 
   Upload a video in the browser: http://127.0.0.1:$CAUDAL_BFF_PORT/upload
-  (sign in as the demo creator), or with any tus 1.0 client (README "Uploading a video"):
+  (as a creator, or the demo creator), or with any tus 1.0 client (README "Uploading a video"):
     http://127.0.0.1:$CAUDAL_BFF_PORT/v1/uploads
   Originals go to uploads/<video id>/source; the transcode worker (job queue: NATS on
   nats://127.0.0.1:$CAUDAL_NATS_PORT) writes the ladder to vod/<video id>/ and marks the video ready.

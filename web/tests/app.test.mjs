@@ -170,6 +170,14 @@ test('a new visitor becomes a creator, streams with a copied key and sees its he
   // a second visitor: signs up, types in the search box, picks the suggestion
   const viewer = await newPage();
   await signUp(viewer, 'Viewer ' + tag, `viewer-${tag}@example.com`);
+  // on the home page the broadcast's card shows a frame of the stream (home refreshes every 15 s)
+  const poster = viewer.locator(`#live li.card[data-id="${liveId}"] img`);
+  await poster.waitFor({ timeout: 40_000 });
+  await viewer.waitForFunction((id) => {
+    const i = document.querySelector(`#live li.card[data-id="${id}"] img`);
+    return i && i.complete && i.naturalWidth > 0;
+  }, liveId, { timeout: 10_000 });
+  await shot(viewer, 'home-live');
   await viewer.click('#site-search');
   await viewer.keyboard.type(`harbour tour ${tag.slice(0, 5)}`, { delay: 30 });
   const suggestion = viewer.locator(`#site-search-results a[data-id="${liveId}"]`);
@@ -261,6 +269,10 @@ test('buying a video: a declined card gives no access, a double click on Pay mak
   await buyer.goto(`${BFF}/account`);
   await buyer.waitForFunction(() => document.body.dataset.state === 'ready');
   assert.equal(await buyer.locator(`#purchases li[data-video-id="${liveId}"]`).count(), 1);
+  // a viewer's upload page sends them to the studio to become a creator
+  await buyer.goto(`${BFF}/upload`);
+  await buyer.waitForFunction(() => document.body.dataset.state === 'not-creator');
+  assert.equal(await buyer.getAttribute('#not-creator a', 'href'), '/studio');
   assert.deepEqual(buyer.errors, []);
   await buyer.context().close();
 });

@@ -9,7 +9,7 @@
 // - An expired access token is renewed once (the session cookie, static/app.js), then the
 //   request is repeated; a failed renewal shows the sign-in form again.
 //
-// For tests: body[data-state] is login | pick | uploading | processing | ready | failed |
+// For tests: body[data-state] is login | not-creator | pick | uploading | processing | ready | failed |
 // error, and window.caudalUpload = { videoId, offset, length, progress, retries }.
 import { header } from '/static/app.js';
 
@@ -109,6 +109,12 @@ header();
     $('who').textContent = me.display_name || me.email || '';
     show('who-line', true);
     show('login', false);
+    if (me.role === 'viewer') {
+      // uploads are for creators: the studio turns the account into one
+      show('not-creator', true);
+      setState('not-creator');
+      return;
+    }
     show('pick', true);
     setState('pick');
   }
