@@ -686,6 +686,9 @@ async fn web_pages_are_served_and_missing_files_are_json_404s() {
     let web = tempfile::tempdir().unwrap();
     std::fs::write(web.path().join("index.html"), "<h1>home</h1>").unwrap();
     std::fs::write(web.path().join("watch.html"), "<h1>watch</h1>").unwrap();
+    for name in ["signin", "search", "creator", "account", "studio", "upload"] {
+        std::fs::write(web.path().join(format!("{name}.html")), name).unwrap();
+    }
     std::fs::create_dir_all(web.path().join("static/css")).unwrap();
     std::fs::write(web.path().join("static/app.js"), "console.log(1)").unwrap();
     std::fs::write(web.path().join("static/css/site.css"), "body{}").unwrap();
@@ -716,6 +719,17 @@ async fn web_pages_are_served_and_missing_files_are_json_404s() {
     assert_eq!((s, body.as_str()), (StatusCode::OK, "<h1>home</h1>"));
     assert!(ct.starts_with("text/html"), "{ct}");
     assert_eq!(page("/watch/abc123").await.2, "<h1>watch</h1>");
+    for (path, file) in [
+        ("/signin", "signin"),
+        ("/signup", "signin"),
+        ("/search?q=boats", "search"),
+        ("/creators/0190a6e0-0000-7000-8000-000000000000", "creator"),
+        ("/account", "account"),
+        ("/studio", "studio"),
+        ("/upload", "upload"),
+    ] {
+        assert_eq!(page(path).await.2, file, "{path}");
+    }
     let (s, ct, _) = page("/static/app.js").await;
     assert_eq!(s, StatusCode::OK);
     assert!(ct.contains("javascript"), "{ct}");
@@ -745,7 +759,14 @@ async fn web_pages_are_served_and_missing_files_are_json_404s() {
     cfg.web_dir = web.path().join("absent");
     cfg.hls_js_path = web.path().join("absent.js");
     let api = start_bff(cfg, &stop).await;
-    for path in ["/", "/watch/x", "/vendor/hls.min.js", "/static/app.js"] {
+    for path in [
+        "/",
+        "/watch/x",
+        "/studio",
+        "/signin",
+        "/vendor/hls.min.js",
+        "/static/app.js",
+    ] {
         let a = api.get(path, None).await;
         assert_eq!(
             (a.status, a.error_code().as_str()),
