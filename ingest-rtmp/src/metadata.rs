@@ -158,8 +158,12 @@ pub async fn run(
                 },
             ) => queue_artwork(&jobs, &video_id, &video_id, key).await,
             // playable: a poster from the live stream, so its card has a picture
+            // in the background: a slow queue never holds up the broadcast's later updates
             (Outcome::Taken, MetaOp::Playable { master, .. }) => {
-                queue_artwork(&jobs, &format!("{video_id}-live"), &video_id, master).await
+                let (jobs, video_id, master) = (jobs.clone(), video_id.clone(), master.clone());
+                tokio::spawn(async move {
+                    queue_artwork(&jobs, &format!("{video_id}-live"), &video_id, &master).await
+                });
             }
             _ => {}
         }
@@ -196,7 +200,7 @@ async fn queue_artwork(
             .await
         {
             Ok(_) => {
-                tracing::info!(video_id, "poster and storyboard job queued");
+                tracing::info!(video_id, job_id, "artwork job queued");
                 return;
             }
             Err(e) if attempt < 3 => {
@@ -204,7 +208,7 @@ async fn queue_artwork(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => {
-                tracing::error!(video_id, error = %e, "artwork job not queued: the recording has no poster");
+                tracing::error!(video_id, job_id, error = %e, "artwork job not queued: the video gets no poster from it");
                 metrics::counter!("caudal_artwork_jobs_lost_total").increment(1);
             }
         }

@@ -1990,21 +1990,23 @@ async fn a_recorded_broadcast_gets_a_poster_and_a_storyboard_from_a_worker() {
     let id = wait_live(&stack, Duration::from_secs(30)).await;
     // on air, once playable, a poster from the live stream (its card gets a picture)
     let t = Instant::now();
-    loop {
+    let live_poster = loop {
         let v = stack.metadata.get_video(&id).await.unwrap().unwrap();
         if let Some(poster) = &v.poster {
             assert_eq!(v.status, VideoStatus::Live, "the poster came late: {v:?}");
             assert_eq!(v.storyboard, None, "a live broadcast has no storyboard");
+            // its own name: the edge keeps posters for a year, the recording's is another URL
+            assert_eq!(poster, &format!("live/{id}-live/poster.jpg"));
             let jpeg = stack.store.get(poster).await.unwrap();
             assert_eq!(&jpeg[..2], &[0xff, 0xd8], "a JPEG");
-            break;
+            break poster.clone();
         }
         assert!(
             t.elapsed() < Duration::from_secs(12),
             "no poster while live: {v:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     let (ok, log) = wait_child(p, Duration::from_secs(60)).await;
     assert!(ok, "{log}");
     wait_status(&stack, &id, VideoStatus::Recorded, Duration::from_secs(60)).await;
@@ -2024,6 +2026,11 @@ async fn a_recorded_broadcast_gets_a_poster_and_a_storyboard_from_a_worker() {
     assert_eq!(v.status, VideoStatus::Recorded);
     let poster = v.poster.unwrap();
     assert_eq!(poster, format!("live/{id}/poster.jpg"));
+    // the live frame it replaced is gone from storage
+    assert!(
+        stack.store.get(&live_poster).await.is_err(),
+        "{live_poster} left behind"
+    );
     let jpeg = stack.store.get(&poster).await.unwrap();
     assert_eq!(&jpeg[..3], &[0xff, 0xd8, 0xff]);
     let probe = ffprobe_bytes(stack.dir.path(), "poster.jpg", &jpeg);

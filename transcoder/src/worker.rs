@@ -429,13 +429,19 @@ impl Worker {
                 id,
                 &StatusChange {
                     status: Some(VideoStatus::Recorded),
-                    poster: Some(poster),
+                    poster: Some(poster.clone()),
                     storyboard: Some(storyboard),
                     ..Default::default()
                 },
             )
             .await
             .map_err(passing)?;
+        // the live frame it replaces (its own key) is not needed any more
+        if let Some(old) = video.poster.as_deref().filter(|k| *k != poster.as_str()) {
+            if let Err(e) = self.store.delete(old).await {
+                tracing::warn!(video_id = %id, key = old, error = %e, "live poster not deleted");
+            }
+        }
         tracing::info!(video_id = %id, duration, "recording has a poster and a storyboard");
         Ok(true)
     }
@@ -524,14 +530,26 @@ impl Worker {
         .await
         .map_err(|e| JobError::Passing(format!("artwork: {e}")))?
         .map_err(|e| JobError::Refused(format!("no picture from the live segment: {e}")))?;
-        let key = format!("{folder}/poster.jpg");
+        // not the recording's `poster.jpg`: the edge keeps posters for a year, so the live
+        // frame has a name of its own (`live/{id}-live/poster.jpg`, still a public poster at
+        // the edge) and the recording's poster is a new URL when it replaces it
+        let key = format!("{}-live/poster.jpg", folder.trim_end_matches('/'));
         let meta = storage::ObjectMeta::for_key(&key, storage::CachePolicy::Short);
         self.store
             .put(&key, bytes::Bytes::from(made.poster), &meta)
             .await
             .map_err(|e| JobError::Passing(format!("storing {key}: {e}")))?;
-        // no status in the change: a broadcast that ended meanwhile stays ended
         let passing = |e: service_clients::ClientError| JobError::Passing(e.to_string());
+        // the recording's pictures may have come meanwhile: they win
+        let now = self.catalog.get_video(id).await.map_err(passing)?;
+        if now
+            .as_ref()
+            .is_none_or(|v| v.status != VideoStatus::Live || v.poster.is_some())
+        {
+            let _ = self.store.delete(&key).await;
+            return Ok(false);
+        }
+        // no status in the change: a broadcast that ended meanwhile stays ended
         self.catalog
             .change_status(
                 id,

@@ -341,6 +341,11 @@ test('every page: screenshots, no serious accessibility violation, usable at a p
     assert.equal(login.status(), 200);
     await page.goto(`${BFF}/`);
     await page.waitForFunction(() => document.body.dataset.signedIn === 'yes');
+    // ?next= stays on this site, however it is written ("/<tab>/host" is "//host" to a browser)
+    await page.goto(`${BFF}/signin?next=${encodeURIComponent('/\t/evil.example/x')}`);
+    await page.waitForURL(`${BFF}/`);
+    await page.goto(`${BFF}/signin?next=${encodeURIComponent('/search?q=boats')}`);
+    await page.waitForURL(`${BFF}/search?q=boats`);
     const me = await asPage(page, '/v1/me');
     signedIn[0][1] = `/creators/${me.body.id}`;
     for (const p of signedIn) await visit(p);

@@ -224,6 +224,7 @@ pub async fn refresh(State(st): State<AppState>, headers: HeaderMap) -> Result<R
     params(("X-CSRF-Token" = String, Header, description = "The `caudal_csrf` cookie's value")),
     responses(
         (status = 204, description = "Signed out (also when there was no session)"),
+        (status = 503, description = "`unavailable`: the cookies are cleared, but the session could not be revoked", body = ErrorEnvelope),
         (status = 403, description = "`forbidden`: the CSRF header is missing or does not match", body = ErrorEnvelope),
         (status = 429, description = "`rate_limited`", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -231,7 +232,14 @@ pub async fn refresh(State(st): State<AppState>, headers: HeaderMap) -> Result<R
 )]
 pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Result<Response> {
     match cookie_session(&headers) {
-        Ok(refresh_token) => st.users.logout(&RefreshRequest { refresh_token }).await?,
+        Ok(refresh_token) => {
+            // the cookies go whatever user-svc says: this browser is signed out either way,
+            // and the error tells the page the session itself may outlive it
+            if let Err(e) = st.users.logout(&RefreshRequest { refresh_token }).await {
+                tracing::warn!(error = %e, "log-out not recorded by user-svc");
+                return Ok(cleared(&st, &headers, Error::from(e).into_response()));
+            }
+        }
         Err(Error::Unauthorized) => {}
         Err(e) => return Err(e),
     }

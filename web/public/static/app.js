@@ -72,7 +72,15 @@ export function date(iso) {
 /** A same-site path to go to after signing in (never another site). */
 export function nextPath(fallback) {
   const n = new URLSearchParams(location.search).get('next');
-  return n && n.startsWith('/') && !n.startsWith('//') && !n.startsWith('/\\') ? n : fallback || '/';
+  // parsed as the browser would (it drops tabs and newlines: "/\t/evil.example"), and kept
+  // only when it stays on this origin
+  if (n && n.startsWith('/') && !/[\x00-\x1f\\]/.test(n)) {
+    try {
+      const u = new URL(n, location.origin);
+      if (u.origin === location.origin) return u.pathname + u.search + u.hash;
+    } catch (_) {}
+  }
+  return fallback || '/';
 }
 
 export function signInUrl() {
@@ -112,6 +120,11 @@ function saveSession(ws) {
 }
 
 let current = loadSession();
+// tokens the pages of earlier versions kept in localStorage (a refresh token among them)
+try {
+  localStorage.removeItem('caudal.token');
+  localStorage.removeItem('caudal.refresh');
+} catch (_) {}
 let refreshing = null;
 
 async function refreshOnce() {
@@ -125,6 +138,9 @@ async function refreshOnce() {
         headers: { 'X-CSRF-Token': csrf },
         credentials: 'same-origin',
         cache: 'no-store',
+        // finishes even if the page is left meanwhile: a rotated cookie that never arrived
+        // would make the next refresh reuse the old token, which ends the session everywhere
+        keepalive: true,
       });
     } catch (_) {
       return current; // offline: keep what we have
@@ -173,16 +189,20 @@ export const signIn = (email, password) => start('/v1/auth/web/login', { email, 
 export const signUp = (email, password, display_name) =>
   start('/v1/auth/web/signup', { email, password, display_name });
 
+/** Ends the session; false when the server could not revoke it (the browser is signed out). */
 export async function signOut() {
   const csrf = cookie(CSRF_COOKIE);
+  let ok = false;
   try {
-    await fetch('/v1/auth/web/logout', {
+    const r = await fetch('/v1/auth/web/logout', {
       method: 'POST',
       headers: csrf ? { 'X-CSRF-Token': csrf } : {},
       credentials: 'same-origin',
     });
+    ok = r.ok;
   } catch (_) {}
   saveSession(null);
+  return ok;
 }
 
 /** Keeps the tab's copy of the user in step after a change (display name, role). */
@@ -338,6 +358,7 @@ function searchBox() {
   let timer = null;
   let seq = 0;
   const close = () => {
+    seq++; // an answer still on its way is dropped
     list.hidden = true;
     list.textContent = '';
   };
@@ -421,7 +442,9 @@ export async function header() {
         id: 'sign-out',
         class: 'link',
         onclick: async () => {
-          await signOut();
+          if (!(await signOut())) {
+            alert('You are signed out in this browser, but Caudal could not end the session everywhere right now.');
+          }
           location.href = '/';
         },
       }, 'Sign out'),

@@ -73,7 +73,16 @@ async function more() {
   }
 }
 
-$('more').addEventListener('click', more);
+$('more').addEventListener('click', async () => {
+  const b = $('more');
+  if (b.disabled) return; // a page is on its way
+  b.disabled = true;
+  try {
+    await more();
+  } finally {
+    b.disabled = false;
+  }
+});
 await header();
 try {
   page = await fetchPage();

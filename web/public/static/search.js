@@ -32,7 +32,16 @@ async function load() {
   document.body.dataset.state = any ? 'results' : 'empty';
 }
 
-$('more').addEventListener('click', load);
+$('more').addEventListener('click', async () => {
+  const b = $('more');
+  if (b.disabled) return; // a page is on its way
+  b.disabled = true;
+  try {
+    await load();
+  } finally {
+    b.disabled = false;
+  }
+});
 header();
 if (q) {
   $('search-title').textContent = 'Results for “' + q + '”';

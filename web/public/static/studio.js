@@ -6,7 +6,8 @@
 //   a broadcast that starts, or an upload being processed, shows up without a reload); while
 //   one of my videos is `live`, GET /v1/studio/videos/{id}/health is polled every 2 s.
 // - Editing sends only the fields that changed, with `expected_version`; a 409
-//   `version_conflict` reloads the video into the form.
+//   `version_conflict` on fields also changed elsewhere reloads the video into the form;
+//   one caused by other writes (processing progress, posters) is sent again by itself.
 // - A stream key is shown in full only in the answer that created (or rotated) it: that answer
 //   fills #new-key and the OBS section once; any later read shows it masked.
 // - User text is only ever set with textContent (el()).
@@ -504,7 +505,28 @@ async function saveEdit() {
 
   const button = $('edit-save');
   button.disabled = true;
-  const r = await call('edit-error', '/v1/studio/videos/' + enc(v.id), { method: 'PATCH', body });
+  let r = await call('edit-error', '/v1/studio/videos/' + enc(v.id), { method: 'PATCH', body });
+  // The version moves with every write to the video, the worker's progress and poster too.
+  // A conflict where none of the fields edited here changed on the server is sent again on
+  // the new version; only a real clash goes back to the person.
+  for (let tries = 0; r && r.status === 409 && tries < 3; tries++) {
+    if ((await errorCode(r)) !== 'version_conflict') break;
+    let fresh;
+    try {
+      fresh = await getJson('/v1/studio/videos/' + enc(v.id));
+    } catch (_) {
+      break;
+    }
+    const untouched =
+      (!('title' in body) || fresh.title === v.title) &&
+      (!('description' in body) || (fresh.description || '') === (v.description || '')) &&
+      (!('tags' in body) || lower(fresh.tags || []) === lower(v.tags || [])) &&
+      (!('visibility' in body) || fresh.visibility === v.visibility) &&
+      (!('access' in body) || sameAccess(fresh.access, v.access));
+    if (!untouched) break;
+    body.expected_version = fresh.version;
+    r = await call('edit-error', '/v1/studio/videos/' + enc(v.id), { method: 'PATCH', body });
+  }
   button.disabled = false;
   if (!r) return;
   if (r.ok) {
