@@ -42,4 +42,10 @@ for extra in "$CAUDAL_ROOT"/scripts/tests.d/*.sh; do
 done
 summary=$(grep -E '^test result:' "$STATE/cargo-test.log" | awk '{p+=$4; f+=$6} END {printf "%d passed, %d failed", p, f}')
 echo "rust: $summary"
+# the names and panics of failed Rust tests last, where a truncated CI log still shows them
+if grep -qE '^test .* FAILED$' "$STATE/cargo-test.log"; then
+  echo "failed Rust tests:"
+  grep -E '^test .* FAILED$' "$STATE/cargo-test.log" | sed 's/^/  /'
+  grep -aE -A12 "^---- .* stdout ----$|panicked at" "$STATE/cargo-test.log" | grep -avE '^\s*$' | tail -60
+fi
 exit $status

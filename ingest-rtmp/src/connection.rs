@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::flv::{self, AudioTag, FlvError, Timeline, VideoTag};
 use bytes::Bytes;
 use chrono::Utc;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -15,7 +16,6 @@ use rml_rtmp::sessions::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use transcoder::flv::{self, AudioTag, FlvError, Timeline, VideoTag};
 use transcoder::{LiveTake, MediaInput, TakeFailure};
 
 use crate::admission::Slot;

@@ -14,6 +14,7 @@ mod cleanup;
 mod cluster;
 pub mod config;
 mod connection;
+pub mod flv;
 pub mod health;
 mod metadata;
 

@@ -12,7 +12,6 @@ pub mod av;
 pub mod codecs;
 mod early;
 pub mod file;
-pub mod flv;
 pub mod ladder;
 mod pipeline;
 pub mod playlist;
