@@ -921,15 +921,30 @@ async fn cpu(args: &[String]) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
 
-    let plan = transcoder::ladder::select(1280, 720, &[], true);
+    let plan = transcoder::ladder::select(
+        &transcoder::ladder::Source {
+            width: 1280,
+            height: 720,
+            frame_rate: 30.0,
+            audio: true,
+        },
+        &transcoder::LiveConfig {
+            rungs: vec![],
+            passthrough: true,
+            ..Default::default()
+        },
+    );
     eprintln!(
         "ladder::select(1280x720, rungs: [], passthrough) = {:?}",
         plan.iter()
-            .map(|r| format!("{}:{}x{}:{:?}", r.name, r.width, r.height, r.kind))
+            .map(|r| format!(
+                "{}:{}x{}:passthrough={}",
+                r.name, r.width, r.height, r.passthrough
+            ))
             .collect::<Vec<_>>()
     );
     assert!(
-        plan.len() == 1 && plan[0].is_passthrough(),
+        plan.len() == 1 && plan[0].passthrough,
         "passthrough-only must give the source rung alone"
     );
 

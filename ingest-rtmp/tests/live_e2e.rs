@@ -1948,6 +1948,16 @@ fn queue_recording_jobs(c: &mut ingest_rtmp::Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_broadcast_gets_a_poster_and_a_storyboard_from_a_worker() {
+    poster_and_storyboard(transcoder::SegmentFormat::Ts).await;
+}
+
+/// The same with CMAF segments: the worker reads each segment after its init section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cmaf_broadcast_gets_a_poster_and_a_storyboard_from_a_worker() {
+    poster_and_storyboard(transcoder::SegmentFormat::Fmp4).await;
+}
+
+async fn poster_and_storyboard(format: transcoder::SegmentFormat) {
     let _heavy = HEAVY.lock().await;
     let stack = Stack::start(StackOptions {
         transcode: LiveConfig {
@@ -1956,6 +1966,7 @@ async fn a_recorded_broadcast_gets_a_poster_and_a_storyboard_from_a_worker() {
                 RungSpec::new("240p", 240, 300),
             ],
             x264_preset: "ultrafast".into(),
+            segment_format: format,
             ..Default::default()
         },
         ingest: Some(queue_recording_jobs),
@@ -2001,6 +2012,21 @@ async fn a_recorded_broadcast_gets_a_poster_and_a_storyboard_from_a_worker() {
             assert_eq!(poster, &format!("live/{id}-live/poster.jpg"));
             let jpeg = stack.store.get(poster).await.unwrap();
             assert_eq!(&jpeg[..2], &[0xff, 0xd8], "a JPEG");
+            // the live playlist the poster came from is in the format asked for
+            let live = text(
+                &stack
+                    .store
+                    .get(&format!("live/{id}/480p/index.m3u8"))
+                    .await
+                    .unwrap(),
+            );
+            let ext = format!(".{}\n", format.extension());
+            assert!(live.contains(&ext), "{live}");
+            assert_eq!(
+                live.contains("#EXT-X-MAP:URI=\"init_"),
+                format == transcoder::SegmentFormat::Fmp4,
+                "{live}"
+            );
             break poster.clone();
         }
         assert!(

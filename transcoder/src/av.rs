@@ -154,8 +154,7 @@ pub fn open_x264(s: &X264Settings) -> Result<ff::encoder::Video, AvError> {
     enc.open_with(opts).ctx("opening libx264")
 }
 
-/// Writes one self-contained MPEG-TS segment to `path` from packets in milliseconds,
-/// ordered by decode time. Returns the file size.
+/// Writes one MPEG-TS segment holding `video` and `audio` (packets in ms). Returns its size.
 pub fn write_ts_segment(
     path: &Path,
     video_params: &codec::Parameters,
@@ -163,7 +162,152 @@ pub fn write_ts_segment(
     video: Vec<Packet>,
     audio: Vec<Packet>,
 ) -> Result<u64, AvError> {
-    let mut octx = format::output_as(path, "mpegts").ctx("creating the MPEG-TS muxer")?;
+    let octx = format::output_as(path, "mpegts").ctx("creating the MPEG-TS muxer")?;
+    mux(
+        octx,
+        Dictionary::new(),
+        video_params,
+        None,
+        audio_params,
+        video,
+        audio,
+    )?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// One fragmented-MP4 (CMAF) segment: the initialization section (`ftyp` + `moov`, the
+/// same for every segment of a rung while its codec parameters stay) and the media (`moof`
+/// + `mdat`, with decode times that continue the stream's: `tfdt` is the first packet's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fmp4Segment {
+    pub init: Vec<u8>,
+    pub media: Vec<u8>,
+}
+
+/// Writes `video` and `audio` (packets in ms) as one CMAF fragment through libavformat's MP4
+/// muxer (a scratch file at `scratch`, removed), split into its init and media sections.
+pub fn fmp4_segment(
+    scratch: &Path,
+    video_params: &codec::Parameters,
+    audio_params: Option<&codec::Parameters>,
+    video: Vec<Packet>,
+    audio: Vec<Packet>,
+) -> Result<Fmp4Segment, AvError> {
+    let octx = format::output_as(scratch, "mp4").ctx("creating the MP4 muxer")?;
+    let mut opts = Dictionary::new();
+    // an empty moov first, one fragment for everything, decode times kept as they are
+    // (frag_discont: tfdt is the first packet's time, not 0), no index or trailer boxes
+    opts.set(
+        "movflags",
+        "+empty_moov+default_base_moof+frag_custom+frag_discont+skip_sidx+skip_trailer",
+    );
+    opts.set("use_editlist", "0");
+    opts.set("avoid_negative_ts", "disabled");
+    // x264 without a global header (what MPEG-TS wants) repeats SPS/PPS in every keyframe and
+    // leaves extradata empty; MP4 needs them in its avcC (the muxer then also rewrites the
+    // Annex B packets as length-prefixed)
+    let sets = if extradata_len(video_params) == 0 {
+        video
+            .iter()
+            .find(|p| p.is_key())
+            .and_then(|p| p.data())
+            .and_then(annexb_parameter_sets)
+    } else {
+        None
+    };
+    let written = mux(
+        octx,
+        opts,
+        video_params,
+        sets.as_deref(),
+        audio_params,
+        video,
+        audio,
+    )
+    .and_then(|()| Ok(std::fs::read(scratch)?));
+    let _ = std::fs::remove_file(scratch);
+    let bytes = written?;
+    let (init, media) = split_fmp4(&bytes)
+        .ok_or_else(|| AvError::Other("the MP4 muxer wrote no moov/moof".into()))?;
+    Ok(Fmp4Segment {
+        init: init.to_vec(),
+        media: media.to_vec(),
+    })
+}
+
+/// Splits a fragmented MP4 at its first `moof` (or `styp`): what comes before is the init
+/// section. None unless both parts are there.
+pub fn split_fmp4(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut at = 0usize;
+    let mut saw_moov = false;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().ok()?) as usize;
+        let kind = &bytes[at + 4..at + 8];
+        let size = match size {
+            1 if at + 16 <= bytes.len() => {
+                u64::from_be_bytes(bytes[at + 8..at + 16].try_into().ok()?) as usize
+            }
+            0 => bytes.len() - at,
+            n => n,
+        };
+        if size < 8 || at + size > bytes.len() {
+            return None;
+        }
+        match kind {
+            b"moov" => saw_moov = true,
+            b"moof" | b"styp" if saw_moov => return Some((&bytes[..at], &bytes[at..])),
+            _ => {}
+        }
+        at += size;
+    }
+    None
+}
+
+fn extradata_len(params: &codec::Parameters) -> i32 {
+    // Safety: reading a plain field of parameters we hold a reference to.
+    unsafe { (*params.as_ptr()).extradata_size }
+}
+
+/// The SPS and PPS NAL units of an Annex B access unit, with their start codes: H.264
+/// extradata in the form libavformat's MP4 muxer turns into an avcC.
+pub fn annexb_parameter_sets(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    let mut starts = Vec::new();
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    for (n, &start) in starts.iter().enumerate() {
+        let mut end = starts.get(n + 1).map_or(data.len(), |next| next - 3);
+        // a four-byte start code leaves a zero behind the NAL before it
+        while end > start && data[end - 1] == 0 && starts.get(n + 1).is_some() {
+            end -= 1;
+        }
+        if start >= end {
+            continue;
+        }
+        if matches!(data[start] & 0x1f, 7 | 8) {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(&data[start..end]);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn mux(
+    mut octx: format::context::Output,
+    options: Dictionary,
+    video_params: &codec::Parameters,
+    video_extradata: Option<&[u8]>,
+    audio_params: Option<&codec::Parameters>,
+    video: Vec<Packet>,
+    audio: Vec<Packet>,
+) -> Result<(), AvError> {
     let add = |octx: &mut format::context::Output,
                params: &codec::Parameters|
      -> Result<usize, AvError> {
@@ -176,14 +320,36 @@ pub fn write_ts_segment(
         unsafe {
             (*st.parameters().as_mut_ptr()).codec_tag = 0;
         }
+        // ms in, so the muxer's own time base (and MP4 timescale) derives from it
+        st.set_time_base(MS);
         Ok(st.index())
     };
     let vi = add(&mut octx, video_params)?;
+    if let (Some(data), Some(mut st)) = (video_extradata, octx.stream_mut(vi)) {
+        // Safety: the stream's codecpar belongs to the muxer and frees its extradata; the
+        // buffer is allocated with the padding libav requires, any previous one freed first.
+        unsafe {
+            let par = st.parameters().as_mut_ptr();
+            if !(*par).extradata.is_null() {
+                ff::ffi::av_freep(&mut (*par).extradata as *mut *mut u8 as *mut std::ffi::c_void);
+            }
+            let pad = ff::ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+            let buf = ff::ffi::av_mallocz(data.len() + pad) as *mut u8;
+            if buf.is_null() {
+                return Err(AvError::Other("out of memory for extradata".into()));
+            }
+            std::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
+            (*par).extradata = buf;
+            (*par).extradata_size = data.len() as i32;
+        }
+        let _ = &mut st;
+    }
     let ai = match audio_params {
         Some(p) => Some(add(&mut octx, p)?),
         None => None,
     };
-    octx.write_header().ctx("writing the MPEG-TS header")?;
+    octx.write_header_with(options)
+        .ctx("writing the segment header")?;
     let vtb = octx
         .stream(vi)
         .map(|s| s.time_base())
@@ -208,8 +374,8 @@ pub fn write_ts_segment(
         p.rescale_ts(MS, if idx == vi { vtb } else { atb });
         p.write_interleaved(&mut octx).ctx("writing a packet")?;
     }
-    octx.write_trailer().ctx("finishing the MPEG-TS segment")?;
-    Ok(std::fs::metadata(path)?.len())
+    octx.write_trailer().ctx("finishing the segment")?;
+    Ok(())
 }
 
 /// A packet in milliseconds holding a copy of `data`.

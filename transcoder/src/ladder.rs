@@ -30,27 +30,31 @@ pub fn default_rungs() -> Vec<RungSpec> {
     ]
 }
 
-/// What a rung will be for this source.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RungKind {
-    /// Scaled and encoded with libx264.
-    Encoded { video_kbps: u32 },
-    /// The source H.264 copied without re-encoding.
-    Passthrough,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RungPlan {
+/// A rung of a broadcast's ladder: how it is made (scaled and encoded with libx264 at
+/// `video_kbps`, or the source copied) and how it is published. Stored in the journal and
+/// beside spooled segments, so a recovery knows the ladder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RungDesc {
     pub name: String,
     pub width: u32,
     pub height: u32,
-    pub kind: RungKind,
+    pub frame_rate: f64,
+    /// Nominal peak bits per second (video + audio), before anything was measured.
+    pub nominal_bandwidth: u64,
+    /// The source H.264 copied without re-encoding.
+    pub passthrough: bool,
+    /// libx264's target, kbit/s (0 for a passthrough rung).
+    #[serde(default)]
+    pub video_kbps: u32,
 }
 
-impl RungPlan {
-    pub fn is_passthrough(&self) -> bool {
-        self.kind == RungKind::Passthrough
-    }
+/// What the ladder is chosen from: the source's first picture and stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Source {
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: f64,
+    pub audio: bool,
 }
 
 fn even(v: f64) -> u32 {
@@ -58,11 +62,34 @@ fn even(v: f64) -> u32 {
     (r + (r & 1)).max(2)
 }
 
-/// Picks the rungs for a `src_w`x`src_h` source: every configured rung no taller than the
-/// source (never upscale); a source shorter than every rung gets one rung at its own size,
-/// with the lowest rung's bitrate scaled by area. A passthrough rung, when asked for, comes
-/// first (it is the highest quality). Rungs are ordered highest first.
-pub fn select(src_w: u32, src_h: u32, rungs: &[RungSpec], passthrough: bool) -> Vec<RungPlan> {
+/// Picks the rungs for a source: every configured rung no taller than the source (never
+/// upscale); a source shorter than every rung gets one rung at its own size, with the lowest
+/// rung's bitrate scaled by area. A passthrough rung, when asked for, comes first (it is the
+/// highest quality). Rungs are ordered highest first. BANDWIDTH before anything is measured:
+/// the video bitrate plus 20 %, and the configured audio bitrate when there is audio.
+pub fn select(src: &Source, cfg: &crate::LiveConfig) -> Vec<RungDesc> {
+    let (src_w, src_h, rungs) = (src.width, src.height, &cfg.rungs);
+    let audio_bps = if src.audio {
+        cfg.audio_kbps as u64 * 1000
+    } else {
+        0
+    };
+    let rung = |name: String, width: u32, height: u32, video_kbps: u32, passthrough: bool| {
+        let kbps = if passthrough {
+            cfg.passthrough_kbps_hint
+        } else {
+            video_kbps
+        };
+        RungDesc {
+            name,
+            width,
+            height,
+            frame_rate: src.frame_rate,
+            nominal_bandwidth: kbps as u64 * 1200 + audio_bps,
+            passthrough,
+            video_kbps,
+        }
+    };
     let mut specs: Vec<&RungSpec> = rungs
         .iter()
         .filter(|r| r.height <= src_h && r.height > 0)
@@ -70,37 +97,32 @@ pub fn select(src_w: u32, src_h: u32, rungs: &[RungSpec], passthrough: bool) -> 
     specs.sort_by_key(|r| std::cmp::Reverse(r.height));
     let aspect = src_w as f64 / src_h.max(1) as f64;
     let mut out = Vec::new();
-    if passthrough {
-        out.push(RungPlan {
-            name: "source".into(),
-            width: src_w,
-            height: src_h,
-            kind: RungKind::Passthrough,
-        });
+    if cfg.passthrough {
+        out.push(rung("source".into(), src_w, src_h, 0, true));
     }
     if specs.is_empty() {
         if let Some(lowest) = rungs.iter().min_by_key(|r| r.height) {
             let scale = (src_w as f64 * src_h as f64)
                 / (lowest.height as f64 * lowest.height as f64 * aspect);
             let kbps = ((lowest.video_kbps as f64) * scale).round().max(100.0) as u32;
-            out.push(RungPlan {
-                name: format!("{}p", src_h - (src_h & 1)),
-                width: src_w - (src_w & 1),
-                height: src_h - (src_h & 1),
-                kind: RungKind::Encoded { video_kbps: kbps },
-            });
+            out.push(rung(
+                format!("{}p", src_h - (src_h & 1)),
+                src_w - (src_w & 1),
+                src_h - (src_h & 1),
+                kbps,
+                false,
+            ));
         }
         return out;
     }
     for s in specs {
-        out.push(RungPlan {
-            name: s.name.clone(),
-            width: even(s.height as f64 * aspect),
-            height: s.height,
-            kind: RungKind::Encoded {
-                video_kbps: s.video_kbps,
-            },
-        });
+        out.push(rung(
+            s.name.clone(),
+            even(s.height as f64 * aspect),
+            s.height,
+            s.video_kbps,
+            false,
+        ));
     }
     out
 }
@@ -109,7 +131,22 @@ pub fn select(src_w: u32, src_h: u32, rungs: &[RungSpec], passthrough: bool) -> 
 mod tests {
     use super::*;
 
-    fn names(p: &[RungPlan]) -> Vec<String> {
+    fn select(w: u32, h: u32, rungs: &[RungSpec], passthrough: bool) -> Vec<RungDesc> {
+        let cfg = crate::LiveConfig {
+            rungs: rungs.to_vec(),
+            passthrough,
+            ..Default::default()
+        };
+        let src = Source {
+            width: w,
+            height: h,
+            frame_rate: 30.0,
+            audio: true,
+        };
+        super::select(&src, &cfg)
+    }
+
+    fn names(p: &[RungDesc]) -> Vec<String> {
         p.iter()
             .map(|r| format!("{}:{}x{}", r.name, r.width, r.height))
             .collect()
@@ -133,14 +170,19 @@ mod tests {
     fn hd_source_is_never_upscaled() {
         let p = select(1280, 720, &default_rungs(), false);
         assert_eq!(names(&p), ["720p:1280x720", "480p:854x480", "360p:640x360"]);
-        assert_eq!(p[1].kind, RungKind::Encoded { video_kbps: 1400 });
+        assert_eq!(p[1].video_kbps, 1400);
+        // 1400 kbit/s + 20 %, and 160 kbit/s of audio
+        assert_eq!(p[1].nominal_bandwidth, 1_840_000);
+        assert!(!p[1].passthrough);
     }
 
     #[test]
     fn passthrough_comes_first() {
         let p = select(1280, 720, &default_rungs(), true);
         assert_eq!(names(&p)[0], "source:1280x720");
-        assert!(p[0].is_passthrough());
+        assert!(p[0].passthrough);
+        // the configured hint (4000 kbit/s) + 20 % + audio, until it is measured
+        assert_eq!(p[0].nominal_bandwidth, 4_960_000);
         assert_eq!(p.len(), 4);
     }
 

@@ -15,6 +15,7 @@ pub mod file;
 pub mod ladder;
 mod pipeline;
 pub mod playlist;
+pub mod publish;
 mod spool;
 mod upload;
 pub mod worker;
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use storage::DynStore;
 use tokio::sync::mpsc;
 
-pub use ladder::{RungKind, RungPlan, RungSpec};
+pub use ladder::{RungDesc, RungSpec};
 pub use upload::{recover, ListedSegment, LiveSummary};
 
 /// Transcoding settings (one section of the ingest and transcoder configs).
@@ -38,6 +39,9 @@ pub use upload::{recover, ListedSegment, LiveSummary};
 pub struct LiveConfig {
     /// Target segment duration in seconds (keyframes are forced on this grid).
     pub segment_secs: f64,
+    /// How segments are packaged: `ts` (MPEG-TS) or `fmp4` (CMAF: one init section per rung,
+    /// `.m4s` media segments, EXT-X-MAP).
+    pub segment_format: SegmentFormat,
     /// Segments listed in a live media playlist.
     pub window: usize,
     /// Encoded rungs; those taller than the source are skipped.
@@ -84,6 +88,7 @@ impl Default for LiveConfig {
     fn default() -> Self {
         Self {
             segment_secs: 2.0,
+            segment_format: SegmentFormat::Ts,
             window: 6,
             rungs: ladder::default_rungs(),
             passthrough: false,
@@ -109,6 +114,35 @@ impl Default for LiveConfig {
 impl LiveConfig {
     pub fn segment_ms(&self) -> i64 {
         ((self.segment_secs * 1000.0).round() as i64).max(500)
+    }
+}
+
+/// How a rung's segments are packaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentFormat {
+    /// MPEG-TS (`.ts`): every segment stands alone.
+    #[default]
+    Ts,
+    /// Fragmented MP4 / CMAF (`.m4s`): media segments after an init section (`init_*.mp4`).
+    Fmp4,
+}
+
+impl SegmentFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            SegmentFormat::Ts => "ts",
+            SegmentFormat::Fmp4 => "m4s",
+        }
+    }
+
+    /// The format of a segment file or URI, from its extension.
+    pub fn of(path: &str) -> Self {
+        if path.ends_with(".m4s") {
+            SegmentFormat::Fmp4
+        } else {
+            SegmentFormat::Ts
+        }
     }
 }
 
@@ -199,7 +233,7 @@ pub struct LiveBroadcast {
     takes: Option<mpsc::Sender<mpsc::Receiver<pipeline::UploadJob>>>,
     uploader: tokio::task::JoinHandle<LiveSummary>,
     /// The ladder the first take chose; later takes encode the same rungs.
-    ladder: Arc<Mutex<Option<Vec<RungPlan>>>>,
+    ladder: Arc<Mutex<Option<Vec<RungDesc>>>>,
     take_count: u32,
 }
 

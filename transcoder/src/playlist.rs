@@ -21,6 +21,9 @@ pub struct SegmentEntry {
     /// The segment does not continue the one before it (a publisher reconnected, or the
     /// segment before could not be stored): EXT-X-DISCONTINUITY.
     pub discontinuity: bool,
+    /// fMP4: the init section it needs (EXT-X-MAP), relative to the playlist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
 }
 
 /// A rung's playlist state.
@@ -35,6 +38,9 @@ pub struct MediaWindow {
 }
 
 const HLS_VERSION: usize = 3;
+/// EXT-X-MAP on segments that are not I-frames only needs version 6; 7 is what players and
+/// Apple's validator expect of fMP4 playlists.
+const HLS_VERSION_FMP4: usize = 7;
 
 fn render<F: FnOnce(&mut Vec<u8>) -> std::io::Result<()>>(f: F) -> String {
     // three decimals for EXTINF; the writer reads this global
@@ -106,20 +112,31 @@ impl MediaWindow {
             .iter()
             .filter(|s| s.discontinuity)
             .count() as u64;
+        let fmp4 = segs.iter().any(|s| s.init.is_some());
+        let mut init: Option<&String> = None;
         MediaPlaylist {
-            version: Some(HLS_VERSION),
+            version: Some(if fmp4 { HLS_VERSION_FMP4 } else { HLS_VERSION }),
             target_duration: self.target_duration(),
             media_sequence: segs.first().map(|s| s.sequence).unwrap_or(0),
             discontinuity_sequence,
             independent_segments: true,
             segments: segs
                 .iter()
-                .map(|s| MediaSegment {
-                    uri: s.uri.clone(),
-                    duration: s.duration_secs as f32,
-                    discontinuity: s.discontinuity,
-                    program_date_time: Some(s.program_date_time.fixed_offset()),
-                    ..Default::default()
+                .map(|s| {
+                    // EXT-X-MAP on the first segment and wherever the init section changes
+                    let map = (s.init.as_ref() != init).then(|| s.init.clone()).flatten();
+                    init = s.init.as_ref();
+                    MediaSegment {
+                        uri: s.uri.clone(),
+                        duration: s.duration_secs as f32,
+                        discontinuity: s.discontinuity,
+                        program_date_time: Some(s.program_date_time.fixed_offset()),
+                        map: map.map(|uri| m3u8_rs::Map {
+                            uri,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }
                 })
                 .collect(),
             ..Default::default()
@@ -174,7 +191,12 @@ pub fn parse_media(text: &[u8]) -> Result<Vec<SegmentEntry>, String> {
     let pl = m3u8_rs::parse_media_playlist_res(text).map_err(|e| format!("{e:?}"))?;
     let mut out = Vec::with_capacity(pl.segments.len());
     let mut pdt: Option<DateTime<Utc>> = None;
+    // EXT-X-MAP applies to every segment after it (m3u8-rs gives it to the first only)
+    let mut init: Option<String> = None;
     for (i, s) in pl.segments.iter().enumerate() {
+        if let Some(m) = &s.map {
+            init = Some(m.uri.clone());
+        }
         let at = s
             .program_date_time
             .map(|t| t.with_timezone(&Utc))
@@ -187,6 +209,7 @@ pub fn parse_media(text: &[u8]) -> Result<Vec<SegmentEntry>, String> {
             program_date_time: at,
             size_bytes: 0,
             discontinuity: s.discontinuity,
+            init: init.clone(),
         });
         pdt = Some(at + chrono::Duration::milliseconds((s.duration as f64 * 1000.0) as i64));
     }
@@ -262,6 +285,7 @@ mod tests {
                 + chrono::Duration::milliseconds((i as i64) * 2000),
             size_bytes: 500_000,
             discontinuity: false,
+            init: None,
         }
     }
 

@@ -1,43 +1,24 @@
-//! The async side of a stream: stores segments, then the playlists that list them.
+//! The async side of a stream: stores segments, then the playlists that list them, doing
+//! the writes [`crate::publish`] decides on.
 //! A segment is listed only after its object was stored; failed writes are retried with
 //! backoff and counted. Files leave the spool folder only once stored.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use storage::{CachePolicy, DynStore, ObjectMeta};
-use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::sync::mpsc::{unbounded_channel, Receiver, Sender, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
 
-use crate::pipeline::SpoolSidecar;
-use crate::pipeline::{RungDesc, UploadJob};
-use crate::playlist::{parse_master, parse_media};
-use crate::playlist::{render_master, MediaWindow, SegmentEntry, Variant};
+use crate::ladder::RungDesc;
+use crate::pipeline::{SegmentReady, SpoolSidecar, UploadJob};
+use crate::playlist::{parse_master, parse_media, SegmentEntry};
+use crate::publish::{
+    self, BroadcastPlaylists, JournalEntry, RungPlaylists, RungSummary, StoredSegment, Write,
+};
 use crate::spool::SpoolMeter;
-use crate::{LiveConfig, LiveEvent, RenditionInfo};
-
-pub(crate) struct RungState {
-    pub desc: RungDesc,
-    pub window: MediaWindow,
-    pub codecs: Option<String>,
-    /// Sequence number (and file name) of the rung's next stored segment.
-    pub next_sequence: u64,
-    /// The next segment does not continue the last one listed.
-    pub discontinuity_next: bool,
-}
-
-impl RungState {
-    pub fn new(desc: RungDesc, window: usize, target_secs: u64) -> Self {
-        Self {
-            desc,
-            window: MediaWindow::new(window, target_secs),
-            codecs: None,
-            next_sequence: 0,
-            discontinuity_next: false,
-        }
-    }
-}
+use crate::{LiveConfig, LiveEvent, RenditionInfo, SegmentFormat};
 
 /// Latency of one stored segment: from the moment its closing frame reached the rung to
 /// the moment the playlist listing it was stored.
@@ -59,17 +40,53 @@ pub struct LiveSummary {
     pub listed: Vec<ListedSegment>,
 }
 
+/// Stores a broadcast's objects. Each rung has a task of its own ([`Uploader::rung_task`]),
+/// so a slow write delays only that rung; one task ([`Uploader::run`]) hands segments to
+/// them and stores what spans rungs (the master playlist, the journal).
+#[derive(Clone)]
 pub(crate) struct Uploader {
     pub store: DynStore,
     pub prefix: String,
-    pub cfg: std::sync::Arc<LiveConfig>,
+    pub cfg: Arc<LiveConfig>,
     pub events: Option<Sender<LiveEvent>>,
-    pub meter: std::sync::Arc<SpoolMeter>,
+    pub meter: Arc<SpoolMeter>,
+}
+
+/// What a rung's task is given, in order.
+enum ToRung {
+    Segment(SegmentReady),
+    /// A new take begins: its first segment does not continue the last one.
+    Break,
+}
+
+/// What a rung's task reports for each segment it listed.
+struct Listed {
+    idx: usize,
+    entry: SegmentEntry,
+    summary: RungSummary,
+    listed_after: Duration,
+}
+
+struct RungTask {
+    name: String,
+    tx: UnboundedSender<ToRung>,
+    handle: JoinHandle<RungPlaylists>,
+}
+
+/// A broadcast rebuilt from storage (a recovery).
+struct Recovered {
+    rungs: Vec<RungPlaylists>,
+    bc: BroadcastPlaylists,
+    summary: LiveSummary,
 }
 
 impl Uploader {
     fn key(&self, rel: &str) -> String {
         format!("{}/{}", self.prefix, rel)
+    }
+
+    fn target_secs(&self) -> u64 {
+        self.cfg.segment_secs.round().max(1.0) as u64
     }
 
     /// Stores an object, retrying with exponential backoff (100 ms doubling to 5 s) for up to
@@ -102,43 +119,8 @@ impl Uploader {
         }
     }
 
-    fn renditions(&self, rungs: &[RungState], vod: bool) -> Vec<(Variant, RenditionInfo)> {
-        rungs
-            .iter()
-            .map(|r| {
-                let (bandwidth, average) = match r.window.measured_bandwidth() {
-                    Some((peak, avg)) if vod => (peak, Some(avg)),
-                    Some((peak, avg)) => (peak.max(r.desc.nominal_bandwidth), Some(avg)),
-                    None => (r.desc.nominal_bandwidth, None),
-                };
-                let codecs = r
-                    .codecs
-                    .clone()
-                    .unwrap_or_else(|| "avc1.640028,mp4a.40.2".into());
-                let file = if vod { "vod.m3u8" } else { "index.m3u8" };
-                let uri = format!("{}/{}", r.desc.name, file);
-                let v = Variant {
-                    uri: uri.clone(),
-                    bandwidth,
-                    average_bandwidth: average,
-                    codecs: codecs.clone(),
-                    width: r.desc.width,
-                    height: r.desc.height,
-                    frame_rate: r.desc.frame_rate,
-                };
-                let info = RenditionInfo {
-                    name: r.desc.name.clone(),
-                    width: r.desc.width,
-                    height: r.desc.height,
-                    bandwidth,
-                    codecs,
-                    frame_rate: r.desc.frame_rate,
-                    playlist: self.key(&uri),
-                    passthrough: r.desc.passthrough,
-                };
-                (v, info)
-            })
-            .collect()
+    async fn write(&self, w: &Write) -> bool {
+        self.put(&self.key(&w.rel), w.body.clone(), w.policy).await
     }
 
     async fn emit(&self, ev: LiveEvent) {
@@ -147,141 +129,77 @@ impl Uploader {
         }
     }
 
-    /// Stores the takes' segments in order: a take is drained to its end before the next
-    /// one starts. Once no take follows, the playlists are made final.
-    pub async fn run(self, mut takes: Receiver<Receiver<UploadJob>>) -> LiveSummary {
-        let mut st = State::default();
-        while let Some(mut rx) = takes.recv().await {
-            // this take's rung index -> the broadcast's
-            let mut map: Vec<Option<usize>> = Vec::new();
-            while let Some(job) = rx.recv().await {
-                match job {
-                    UploadJob::Ladder { rungs: descs, .. } => {
-                        let first = st.rungs.is_empty();
-                        map = st.join_ladder(descs, &self.cfg);
-                        if first {
-                            self.store_ladder(&st).await;
-                        }
-                    }
-                    UploadJob::Segment(seg) => {
-                        let Some(idx) = map.get(seg.rung).copied().flatten() else {
-                            // a rung the broadcast does not list
-                            remove_spooled(&seg.path).await;
-                            self.meter.sub(seg.size);
-                            continue;
-                        };
-                        if seg.discontinuity {
-                            st.rungs[idx].discontinuity_next = true;
-                        }
-                        let body = match tokio::fs::read(&seg.path).await {
-                            Ok(b) => Bytes::from(b),
-                            Err(e) => {
-                                tracing::error!(path = %seg.path.display(), error = %e, "spooled segment unreadable");
-                                st.rungs[idx].discontinuity_next = true;
-                                continue;
-                            }
-                        };
-                        let closed_at = seg.closed_at;
-                        let stored = self
-                            .store_segment(
-                                &mut st,
-                                idx,
-                                body,
-                                seg.duration_ms,
-                                seg.program_date_time,
-                                seg.codecs,
-                            )
-                            .await;
-                        if let Some(listed_after) = stored.then(|| closed_at.elapsed()) {
-                            metrics::histogram!("caudal_segment_listed_seconds")
-                                .record(listed_after.as_secs_f64());
-                            remove_spooled(&seg.path).await;
-                            self.meter.sub(seg.size);
-                            st.summary.listed.push(ListedSegment {
-                                rung: st.rungs[idx].desc.name.clone(),
-                                sequence: st.rungs[idx]
-                                    .window
-                                    .segments()
-                                    .last()
-                                    .map_or(0, |s| s.sequence),
-                                listed_after,
-                            });
-                        }
-                    }
-                    UploadJob::End => break,
-                }
-            }
-            self.flush_journal(&mut st).await;
-        }
-        self.finalise(st).await
-    }
-
-    /// Stores one segment as the rung's next, then the live playlist listing it (and the
-    /// master playlist once every rung has a segment). False when it could not be stored:
-    /// the next segment of the rung is then marked as a discontinuity.
-    pub(crate) async fn store_segment(
+    /// Stores `body` as the rung's next segment, then the live playlist listing it. None when
+    /// it could not be stored: the rung's next segment is then marked as a discontinuity.
+    async fn store_segment(
         &self,
-        st: &mut State,
-        idx: usize,
+        rung: &mut RungPlaylists,
         body: Bytes,
-        duration_ms: i64,
-        program_date_time: DateTime<Utc>,
-        codecs: String,
-    ) -> bool {
-        let rung = &st.rungs[idx];
-        let sequence = rung.next_sequence;
-        let uri = format!("seg_{sequence:05}.ts");
-        let key = self.key(&format!("{}/{uri}", rung.desc.name));
-        let size = body.len() as u64;
-        if !self.put(&key, body, CachePolicy::Immutable).await {
-            // kept in the spool folder; not listed, and the break is marked
-            metrics::counter!("caudal_segments_lost_total").increment(1);
-            st.rungs[idx].discontinuity_next = true;
-            return false;
-        }
-        let rung = &mut st.rungs[idx];
-        rung.codecs.get_or_insert(codecs);
-        let entry = SegmentEntry {
-            sequence,
-            uri,
-            duration_secs: duration_ms as f64 / 1000.0,
-            program_date_time,
-            size_bytes: size,
-            discontinuity: std::mem::take(&mut rung.discontinuity_next),
-        };
-        rung.next_sequence += 1;
-        rung.window.push(entry.clone());
-        st.journal.push(JournalEntry {
-            rung: rung.desc.name.clone(),
-            segment: entry,
-        });
-        if rung.window.publish_now() {
-            let live = Bytes::from(rung.window.render_live());
-            let pl_key = self.key(&format!("{}/index.m3u8", rung.desc.name));
-            if self.put(&pl_key, live, CachePolicy::Live).await {
-                metrics::counter!("caudal_segments_listed_total").increment(1);
-            }
-        }
-        st.summary.segments += 1;
-        if st.journal.len() >= JOURNAL_EVERY * st.rungs.len().max(1) {
-            self.flush_journal(st).await;
-        }
-        if st.summary.master_key.is_none()
-            && st.rungs.iter().all(|r| !r.window.segments().is_empty())
-        {
-            let (variants, infos): (Vec<_>, Vec<_>) =
-                self.renditions(&st.rungs, false).into_iter().unzip();
-            let key = self.key("master.m3u8");
-            if self
+        seg: StoredSegment,
+        spool_dir: &std::path::Path,
+    ) -> Option<SegmentEntry> {
+        // fMP4: the init section first (once per rung and name), or the segment is useless
+        if let Some(name) = seg.init.as_ref().filter(|n| !rung.stored_inits.contains(n)) {
+            let init = match tokio::fs::read(spool_dir.join(name)).await {
+                Ok(b) => Bytes::from(b),
+                Err(e) => {
+                    tracing::error!(rung = %rung.desc.name, init = %name, error = %e, "spooled init section unreadable");
+                    metrics::counter!("caudal_segments_lost_total").increment(1);
+                    rung.lost();
+                    return None;
+                }
+            };
+            if !self
                 .put(
-                    &key,
-                    Bytes::from(render_master(&variants)),
-                    CachePolicy::Short,
+                    &self.key(&rung.init_key(name)),
+                    init,
+                    CachePolicy::Immutable,
                 )
                 .await
             {
-                st.summary.master_key = Some(key.clone());
-                st.summary.renditions = infos.clone();
+                metrics::counter!("caudal_segments_lost_total").increment(1);
+                rung.lost();
+                return None;
+            }
+            rung.stored_inits.push(name.clone());
+        }
+        let key = self.key(&rung.next_segment(seg.format));
+        if !self.put(&key, body, CachePolicy::Immutable).await {
+            // kept in the spool folder; not listed, and the break is marked
+            metrics::counter!("caudal_segments_lost_total").increment(1);
+            rung.lost();
+            return None;
+        }
+        let (entry, live) = rung.listed(seg);
+        if let Some(w) = live {
+            if self.write(&w).await {
+                metrics::counter!("caudal_segments_listed_total").increment(1);
+            }
+        }
+        Some(entry)
+    }
+
+    /// After rung `idx` listed `entry`: the journal and the master playlist, when due.
+    async fn after_listing(
+        &self,
+        bc: &mut BroadcastPlaylists,
+        summary: &mut LiveSummary,
+        idx: usize,
+        rung: RungSummary,
+        entry: SegmentEntry,
+    ) {
+        let after = bc.listed(idx, rung, entry, &self.prefix);
+        if let Some(w) = after.journal {
+            if self.write(&w).await {
+                bc.journal_stored();
+            }
+        }
+        if let Some((w, infos)) = after.master {
+            if self.write(&w).await {
+                bc.master_stored();
+                let key = self.key(&w.rel);
+                summary.master_key = Some(key.clone());
+                summary.renditions = infos.clone();
                 self.emit(LiveEvent::Started {
                     master_key: key,
                     renditions: infos,
@@ -289,95 +207,200 @@ impl Uploader {
                 .await;
             }
         }
-        true
     }
 
-    /// Stores the segments listed since the last flush as the next journal object
-    /// (`<prefix>/journal/NNNNNN.json`): with the live playlists, what a recovery needs to
-    /// list every stored segment after a crash.
-    async fn flush_journal(&self, st: &mut State) {
-        if st.journal.is_empty() {
-            return;
-        }
-        let key = self.key(&format!("journal/{:06}.json", st.journal_chunks));
-        let body = serde_json::to_vec(&st.journal).expect("journal serialises");
-        if self.put(&key, Bytes::from(body), CachePolicy::Short).await {
-            st.journal.clear();
-            st.journal_chunks += 1;
+    async fn flush_journal(&self, bc: &mut BroadcastPlaylists) {
+        if let Some(w) = bc.journal_write() {
+            if self.write(&w).await {
+                bc.journal_stored();
+            }
         }
     }
 
-    /// ENDLIST on every live playlist, a VOD playlist per rung and a VOD master.
-    pub(crate) async fn finalise(&self, st: State) -> LiveSummary {
-        let State {
-            rungs, mut summary, ..
-        } = st;
-        let kept: Vec<RungState> = rungs
-            .into_iter()
-            .filter(|r| !r.window.segments().is_empty())
-            .collect();
-        if kept.is_empty() {
+    /// One rung's uploads, in order: each segment from the spool, then its live playlist.
+    /// Returns the rung's playlists once its input ends.
+    async fn rung_task(
+        self,
+        idx: usize,
+        mut rung: RungPlaylists,
+        mut rx: UnboundedReceiver<ToRung>,
+        reports: UnboundedSender<Listed>,
+    ) -> RungPlaylists {
+        while let Some(msg) = rx.recv().await {
+            let seg = match msg {
+                ToRung::Break => {
+                    rung.lost();
+                    continue;
+                }
+                ToRung::Segment(seg) => seg,
+            };
+            if seg.discontinuity {
+                rung.lost();
+            }
+            let body = match tokio::fs::read(&seg.path).await {
+                Ok(b) => Bytes::from(b),
+                Err(e) => {
+                    tracing::error!(path = %seg.path.display(), error = %e, "spooled segment unreadable");
+                    rung.lost();
+                    continue;
+                }
+            };
+            let stored = StoredSegment {
+                duration_ms: seg.duration_ms,
+                program_date_time: seg.program_date_time,
+                size: seg.size,
+                codecs: seg.codecs,
+                format: SegmentFormat::of(&seg.path.to_string_lossy()),
+                init: seg.init,
+            };
+            let dir = seg.path.parent().unwrap_or(std::path::Path::new("."));
+            let Some(entry) = self.store_segment(&mut rung, body, stored, dir).await else {
+                continue;
+            };
+            let listed_after = seg.closed_at.elapsed();
+            metrics::histogram!("caudal_segment_listed_seconds").record(listed_after.as_secs_f64());
+            remove_spooled(&seg.path).await;
+            self.meter.sub(seg.size);
+            let _ = reports.send(Listed {
+                idx,
+                entry,
+                summary: rung.summary(),
+                listed_after,
+            });
+        }
+        rung
+    }
+
+    /// Stores the takes' segments: a take is drained to its end before the next one starts,
+    /// each rung by its own task. Once no take follows, the playlists are made final.
+    pub async fn run(self, mut takes: Receiver<Receiver<UploadJob>>) -> LiveSummary {
+        let (reports_tx, mut reports) = unbounded_channel::<Listed>();
+        let mut bc = BroadcastPlaylists::default();
+        let mut summary = LiveSummary::default();
+        let mut tasks: Vec<RungTask> = Vec::new();
+        // the take being stored, and its rung index -> the broadcast's
+        let mut take: Option<(Receiver<UploadJob>, Vec<Option<usize>>)> = None;
+        let mut takes_open = true;
+        while takes_open || take.is_some() {
+            tokio::select! {
+                biased;
+                Some(r) = reports.recv() => {
+                    summary.listed.push(ListedSegment {
+                        rung: r.summary.desc.name.clone(),
+                        sequence: r.entry.sequence,
+                        listed_after: r.listed_after,
+                    });
+                    summary.segments += 1;
+                    self.after_listing(&mut bc, &mut summary, r.idx, r.summary, r.entry).await;
+                }
+                job = next_job(&mut take), if take.is_some() => match job {
+                    Some(UploadJob::Ladder { rungs: descs }) => {
+                        let map = if tasks.is_empty() {
+                            self.write(&publish::ladder(&descs)).await;
+                            let rungs: Vec<RungPlaylists> = descs
+                                .into_iter()
+                                .map(|d| RungPlaylists::new(d, self.cfg.window, self.target_secs()))
+                                .collect();
+                            bc = BroadcastPlaylists::new(rungs.iter().map(|r| r.summary()).collect());
+                            for (idx, rung) in rungs.into_iter().enumerate() {
+                                let (tx, rx) = unbounded_channel();
+                                tasks.push(RungTask {
+                                    name: rung.desc.name.clone(),
+                                    tx,
+                                    handle: tokio::spawn(self.clone().rung_task(idx, rung, rx, reports_tx.clone())),
+                                });
+                            }
+                            (0..tasks.len()).map(Some).collect()
+                        } else {
+                            // a later take continues the same rungs, after a break
+                            for t in &tasks {
+                                let _ = t.tx.send(ToRung::Break);
+                            }
+                            descs.iter().map(|d| tasks.iter().position(|t| t.name == d.name)).collect()
+                        };
+                        if let Some((_, m)) = take.as_mut() {
+                            *m = map;
+                        }
+                    }
+                    Some(UploadJob::Segment(seg)) => {
+                        let idx = take.as_ref().and_then(|(_, m)| m.get(seg.rung).copied().flatten());
+                        match idx.and_then(|i| tasks.get(i)) {
+                            Some(t) => {
+                                if let Err(e) = t.tx.send(ToRung::Segment(seg)) {
+                                    let ToRung::Segment(seg) = e.0 else { continue };
+                                    tracing::error!(rung = %t.name, path = %seg.path.display(), "the rung's upload task is gone: segment left in the spool");
+                                }
+                            }
+                            None => {
+                                // a rung the broadcast does not list
+                                remove_spooled(&seg.path).await;
+                                self.meter.sub(seg.size);
+                            }
+                        }
+                    }
+                    Some(UploadJob::End) | None => {
+                        take = None;
+                        self.flush_journal(&mut bc).await;
+                    }
+                },
+                next = takes.recv(), if take.is_none() && takes_open => match next {
+                    Some(rx) => take = Some((rx, Vec::new())),
+                    None => takes_open = false,
+                },
+            }
+        }
+        // no segment follows: every rung's task stores what it was given, then ends
+        drop(reports_tx);
+        let handles: Vec<(String, JoinHandle<RungPlaylists>)> =
+            tasks.into_iter().map(|t| (t.name, t.handle)).collect();
+        while let Some(r) = reports.recv().await {
+            summary.listed.push(ListedSegment {
+                rung: r.summary.desc.name.clone(),
+                sequence: r.entry.sequence,
+                listed_after: r.listed_after,
+            });
+            summary.segments += 1;
+            self.after_listing(&mut bc, &mut summary, r.idx, r.summary, r.entry)
+                .await;
+        }
+        let mut rungs = Vec::with_capacity(handles.len());
+        for (name, h) in handles {
+            match h.await {
+                Ok(r) => rungs.push(r),
+                Err(e) => tracing::error!(rung = %name, error = %e, "a rung's upload task failed"),
+            }
+        }
+        self.flush_journal(&mut bc).await;
+        self.finalise(&rungs, bc.master_stored, summary).await
+    }
+
+    /// ENDLIST on every live playlist, a VOD playlist per rung (rungs in parallel) and a VOD
+    /// master.
+    async fn finalise(
+        &self,
+        rungs: &[RungPlaylists],
+        master_stored: bool,
+        mut summary: LiveSummary,
+    ) -> LiveSummary {
+        let end = publish::ending(rungs, &self.prefix, master_stored);
+        let Some((vod, infos)) = end.vod_master else {
             self.emit(LiveEvent::Finished {
                 summary: summary.clone(),
             })
             .await;
             return summary;
+        };
+        futures::future::join_all(end.rungs.iter().flatten().map(|w| self.write(w))).await;
+        if self.write(&vod).await {
+            summary.vod_master_key = Some(self.key(&vod.rel));
         }
-        for r in &kept {
-            let name = &r.desc.name;
-            self.put(
-                &self.key(&format!("{name}/index.m3u8")),
-                Bytes::from(r.window.render_ended()),
-                CachePolicy::Short,
-            )
-            .await;
-            self.put(
-                &self.key(&format!("{name}/vod.m3u8")),
-                Bytes::from(r.window.render_vod()),
-                CachePolicy::Short,
-            )
-            .await;
-        }
-        let (variants, infos): (Vec<_>, Vec<_>) = self.renditions(&kept, true).into_iter().unzip();
-        let vod_key = self.key("vod.m3u8");
-        if self
-            .put(
-                &vod_key,
-                Bytes::from(render_master(&variants)),
-                CachePolicy::Short,
-            )
-            .await
-        {
-            summary.vod_master_key = Some(vod_key);
-        }
-        if summary.master_key.is_none() {
-            let (live_variants, _): (Vec<_>, Vec<_>) =
-                self.renditions(&kept, false).into_iter().unzip();
-            let key = self.key("master.m3u8");
-            if self
-                .put(
-                    &key,
-                    Bytes::from(render_master(&live_variants)),
-                    CachePolicy::Short,
-                )
-                .await
-            {
-                summary.master_key = Some(key);
+        if let Some(w) = end.master {
+            if self.write(&w).await {
+                summary.master_key = Some(self.key(&w.rel));
             }
         }
-        summary.duration_secs = kept
-            .iter()
-            .filter(|r| !r.desc.passthrough)
-            .map(|r| r.window.total_duration_secs())
-            .fold(None, |acc: Option<f64>, d| {
-                Some(acc.map_or(d, |a| a.max(d)))
-            })
-            .unwrap_or_else(|| {
-                kept.iter()
-                    .map(|r| r.window.total_duration_secs())
-                    .fold(0.0, f64::max)
-            });
-        summary.segments = kept.iter().map(|r| r.window.segments().len() as u64).sum();
+        summary.duration_secs = end.duration_secs;
+        summary.segments = end.segments;
         summary.renditions = infos;
         self.emit(LiveEvent::Finished {
             summary: summary.clone(),
@@ -385,25 +408,10 @@ impl Uploader {
         .await;
         summary
     }
-}
-
-impl Uploader {
-    /// The broadcast's rungs, for a recovery (`<prefix>/journal/ladder.json`).
-    async fn store_ladder(&self, st: &State) {
-        let descs: Vec<&RungDesc> = st.rungs.iter().map(|r| &r.desc).collect();
-        let body = serde_json::to_vec(&descs).expect("ladder serialises");
-        self.put(
-            &self.key("journal/ladder.json"),
-            Bytes::from(body),
-            CachePolicy::Short,
-        )
-        .await;
-    }
 
     /// Rebuilds a broadcast's state from what storage holds: the ladder, the journal and
     /// the live playlists.
-    async fn load(&self) -> State {
-        let mut st = State::default();
+    async fn load(&self) -> Recovered {
         let descs: Vec<RungDesc> = match self.store.get(&self.key("journal/ladder.json")).await {
             Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
                 tracing::error!(prefix = %self.prefix, error = %e, "unreadable ladder in the journal");
@@ -411,16 +419,16 @@ impl Uploader {
             }),
             Err(_) => Vec::new(),
         };
-        let target_secs = self.cfg.segment_secs.round().max(1.0) as u64;
-        st.rungs = descs
+        let mut rungs: Vec<RungPlaylists> = descs
             .into_iter()
-            .map(|d| RungState::new(d, self.cfg.window, target_secs))
+            .map(|d| RungPlaylists::new(d, self.cfg.window, self.target_secs()))
             .collect();
+        let mut summary = LiveSummary::default();
         if let Ok(b) = self.store.get(&self.key("master.m3u8")).await {
-            st.summary.master_key = Some(self.key("master.m3u8"));
+            summary.master_key = Some(self.key("master.m3u8"));
             for v in parse_master(&b).unwrap_or_default() {
                 let name = v.uri.split('/').next().unwrap_or_default();
-                if let Some(r) = st.rungs.iter_mut().find(|r| r.desc.name == name) {
+                if let Some(r) = rungs.iter_mut().find(|r| r.desc.name == name) {
                     r.codecs = Some(v.codecs.clone());
                 }
             }
@@ -436,7 +444,6 @@ impl Uploader {
             .filter(|k| k.ends_with(".json") && !k.ends_with("/ladder.json"))
             .collect();
         chunks.sort();
-        st.journal_chunks = chunks.len() as u64;
         for key in &chunks {
             let Ok(b) = self.store.get(key).await else {
                 tracing::error!(key, "journal object unreadable");
@@ -451,7 +458,7 @@ impl Uploader {
                 Err(e) => tracing::error!(key, error = %e, "journal object unparsable"),
             }
         }
-        for r in &st.rungs {
+        for r in &rungs {
             let name = r.desc.name.clone();
             if let Ok(b) = self
                 .store
@@ -463,26 +470,21 @@ impl Uploader {
                 }
             }
         }
-        for ((rung, _), mut seg) in found {
-            let Some(r) = st.rungs.iter_mut().find(|r| r.desc.name == rung) else {
-                continue;
-            };
-            if let Some(last) = r.window.segments().last() {
-                // a hole: something listed once was lost; mark the break
-                if seg.sequence != last.sequence + 1 {
-                    seg.discontinuity = true;
-                }
+        for ((rung, _), seg) in found {
+            if let Some(r) = rungs.iter_mut().find(|r| r.desc.name == rung) {
+                r.restore(seg);
+                summary.segments += 1;
             }
-            r.next_sequence = seg.sequence + 1;
-            r.window.push(seg);
-            st.summary.segments += 1;
         }
-        st
+        let mut bc = BroadcastPlaylists::new(rungs.iter().map(|r| r.summary()).collect());
+        bc.master_stored = summary.master_key.is_some();
+        bc.journal_chunks = chunks.len() as u64;
+        Recovered { rungs, bc, summary }
     }
 
     /// Stores what a crashed process left in the spool, oldest take first, each take's
     /// first segment per rung marked as a discontinuity.
-    async fn drain_spool(&self, st: &mut State, spool: &std::path::Path) {
+    async fn drain_spool(&self, st: &mut Recovered, spool: &std::path::Path) {
         let mut takes: Vec<std::path::PathBuf> = dir_entries(spool)
             .into_iter()
             .filter(|p| p.is_dir())
@@ -503,53 +505,76 @@ impl Uploader {
                 .filter_map(|side| {
                     let meta: SpoolSidecar =
                         serde_json::from_slice(&std::fs::read(&side).ok()?).ok()?;
-                    Some((meta, side.with_extension("ts")))
+                    let ts = side.with_extension("ts");
+                    let media = if ts.exists() {
+                        ts
+                    } else {
+                        side.with_extension("m4s")
+                    };
+                    Some((meta, media))
                 })
                 .collect();
             segs.sort_by_key(|(m, p)| (m.program_date_time, p.clone()));
             let mut seen: Vec<String> = Vec::new();
-            for (meta, ts) in segs {
+            for (meta, media) in segs {
                 let idx = match st.rungs.iter().position(|r| r.desc.name == meta.rung.name) {
                     Some(i) => i,
                     None => {
-                        let target_secs = self.cfg.segment_secs.round().max(1.0) as u64;
-                        st.rungs.push(RungState::new(
+                        let rung = RungPlaylists::new(
                             meta.rung.clone(),
                             self.cfg.window,
-                            target_secs,
-                        ));
-                        if st.rungs.len() == 1 {
-                            self.store_ladder(st).await;
-                        }
+                            self.target_secs(),
+                        );
+                        st.bc.rungs.push(rung.summary());
+                        st.rungs.push(rung);
+                        let descs: Vec<RungDesc> =
+                            st.rungs.iter().map(|r| r.desc.clone()).collect();
+                        self.write(&publish::ladder(&descs)).await;
                         st.rungs.len() - 1
                     }
                 };
                 if !seen.contains(&meta.rung.name) {
                     seen.push(meta.rung.name.clone());
                     if !st.rungs[idx].window.segments().is_empty() {
-                        st.rungs[idx].discontinuity_next = true;
+                        st.rungs[idx].lost();
                     }
                 }
-                let Ok(body) = tokio::fs::read(&ts).await else {
+                let Ok(body) = tokio::fs::read(&media).await else {
                     continue;
                 };
-                if self
-                    .store_segment(
-                        st,
-                        idx,
-                        Bytes::from(body),
-                        meta.duration_ms,
-                        meta.program_date_time,
-                        meta.codecs,
-                    )
+                let stored = StoredSegment {
+                    duration_ms: meta.duration_ms,
+                    program_date_time: meta.program_date_time,
+                    size: meta.size,
+                    codecs: meta.codecs,
+                    format: SegmentFormat::of(&media.to_string_lossy()),
+                    init: meta.init,
+                };
+                let dir = media.parent().unwrap_or(std::path::Path::new("."));
+                let Some(entry) = self
+                    .store_segment(&mut st.rungs[idx], Bytes::from(body), stored, dir)
                     .await
-                {
-                    metrics::counter!("caudal_recovered_segments_total").increment(1);
-                    remove_spooled(&ts).await;
-                }
+                else {
+                    continue;
+                };
+                metrics::counter!("caudal_recovered_segments_total").increment(1);
+                remove_spooled(&media).await;
+                st.summary.segments += 1;
+                let rung = st.rungs[idx].summary();
+                self.after_listing(&mut st.bc, &mut st.summary, idx, rung, entry)
+                    .await;
             }
         }
-        self.flush_journal(st).await;
+        self.flush_journal(&mut st.bc).await;
+    }
+}
+
+async fn next_job(
+    take: &mut Option<(Receiver<UploadJob>, Vec<Option<usize>>)>,
+) -> Option<UploadJob> {
+    match take {
+        Some((rx, _)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -563,7 +588,7 @@ fn dir_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// segments still waiting in `spool` (when this machine has it), then makes every playlist
 /// final from what storage holds. Safe to run again on a broadcast already finished.
 pub async fn recover(
-    cfg: std::sync::Arc<LiveConfig>,
+    cfg: Arc<LiveConfig>,
     store: DynStore,
     prefix: String,
     spool: Option<&std::path::Path>,
@@ -579,55 +604,11 @@ pub async fn recover(
     if let Some(dir) = spool {
         up.drain_spool(&mut st, dir).await;
     }
-    up.finalise(st).await
+    up.finalise(&st.rungs, st.bc.master_stored, st.summary)
+        .await
 }
-
-/// Segments per rung between two journal objects. The live playlists list the last
-/// `window` (at least 3) segments, so a journal flushed this often leaves none uncovered.
-const JOURNAL_EVERY: usize = 2;
 
 async fn remove_spooled(path: &std::path::Path) {
     let _ = tokio::fs::remove_file(path).await;
     let _ = tokio::fs::remove_file(path.with_extension("json")).await;
-}
-
-/// One stored segment, as the journal keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct JournalEntry {
-    pub rung: String,
-    #[serde(flatten)]
-    pub segment: SegmentEntry,
-}
-
-/// The uploader's state: the broadcast's rungs and what was stored.
-#[derive(Default)]
-pub(crate) struct State {
-    pub rungs: Vec<RungState>,
-    pub summary: LiveSummary,
-    /// Listed since the last journal object.
-    pub journal: Vec<JournalEntry>,
-    pub journal_chunks: u64,
-}
-
-impl State {
-    /// A take's ladder: the first one makes the broadcast's rungs; a later one continues them
-    /// (same names), each rung's next segment marked as a discontinuity. Returns the take's
-    /// rung index -> the broadcast's.
-    fn join_ladder(&mut self, descs: Vec<RungDesc>, cfg: &LiveConfig) -> Vec<Option<usize>> {
-        let target_secs = cfg.segment_secs.round().max(1.0) as u64;
-        if self.rungs.is_empty() {
-            self.rungs = descs
-                .into_iter()
-                .map(|desc| RungState::new(desc, cfg.window, target_secs))
-                .collect();
-            return (0..self.rungs.len()).map(Some).collect();
-        }
-        for r in &mut self.rungs {
-            r.discontinuity_next = true;
-        }
-        descs
-            .iter()
-            .map(|d| self.rungs.iter().position(|r| r.desc.name == d.name))
-            .collect()
-    }
 }

@@ -401,15 +401,25 @@ impl Worker {
             })
             .collect();
         wanted.dedup();
+        // fMP4: the init section first, then segments that share it
+        let inits = init_sections(&media);
+        let init = wanted.first().and_then(|i| inits[*i].clone());
+        let ext = if init.is_some() { "mp4" } else { "ts" };
         let path = self
             .cfg
             .work_dir
-            .join(format!("{id}-rec-{}.ts", uuid::Uuid::new_v4().simple()));
+            .join(format!("{id}-rec-{}.{ext}", uuid::Uuid::new_v4().simple()));
         let _cleanup = RemoveOnDrop(path.clone());
         let mut out = tokio::fs::File::create(&path)
             .await
             .map_err(|e| JobError::Passing(format!("creating {}: {e}", path.display())))?;
-        for i in wanted {
+        if let Some(init) = &init {
+            let bytes = self.stored(format!("{rung_dir}/{init}")).await?;
+            out.write_all(&bytes)
+                .await
+                .map_err(|e| JobError::Passing(e.to_string()))?;
+        }
+        for i in wanted.into_iter().filter(|i| inits[*i] == init) {
             let bytes = self
                 .stored(format!("{rung_dir}/{}", media.segments[i].uri))
                 .await?;
@@ -512,11 +522,18 @@ impl Worker {
                 "the live playlist has no segment yet".into(),
             ));
         };
-        let bytes = self.stored(format!("{rung_dir}/{}", seg.uri)).await?;
+        let mut bytes = Vec::new();
+        // fMP4: the segment needs its init section in front
+        let init = init_sections(&media).pop().flatten();
+        if let Some(init) = &init {
+            bytes.extend_from_slice(&self.stored(format!("{rung_dir}/{init}")).await?);
+        }
+        bytes.extend_from_slice(&self.stored(format!("{rung_dir}/{}", seg.uri)).await?);
+        let ext = if init.is_some() { "mp4" } else { "ts" };
         let path = self
             .cfg
             .work_dir
-            .join(format!("{id}-live-{}.ts", uuid::Uuid::new_v4().simple()));
+            .join(format!("{id}-live-{}.{ext}", uuid::Uuid::new_v4().simple()));
         let _cleanup = RemoveOnDrop(path.clone());
         tokio::fs::write(&path, &bytes)
             .await
@@ -836,4 +853,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// The init section (EXT-X-MAP URI) each segment of a playlist needs: a map applies to every
+/// segment after it. None for MPEG-TS.
+fn init_sections(media: &m3u8_rs::MediaPlaylist) -> Vec<Option<String>> {
+    let mut current = None;
+    media
+        .segments
+        .iter()
+        .map(|s| {
+            if let Some(m) = &s.map {
+                current = Some(m.uri.clone());
+            }
+            current.clone()
+        })
+        .collect()
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use storage::{DynStore, LocalStore};
-use transcoder::{file::transcode_file, LiveConfig};
+use transcoder::{file::transcode_file, LiveConfig, SegmentFormat};
 
 fn make_source(dir: &Path, secs: u32) -> std::path::PathBuf {
     let out = dir.join("src.mp4");
@@ -147,6 +147,103 @@ async fn a_file_becomes_an_aligned_ladder() {
     let left: Vec<_> = walk(&dir.path().join("spool"));
     assert!(left.is_empty(), "spool not emptied: {left:?}");
     let _ = local.root();
+}
+
+/// The same ladder as CMAF: an init section per rung and `.m4s` media segments behind
+/// EXT-X-MAP, playable from the VOD playlist alone, with decode times that continue from one
+/// segment to the next (each segment is read after its init, as a player does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_becomes_a_cmaf_ladder() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_source(dir.path(), 7);
+    let root = dir.path().join("media");
+    let store: DynStore = Arc::new(LocalStore::new(&root).unwrap());
+    let cfg = LiveConfig {
+        x264_preset: "ultrafast".into(),
+        spool_dir: dir.path().join("spool"),
+        segment_format: SegmentFormat::Fmp4,
+        rungs: vec![
+            transcoder::RungSpec::new("480p", 480, 900),
+            transcoder::RungSpec::new("240p", 240, 300),
+        ],
+        ..Default::default()
+    };
+    let summary = transcode_file(Arc::new(cfg), store.clone(), "vod/cmaf".into(), &src)
+        .await
+        .expect("transcode");
+    assert!((summary.duration_secs - 7.0).abs() < 0.2, "{summary:?}");
+    let mut starts: Vec<Vec<f64>> = Vec::new();
+    for r in &summary.renditions {
+        let text = String::from_utf8(
+            store
+                .get(&format!("vod/cmaf/{}/vod.m3u8", r.name))
+                .await
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(text.contains("#EXT-X-VERSION:7\n"), "{text}");
+        // one map, before the first segment: every segment shares the init section
+        assert_eq!(text.matches("#EXT-X-MAP:").count(), 1, "{text}");
+        let pl = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
+        assert_eq!(pl.segments.len(), 4, "7 s in 2 s segments: {text}");
+        let init = pl.segments[0].map.as_ref().expect("EXT-X-MAP").uri.clone();
+        assert!(
+            init.starts_with("init_") && init.ends_with(".mp4"),
+            "{init}"
+        );
+        assert!(pl.segments.iter().all(|s| s.uri.ends_with(".m4s")));
+        let init_path = root.join(format!("vod/cmaf/{}/{init}", r.name));
+        let init_bytes = std::fs::read(&init_path).unwrap();
+        // the playlist as a whole: what ffmpeg's HLS reader makes of it
+        let whole = probe(&root.join(format!("vod/cmaf/{}/vod.m3u8", r.name)));
+        let d: f64 = whole["format"]["duration"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((d - 7.0).abs() < 0.3, "{whole}");
+        let mut rung_starts = Vec::new();
+        for s in &pl.segments {
+            let mut joined = init_bytes.clone();
+            joined.extend(
+                std::fs::read(root.join(format!("vod/cmaf/{}/{}", r.name, s.uri))).unwrap(),
+            );
+            let path = dir.path().join("joined.mp4");
+            std::fs::write(&path, &joined).unwrap();
+            let p = probe(&path);
+            let streams = p["streams"].as_array().unwrap();
+            let video = streams.iter().find(|s| s["codec_type"] == "video").unwrap();
+            assert_eq!(video["width"].as_u64().unwrap() as u32, r.width);
+            assert!(streams.iter().any(|s| s["codec_type"] == "audio"), "{p}");
+            rung_starts.push(
+                p["format"]["start_time"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<f64>()
+                    .unwrap(),
+            );
+        }
+        // decode times continue: segment N starts N x 2 s after the first
+        for (i, t) in rung_starts.iter().enumerate() {
+            assert!(
+                (t - rung_starts[0] - 2.0 * i as f64).abs() < 0.05,
+                "{}: starts {rung_starts:?}",
+                r.name
+            );
+        }
+        starts.push(rung_starts);
+    }
+    assert_eq!(
+        starts[0], starts[1],
+        "segment N starts at the same time in every rung"
+    );
+    assert!(
+        walk(&dir.path().join("spool"))
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "mp4")),
+        "only init sections may stay in the spool"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

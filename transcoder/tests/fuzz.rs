@@ -90,6 +90,7 @@ proptest! {
                 program_date_time: at,
                 size_bytes: 1000,
                 discontinuity: breaks[i] && i > 0,
+                init: None,
             });
             at += chrono::Duration::milliseconds(*ms as i64);
         }

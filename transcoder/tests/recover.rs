@@ -21,6 +21,7 @@ fn seg(i: u64) -> SegmentEntry {
             + chrono::Duration::seconds(2 * i as i64),
         size_bytes: 1000,
         discontinuity: false,
+        init: None,
     }
 }
 
