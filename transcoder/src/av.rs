@@ -236,10 +236,11 @@ pub fn fmp4_segment(
 }
 
 /// Splits a fragmented MP4 at its first `moof` (or `styp`): what comes before is the init
-/// section. None unless both parts are there.
+/// section. None unless both parts are there and every box is whole.
 pub fn split_fmp4(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut at = 0usize;
     let mut saw_moov = false;
+    let mut split = None;
     while at + 8 <= bytes.len() {
         let size = u32::from_be_bytes(bytes[at..at + 4].try_into().ok()?) as usize;
         let kind = &bytes[at + 4..at + 8];
@@ -255,12 +256,14 @@ pub fn split_fmp4(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
         }
         match kind {
             b"moov" => saw_moov = true,
-            b"moof" | b"styp" if saw_moov => return Some((&bytes[..at], &bytes[at..])),
+            b"moof" | b"styp" if saw_moov && split.is_none() => split = Some(at),
             _ => {}
         }
         at += size;
     }
-    None
+    // every box whole, to the last byte
+    let split = split.filter(|_| at == bytes.len())?;
+    Some((&bytes[..split], &bytes[split..]))
 }
 
 fn extradata_len(params: &codec::Parameters) -> i32 {
@@ -399,4 +402,45 @@ pub fn frame_ref(src: &ff::frame::Video) -> ff::frame::Video {
     let r = unsafe { ff::ffi::av_frame_ref(f.as_mut_ptr(), src.as_ptr()) };
     assert!(r >= 0, "av_frame_ref failed: {r}");
     f
+}
+
+#[cfg(test)]
+mod fmp4_tests {
+    use super::*;
+
+    #[test]
+    fn parameter_sets_are_taken_from_an_annexb_keyframe() {
+        let unit = [
+            &[0, 0, 0, 1, 0x09, 0xf0][..],
+            &[0, 0, 0, 1, 0x67, 1, 2, 3],
+            &[0, 0, 1, 0x68, 4, 5],
+            &[0, 0, 0, 1, 0x65, 9, 9],
+        ]
+        .concat();
+        assert_eq!(
+            annexb_parameter_sets(&unit).unwrap(),
+            [0, 0, 0, 1, 0x67, 1, 2, 3, 0, 0, 0, 1, 0x68, 4, 5]
+        );
+        assert_eq!(annexb_parameter_sets(&[0, 0, 0, 1, 0x65, 1]), None);
+        assert_eq!(annexb_parameter_sets(&[]), None);
+    }
+
+    fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(body);
+        b
+    }
+
+    #[test]
+    fn a_fragment_splits_at_its_first_moof() {
+        let init = [mp4_box(b"ftyp", b"iso5"), mp4_box(b"moov", &[7; 3])].concat();
+        let media = [mp4_box(b"moof", &[1; 4]), mp4_box(b"mdat", &[2; 9])].concat();
+        let all = [init.clone(), media.clone()].concat();
+        assert_eq!(split_fmp4(&all), Some((&init[..], &media[..])));
+        // no moov, a truncated box, or no fragment: not a CMAF segment
+        assert_eq!(split_fmp4(&media), None);
+        assert_eq!(split_fmp4(&all[..all.len() - 1]), None);
+        assert_eq!(split_fmp4(&init), None);
+    }
 }

@@ -833,6 +833,22 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> anyhow::Resu
     }
 }
 
+/// The init section (EXT-X-MAP URI) each segment of a playlist needs: a map applies to every
+/// segment after it. None for MPEG-TS.
+fn init_sections(media: &m3u8_rs::MediaPlaylist) -> Vec<Option<String>> {
+    let mut current = None;
+    media
+        .segments
+        .iter()
+        .map(|s| {
+            if let Some(m) = &s.map {
+                current = Some(m.uri.clone());
+            }
+            current.clone()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -853,20 +869,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
-}
 
-/// The init section (EXT-X-MAP URI) each segment of a playlist needs: a map applies to every
-/// segment after it. None for MPEG-TS.
-fn init_sections(media: &m3u8_rs::MediaPlaylist) -> Vec<Option<String>> {
-    let mut current = None;
-    media
-        .segments
-        .iter()
-        .map(|s| {
-            if let Some(m) = &s.map {
-                current = Some(m.uri.clone());
-            }
-            current.clone()
-        })
-        .collect()
+    #[test]
+    fn each_segment_gets_the_init_section_mapped_before_it() {
+        let text = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n\
+#EXT-X-MAP:URI=\"init_a.mp4\"\n#EXTINF:2.0,\nseg_00000.m4s\n#EXTINF:2.0,\nseg_00001.m4s\n\
+#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init_b.mp4\"\n#EXTINF:2.0,\nseg_00002.m4s\n";
+        let pl = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
+        assert_eq!(
+            super::init_sections(&pl),
+            [
+                Some("init_a.mp4".to_string()),
+                Some("init_a.mp4".to_string()),
+                Some("init_b.mp4".to_string())
+            ]
+        );
+        let ts = m3u8_rs::parse_media_playlist_res(
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg_00000.ts\n",
+        )
+        .unwrap();
+        assert_eq!(super::init_sections(&ts), [None]);
+    }
 }
