@@ -156,10 +156,11 @@ mod tests {
 
     #[test]
     fn one_reader_refreshes_after_half_the_ttl() {
-        let c = TtlCache::new(Duration::from_millis(100), 10);
+        // a whole second of ttl: the asserts after the sleep have 200 ms before it expires
+        let c = TtlCache::new(Duration::from_secs(1), 10);
         c.insert("k", 1, None);
         assert!(matches!(c.lookup(&"k"), Lookup::Hit(1)));
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(800));
         assert!(
             matches!(c.lookup(&"k"), Lookup::Refresh(1)),
             "first reader past 3/4 of the ttl refreshes"

@@ -48,6 +48,8 @@ pub(crate) struct Broadcast {
     marker_dir: PathBuf,
     /// Stops the lease renewal and heartbeat (cluster mode).
     alive: CancellationToken,
+    /// Closed once the renewal has stopped: no renewal may follow the release.
+    renewal_stopped: Option<tokio::sync::oneshot::Receiver<()>>,
     shared: Arc<Shared>,
 }
 
@@ -110,10 +112,17 @@ impl Broadcast {
             serde_json::to_vec_pretty(&marker).expect("marker serialises"),
         )?;
         let alive = CancellationToken::new();
+        let mut renewal_stopped = None;
         if let Some(cluster) = shared.cluster.clone() {
-            shared
-                .tasks
-                .spawn(keep_alive(shared.clone(), cluster, marker, alive.clone()));
+            let (stopped, stopped_rx) = tokio::sync::oneshot::channel();
+            renewal_stopped = Some(stopped_rx);
+            shared.tasks.spawn(keep_alive(
+                shared.clone(),
+                cluster,
+                marker,
+                alive.clone(),
+                stopped,
+            ));
         }
         let (meta, meta_rx) = mpsc::channel::<MetaOp>(16);
         let _ = meta.send(MetaOp::Create(video)).await;
@@ -158,6 +167,7 @@ impl Broadcast {
             events_task,
             marker_dir,
             alive,
+            renewal_stopped,
             shared: shared.clone(),
         })
     }
@@ -180,6 +190,10 @@ impl Broadcast {
         drop(self.meta);
         let delivered = self.meta_task.await.unwrap_or(false);
         self.alive.cancel();
+        // a renewal already on its way would take the lease again after the release below
+        if let Some(stopped) = self.renewal_stopped {
+            let _ = stopped.await;
+        }
         if delivered {
             let _ = tokio::fs::remove_dir_all(&self.marker_dir).await;
             if let Some(cluster) = &self.shared.cluster {
@@ -359,10 +373,12 @@ async fn keep_alive(
     cluster: Cluster,
     marker: Marker,
     alive: CancellationToken,
+    // dropped when this returns: tells `finish` no renewal follows
+    _stopped: tokio::sync::oneshot::Sender<()>,
 ) {
     let video_id = marker.video.id.clone().unwrap_or_default();
     let every = Duration::from_millis((shared.cfg.lease_ttl_secs.max(1) * 1000 / 3).max(200));
-    loop {
+    while !alive.is_cancelled() {
         match cluster.acquire(&marker.key_id).await {
             Ok(true) => {}
             Ok(false) => {

@@ -238,9 +238,11 @@ mod tests {
             m.audio(300, i * 33 + 10);
         }
         let h = m.snapshot(0, 2.0).expect("a window passed");
-        assert!((h.frame_rate - 30.0).abs() < 1.0, "{h:?}");
+        // over a window of at least 2 s (longer on a busy machine: up to 10 % lower figures)
+        let near = |v: f64, want: f64| v <= want * 1.001 && v >= want * 0.9;
+        assert!(near(h.frame_rate, 30.0), "{h:?}");
         assert!(
-            (h.input_kbps - 60.0 * 12_800.0 * 8.0 / 1000.0 / 2.0).abs() < 40.0,
+            near(h.input_kbps, 60.0 * 12_800.0 * 8.0 / 1000.0 / 2.0),
             "{h:?}"
         );
         assert_eq!(h.keyframe_interval_secs, Some(0.99));

@@ -49,6 +49,9 @@ export CAUDAL_USER_RATE_LIMIT__LOGIN_ADDRESS_BURST=500 CAUDAL_USER_RATE_LIMIT__L
 export CAUDAL_USER_RATE_LIMIT__SIGNUP_ADDRESS_BURST=500 CAUDAL_USER_RATE_LIMIT__SIGNUP_ADDRESS_PER_MINUTE=500
 # short playback tokens: the tests watch long enough to see several renewals
 export CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS=${CAUDAL_TEST_TOKEN_TTL_SECS:-20}
+# uploads are packaged as CMAF (init section + .m4s) here, live stays MPEG-TS: the browser
+# tests play both through the edge in hls.js (upload.test.mjs checks which it fetched)
+export CAUDAL_WORKER_TRANSCODE__SEGMENT_FORMAT=fmp4
 start_platform "$STATE"
 
 log "publishing a ${PUBLISH_SECS} s 720p30 test stream"

@@ -2,7 +2,11 @@
 //! making the same ladder, side by side in one run. Prints figures; asserts nothing.
 //!
 //! ```text
-//! cargo run -p transcoder --example bench_transcode -- INPUT.mp4 WORK_DIR [--repeat=N] [--tunes=none,zerolatency] [--x264-threads=N]
+//! cargo run -p transcoder --example bench_transcode -- INPUT.mp4 WORK_DIR [--repeat=N] [--tunes=none,zerolatency] [--x264-threads=N] [--formats=ts,fmp4]
+//! ```
+//! `--formats`: segment packaging of the Caudal runs (MPEG-TS, CMAF); each run prints the bytes
+//! it stored, so the two packagings' overhead compares on the same encode.
+//! ```text
 //! ```
 //! Normally started by `bash bench/run.sh transcode`, which makes the input once.
 #![allow(clippy::print_stdout)]
@@ -13,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use storage::{LocalStore, ObjectStore};
-use transcoder::{file::transcode_file, LiveConfig};
+use transcoder::{file::transcode_file, LiveConfig, SegmentFormat};
 
 /// CPU seconds (user + system) of this process, all threads, from /proc/self/stat.
 fn self_cpu_secs() -> f64 {
@@ -164,7 +168,13 @@ fn children_cpu_secs() -> f64 {
     (get(13) + get(14)) / clock_ticks()
 }
 
-async fn run_caudal(input: &Path, out: &Path, tune: Option<String>, threads: u32) -> Run {
+async fn run_caudal(
+    input: &Path,
+    out: &Path,
+    tune: Option<String>,
+    threads: u32,
+    format: SegmentFormat,
+) -> Run {
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out).unwrap();
     let cfg = LiveConfig {
@@ -172,6 +182,7 @@ async fn run_caudal(input: &Path, out: &Path, tune: Option<String>, threads: u32
         x264_tune: tune.clone(),
         x264_threads: threads,
         passthrough: false,
+        segment_format: format,
         spool_dir: out.join("spool"),
         ..LiveConfig::default()
     };
@@ -184,24 +195,53 @@ async fn run_caudal(input: &Path, out: &Path, tune: Option<String>, threads: u32
         .expect("transcode succeeds");
     let wall = t.elapsed().as_secs_f64();
     let cpu = self_cpu_secs() - cpu0;
+    let stored: u64 = walk_bytes(&out.join("media"));
     let rungs: Vec<String> = summary
         .renditions
         .iter()
         .map(|r| format!("{}:{}x{}", r.name, r.width, r.height))
         .collect();
     Run {
-        name: format!(
-            "Caudal transcode_file (tune {})",
-            tune.as_deref().unwrap_or("none")
-        ) + &(if threads > 0 {
-            format!(" x264 threads {threads}")
-        } else {
-            String::new()
-        }),
+        name: caudal_name(&tune, threads, format),
         wall,
         cpu,
-        detail: format!("{} segments, rungs {}", summary.segments, rungs.join(" ")),
+        detail: format!(
+            "{} segments, {:.2} MB stored, rungs {}",
+            summary.segments,
+            stored as f64 / 1e6,
+            rungs.join(" ")
+        ),
     }
+}
+
+fn caudal_name(tune: &Option<String>, threads: u32, format: SegmentFormat) -> String {
+    format!(
+        "Caudal {} (tune {})",
+        format.extension(),
+        tune.as_deref().unwrap_or("none")
+    ) + &(if threads > 0 {
+        format!(" x264 threads {threads}")
+    } else {
+        String::new()
+    })
+}
+
+/// Bytes of every file under `dir`.
+fn walk_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk_bytes(&p)
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +249,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let (Some(input), Some(work)) = (positional.first(), positional.get(1)) else {
-        eprintln!("usage: bench_transcode INPUT WORK_DIR [--repeat=N] [--tunes=none,zerolatency] [--x264-threads=N]");
+        eprintln!("usage: bench_transcode INPUT WORK_DIR [--repeat=N] [--tunes=none,zerolatency] [--x264-threads=N] [--formats=ts,fmp4]");
         std::process::exit(2);
     };
     let opt = |name: &str| {
@@ -232,6 +272,14 @@ async fn main() {
     let threads: u32 = opt("x264-threads")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let formats: Vec<SegmentFormat> = opt("formats")
+        .unwrap_or_else(|| "ts".into())
+        .split(',')
+        .map(|f| match f {
+            "fmp4" | "cmaf" => SegmentFormat::Fmp4,
+            _ => SegmentFormat::Ts,
+        })
+        .collect();
     let input = PathBuf::from(input);
     let work = PathBuf::from(work);
     let secs = media_secs(&input);
@@ -245,13 +293,18 @@ async fn main() {
             eprintln!("round {}: ffmpeg CLI", round + 1);
             runs.push(run_cli(&input, &work.join("cli")));
         }
-        for tune in &tunes {
-            eprintln!(
-                "round {}: Caudal, tune {}",
-                round + 1,
-                tune.as_deref().unwrap_or("none")
-            );
-            runs.push(run_caudal(&input, &work.join("caudal"), tune.clone(), threads).await);
+        for format in &formats {
+            for tune in &tunes {
+                eprintln!(
+                    "round {}: Caudal {}, tune {}",
+                    round + 1,
+                    format.extension(),
+                    tune.as_deref().unwrap_or("none")
+                );
+                runs.push(
+                    run_caudal(&input, &work.join("caudal"), tune.clone(), threads, *format).await,
+                );
+            }
         }
         if !cli_first {
             eprintln!("round {}: ffmpeg CLI", round + 1);
@@ -261,7 +314,7 @@ async fn main() {
     }
 
     println!();
-    println!("Transcode throughput: {secs:.1} s 720p30 source -> 720p/480p/360p, libx264 veryfast, 2 s GOP, 2 s TS segments");
+    println!("Transcode throughput: {secs:.1} s 720p30 source -> 720p/480p/360p, libx264 veryfast, 2 s GOP, 2 s segments");
     println!(
         "{:<46} {:>8} {:>10} {:>9} {:>10}",
         "run", "wall s", "x realtime", "CPU s", "CPU/wall"
@@ -305,21 +358,17 @@ async fn main() {
     println!(
         "ffmpeg CLI: {cli:.2}x realtime, {cli_cpu:.2} media s per CPU s (medians of {repeat})"
     );
-    for tune in &tunes {
-        let t = tune.as_deref().unwrap_or("none");
-        let name = format!("Caudal transcode_file (tune {t})")
-            + &(if threads > 0 {
-                format!(" x264 threads {threads}")
-            } else {
-                String::new()
-            });
-        if let (Some(c), Some(cc)) = (median(&name), median_cpu(&name)) {
-            println!(
-                "Caudal, tune {:<12} {c:.2}x realtime, {cc:.2} media s per CPU s; ratio Caudal/CLI = {:.2} by wall time (goal >= 1.0), {:.2} by CPU time",
-                format!("{t}:"),
-                c / cli,
-                cc / cli_cpu
-            );
+    for format in &formats {
+        for tune in &tunes {
+            let name = caudal_name(tune, threads, *format);
+            if let (Some(c), Some(cc)) = (median(&name), median_cpu(&name)) {
+                println!(
+                    "{:<28} {c:.2}x realtime, {cc:.2} media s per CPU s; ratio Caudal/CLI = {:.2} by wall time (goal >= 1.0), {:.2} by CPU time",
+                    format!("{name}:"),
+                    c / cli,
+                    cc / cli_cpu
+                );
+            }
         }
     }
 }

@@ -17,22 +17,14 @@
 //   CAUDAL_BFF_URL, CAUDAL_EDGE_URL, CAUDAL_RTMP_URL   as for the other browser tests
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { chromium } from 'playwright-core';
+import { ARTIFACTS, BFF, RTMP, launch } from './support.mjs';
 
-const BFF = (process.env.CAUDAL_BFF_URL || '').replace(/\/$/, '');
-const RTMP = (process.env.CAUDAL_RTMP_URL || '').replace(/\/$/, '');
-const CHROMIUM = process.env.CAUDAL_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const ARTIFACTS = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'test-artifacts');
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const PASSWORD = 'correct horse battery staple';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const tag = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
 
 let browser;
@@ -42,10 +34,7 @@ let liveId = null;
 let liveTitle = null;
 
 before(async () => {
-  assert.ok(BFF && RTMP, 'CAUDAL_BFF_URL and CAUDAL_RTMP_URL must be set: run with scripts/tests.d/browser.sh');
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launch(['CAUDAL_BFF_URL', 'CAUDAL_RTMP_URL']);
 });
 
 after(async () => {

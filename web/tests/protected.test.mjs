@@ -15,49 +15,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { ARTIFACTS, BFF, EDGE, RTMP, api, launch, sleep, unique } from './support.mjs';
 
-const BFF = (process.env.CAUDAL_BFF_URL || '').replace(/\/$/, '');
-const EDGE = (process.env.CAUDAL_EDGE_URL || '').replace(/\/$/, '');
-const RTMP = (process.env.CAUDAL_RTMP_URL || '').replace(/\/$/, '');
 const TTL = Number(process.env.CAUDAL_TEST_TOKEN_TTL_SECS || 20);
 const WATCH_SECS = 90;
 const PUBLISH_SECS = 115;
-const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/', import.meta.url));
-const CHROMIUM = process.env.CAUDAL_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const unique = (name) => `${name}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
 
 let browser;
 let publisher;
 let creator; // { token, id }
 let subscriber; // { token, id }
 let videoId;
-
-async function api(method, path, token, body, headers = {}) {
-  const r = await fetch(BFF + path, {
-    method,
-    headers: {
-      ...(token ? { Authorization: 'Bearer ' + token } : {}),
-      ...(body ? { 'Content-Type': 'application/json' } : {}),
-      ...headers,
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch (_) {
-    json = text;
-  }
-  return { status: r.status, body: json };
-}
 
 async function signup(name) {
   const r = await api('POST', '/v1/auth/signup', null, {
@@ -76,10 +44,7 @@ async function edgeStatus(url) {
 }
 
 before(async () => {
-  assert.ok(BFF && EDGE && RTMP, 'CAUDAL_BFF_URL, CAUDAL_EDGE_URL and CAUDAL_RTMP_URL must be set: run with scripts/tests.d/browser.sh');
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launch(['CAUDAL_BFF_URL', 'CAUDAL_EDGE_URL', 'CAUDAL_RTMP_URL']);
 });
 
 after(async () => {

@@ -12,44 +12,17 @@ import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { chromium } from 'playwright-core';
+import { ARTIFACTS, BFF, EDGE, api, launch, sleep, unique } from './support.mjs';
 
-const BFF = (process.env.CAUDAL_BFF_URL || '').replace(/\/$/, '');
-const EDGE = (process.env.CAUDAL_EDGE_URL || '').replace(/\/$/, '');
-const CHROMIUM = process.env.CAUDAL_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SECS = 30;
 const STORYBOARD_INTERVAL = 5; // the worker's default
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const unique = (name) => name.toLowerCase() + '-' + Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
 
 let browser;
 let dir;
 let creator;
 let file;
 let videoId;
-
-async function api(method, p, token, body, headers = {}) {
-  const r = await fetch(BFF + p, {
-    method,
-    headers: {
-      ...(token ? { Authorization: 'Bearer ' + token } : {}),
-      ...(body && !(body instanceof Uint8Array) ? { 'Content-Type': 'application/json' } : {}),
-      ...headers,
-    },
-    body: body instanceof Uint8Array ? body : body ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch (_) {
-    json = text;
-  }
-  return { status: r.status, headers: r.headers, body: json };
-}
 
 const TUS = { 'Tus-Resumable': '1.0.0' };
 const b64 = (s) => Buffer.from(s).toString('base64');
@@ -76,9 +49,6 @@ async function headOffset(uploadPath, token) {
 }
 
 before(async () => {
-  assert.ok(BFF && EDGE, 'CAUDAL_BFF_URL and CAUDAL_EDGE_URL must be set: run with scripts/tests.d/browser.sh');
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
-  fs.mkdirSync(new URL('../test-artifacts/', import.meta.url), { recursive: true });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'caudal-upload-'));
   file = path.join(dir, 'trip.mp4');
   execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', `testsrc2=size=1280x720:rate=30:duration=${SECS}`,
@@ -91,7 +61,7 @@ before(async () => {
   creator = { token: s.body.access_token, email, password };
   const c = await api('POST', '/v1/me/become-creator', creator.token, {});
   assert.ok(c.status < 300, JSON.stringify(c.body));
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launch(['CAUDAL_BFF_URL', 'CAUDAL_EDGE_URL']);
 });
 
 after(async () => {
@@ -167,8 +137,11 @@ test('a 30 s 720p upload resumes after a dropped connection and becomes ready wi
   await page.waitForFunction(() => document.body.dataset.state === 'playing', null, { timeout: 60_000 });
   assert.equal(await page.getAttribute('#video', 'poster'), v.poster);
   await page.waitForFunction(() => window.caudalPlayer.video.currentTime > 2, null, { timeout: 30_000 });
-  assert.ok(media.some((m) => m.url.includes(`/vod/${videoId}/`) && m.url.endsWith('.ts') && m.status === 200),
-    'segments came through the edge');
+  // browser.sh packages uploads as CMAF: hls.js fetched the init section and .m4s segments
+  assert.ok(media.some((m) => m.url.includes(`/vod/${videoId}/`) && /\/init_[0-9a-f]{16}\.mp4$/.test(m.url) && m.status === 200),
+    'the init section came through the edge: ' + JSON.stringify(media.map((m) => m.url.split('/').pop())));
+  assert.ok(media.some((m) => m.url.includes(`/vod/${videoId}/`) && m.url.endsWith('.m4s') && m.status === 200),
+    'CMAF segments came through the edge');
 
   // the storyboard: one cue per 5 s, thumbnails from sprite sheets through the edge
   await page.waitForFunction(() => window.caudalStoryboard && window.caudalStoryboard.cues.length > 0, null, { timeout: 10_000 });
@@ -189,7 +162,7 @@ test('a 30 s 720p upload resumes after a dropped connection and becomes ready wi
   const sprite = await fetch(thumb.image);
   assert.equal(sprite.status, 200);
   assert.equal(sprite.headers.get('content-type'), 'image/jpeg');
-  await page.screenshot({ path: path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'test-artifacts', 'watch-upload.png') });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'watch-upload.png') });
 
   // published, it is on the home page, its card showing the poster
   const pub = await api('PATCH', `/v1/studio/videos/${videoId}`, creator.token, { expected_version: v.version, visibility: 'public' });
@@ -249,6 +222,6 @@ test('the upload page: sign in, pick a file, a dropped PATCH is retried, progres
   assert.equal(v.title, 'A walk');
   assert.equal(v.status, 'ready');
   assert.deepEqual(errors, []);
-  await page.screenshot({ path: path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'test-artifacts', 'upload-page.png') });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'upload-page.png') });
   await context.close();
 });

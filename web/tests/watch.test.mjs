@@ -1,6 +1,6 @@
 // Browser tests of the home and watch pages: headless Chromium (playwright-core driving
 // /usr/bin/chromium) against the whole platform. scripts/tests.d/browser.sh starts the platform,
-// publishes a 720p30 test stream with ffmpeg over RTMP and runs `node --test web/tests/` with:
+// publishes a 720p30 test stream with ffmpeg over RTMP and runs this file with `node --test`:
 //
 //   CAUDAL_BFF_URL            the bff (pages and /v1 API), e.g. http://127.0.0.1:8080
 //   CAUDAL_EDGE_URL           the edge cache, e.g. http://127.0.0.1:8090
@@ -10,39 +10,19 @@
 // recording ones after it stopped.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { ARTIFACTS, BFF, EDGE, launch, sleep } from './support.mjs';
 
-const BFF = (process.env.CAUDAL_BFF_URL || '').replace(/\/$/, '');
-const EDGE = (process.env.CAUDAL_EDGE_URL || '').replace(/\/$/, '');
 const PUBLISH_SECS = Number(process.env.CAUDAL_TEST_PUBLISH_SECS || 40);
-const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/', import.meta.url));
-const CHROMIUM = process.env.CAUDAL_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 let browser;
 let liveId = null;
 let livePage = null;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // playwright-core never downloads a browser; launch() gives each run a fresh profile
 // (a new temporary --user-data-dir).
 before(async () => {
-  assert.ok(BFF && EDGE, 'CAUDAL_BFF_URL and CAUDAL_EDGE_URL are not set: run these tests with `bash scripts/tests.d/browser.sh`');
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launch(['CAUDAL_BFF_URL', 'CAUDAL_EDGE_URL']);
 });
 
 after(async () => {

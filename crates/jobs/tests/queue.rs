@@ -166,7 +166,8 @@ async fn job_of_a_dead_worker_goes_to_another_worker() {
 
 #[tokio::test]
 async fn kept_alive_job_is_not_redelivered() {
-    let cfg = config(1, 3);
+    // an ack_wait of 3 s: the keep-alive (every second) has room on a busy machine
+    let cfg = config(3, 3);
     let worker = Queue::connect(&cfg).await.expect("connect");
     let other = Queue::connect(&cfg).await.expect("connect");
     worker
@@ -177,7 +178,7 @@ async fn kept_alive_job_is_not_redelivered() {
     let job = next_job(&worker).await;
     let lease = job.keep_alive();
     // three times ack_wait: without the keep-alive it would be delivered here
-    let stolen = other.next(Duration::from_secs(3)).await.expect("pull");
+    let stolen = other.next(Duration::from_secs(9)).await.expect("pull");
     assert!(
         stolen.is_none(),
         "a kept-alive job was redelivered: {stolen:?}"
@@ -186,7 +187,7 @@ async fn kept_alive_job_is_not_redelivered() {
     assert_eq!(job.attempt(), 1);
     job.done().await.expect("done after a long run");
 
-    let again = other.next(Duration::from_millis(2500)).await.expect("pull");
+    let again = other.next(Duration::from_secs(4)).await.expect("pull");
     assert!(again.is_none(), "a finished job came back: {again:?}");
     assert_eq!(work_stream_len(&cfg).await, 0);
     delete_streams(&cfg).await;

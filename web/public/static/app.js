@@ -252,6 +252,19 @@ export async function getJson(path) {
   return r.json();
 }
 
+/** What a page says when a request never got an answer. */
+export const OFFLINE = 'Caudal could not be reached. Check your connection and try again.';
+
+/** The `error.code` of an error answer, or ''. */
+export async function errorCode(r) {
+  try {
+    const e = await r.clone().json();
+    return (e.error && e.error.code) || '';
+  } catch (_) {
+    return '';
+  }
+}
+
 /** Words for a person from an error answer. */
 export async function errorMessage(r) {
   let code = '';

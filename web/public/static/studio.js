@@ -26,7 +26,7 @@
 // .error[role=alert]; and window.caudalStudio (this page's state).
 
 import {
-  $, el, api, getJson, errorMessage, header, money, date, updateUser, signInUrl,
+  $, el, api, getJson, errorCode, errorMessage, OFFLINE, header, money, date, updateUser, signInUrl,
 } from '/static/app.js';
 
 const LIST_MS = 5000; // the video list (live detection, processing progress)
@@ -62,19 +62,9 @@ function showError(id, text) {
   e.hidden = !text;
 }
 
-/** The `error.code` of an error answer, or ''. */
-async function errorCode(r) {
-  try {
-    const e = await r.clone().json();
-    return (e.error && e.error.code) || '';
-  } catch (_) {
-    return '';
-  }
-}
-
 /** The words for a failed getJson (a network failure has no status). */
 function msg(e) {
-  return e && e.status ? e.message : 'Caudal could not be reached. Check your connection and try again.';
+  return e && e.status ? e.message : OFFLINE;
 }
 
 /** Runs a call that may fail on the network: answers the Response or null (error shown). */
@@ -82,7 +72,7 @@ async function call(errorId, path, opts) {
   try {
     return await api(path, opts);
   } catch (_) {
-    showError(errorId, 'Caudal could not be reached. Check your connection and try again.');
+    showError(errorId, OFFLINE);
     return null;
   }
 }

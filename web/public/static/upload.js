@@ -11,7 +11,7 @@
 //
 // For tests: body[data-state] is login | not-creator | pick | uploading | processing | ready | failed |
 // error, and window.caudalUpload = { videoId, offset, length, progress, retries }.
-import { header } from '/static/app.js';
+import { header, api as call, errorMessage } from '/static/app.js';
 
 header();
 
@@ -47,36 +47,17 @@ header();
     } catch (_) {}
   }
 
-  // --- the API, with one token refresh on 401 ---
+  // --- renewing the token for the XMLHttpRequest pieces ---
 
   async function refreshed() {
     return !!(await window.caudal.refresh());
   }
 
-  async function api(method, path, body, headers, retried) {
-    await window.caudal.session(); // renewed first when about to lapse
-    const h = Object.assign({}, headers || {});
-    const t = token();
-    if (t) h.Authorization = 'Bearer ' + t;
-    if (body && !(body instanceof Blob)) h['Content-Type'] = 'application/json';
-    const r = await fetch(path, {
-      method,
-      headers: h,
-      body: body && !(body instanceof Blob) ? JSON.stringify(body) : body,
-      cache: 'no-store',
-    });
-    if (r.status === 401 && !retried && (await refreshed())) return api(method, path, body, headers, true);
+  // static/app.js's api() (the token, one renewal on 401); a 401 after it asks to sign in
+  async function api(method, path, body, headers) {
+    const r = await call(path, { method, body: body === null ? undefined : body, headers: headers || {} });
     if (r.status === 401) signIn('Your session ended: sign in again.');
     return r;
-  }
-
-  async function errorText(r) {
-    try {
-      const e = await r.json();
-      return (e.error && e.error.message) || r.statusText;
-    } catch (_) {
-      return r.statusText || 'HTTP ' + r.status;
-    }
   }
 
   // --- signing in ---
@@ -198,7 +179,7 @@ header();
       });
       if (r.status === 403) throw new Error('Only creators can upload videos. Become a creator in the studio first.');
       if (r.status === 413) throw new Error('The file is larger than this server accepts.');
-      if (r.status !== 201) throw new Error('The upload could not start: ' + (await errorText(r)));
+      if (r.status !== 201) throw new Error('The upload could not start: ' + (await errorMessage(r)));
       url = new URL(r.headers.get('Location'), location.href).pathname;
       save(fingerprint(f), url);
       s = { offset: 0, length: f.size };
