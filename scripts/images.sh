@@ -69,13 +69,23 @@ base_image() { # name packages
   rm -f "$WORK/$name.tar"
 }
 base_image caudal-base ca-certificates,tzdata
-base_image caudal-media ca-certificates,tzdata,libavcodec59,libavformat59,libavutil57,libswscale6,libswresample4,libavfilter8,libavdevice59
+base_image caudal-media ca-certificates,tzdata,libavcodec59,libavformat59,libavutil57,libswscale6,libswresample4
 
 for s in "${SERVICES[@]}"; do
   log "building ${PREFIX}$s:$TAG"
   podman build --quiet --isolation=chroot -f "infra/containers/$s.Containerfile" \
     -t "${PREFIX}$s:$TAG" "$WORK/context" >/dev/null
 done
+
+# `podman run` does not work here: check in each image's root that its binary finds every
+# shared library it links
+for s in "${SERVICES[@]}"; do
+  mnt=$(podman image mount "${PREFIX}$s:$TAG")
+  missing=$(chroot "$mnt" /usr/bin/ldd "/usr/local/bin/$s" | grep 'not found' || true)
+  podman image unmount "${PREFIX}$s:$TAG" >/dev/null
+  [ -z "$missing" ] || die "${PREFIX}$s:$TAG lacks libraries: $missing"
+done
+log "every binary finds its shared libraries in its image"
 
 echo
 echo "images (uncompressed size as podman reports it):"
