@@ -192,10 +192,14 @@ pub struct RenditionInfo {
     pub name: String,
     pub width: u32,
     pub height: u32,
+    /// Peak bits per second (EXT-X-STREAM-INF BANDWIDTH).
     pub bandwidth: u64,
+    /// Average bits per second, once measured (AVERAGE-BANDWIDTH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_bandwidth: Option<u64>,
     pub codecs: String,
     pub frame_rate: f64,
-    /// Storage key of the media playlist.
+    /// Storage key of the media playlist (`<prefix>/<rung>/<file>`).
     pub playlist: String,
     pub passthrough: bool,
 }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::RenditionInfo;
 use chrono::{DateTime, Utc};
 use m3u8_rs::{
     MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution, VariantStream,
@@ -216,45 +217,37 @@ pub fn parse_media(text: &[u8]) -> Result<Vec<SegmentEntry>, String> {
     Ok(out)
 }
 
-/// The variants of a stored master playlist.
-pub fn parse_master(text: &[u8]) -> Result<Vec<Variant>, String> {
+/// The codecs of each rung a stored master playlist lists: (rung name, CODECS).
+pub fn parse_master_codecs(text: &[u8]) -> Result<Vec<(String, String)>, String> {
     let pl = m3u8_rs::parse_master_playlist_res(text).map_err(|e| format!("{e:?}"))?;
     Ok(pl
         .variants
         .iter()
-        .map(|v| Variant {
-            uri: v.uri.clone(),
-            bandwidth: v.bandwidth,
-            average_bandwidth: v.average_bandwidth,
-            codecs: v.codecs.clone().unwrap_or_default(),
-            width: v.resolution.map(|r| r.width as u32).unwrap_or(0),
-            height: v.resolution.map(|r| r.height as u32).unwrap_or(0),
-            frame_rate: v.frame_rate.unwrap_or(30.0),
+        .map(|v| {
+            let rung = v.uri.split('/').next().unwrap_or_default().to_string();
+            (rung, v.codecs.clone().unwrap_or_default())
         })
         .collect())
 }
 
-/// One entry of a master playlist.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Variant {
-    pub uri: String,
-    pub bandwidth: u64,
-    pub average_bandwidth: Option<u64>,
-    pub codecs: String,
-    pub width: u32,
-    pub height: u32,
-    pub frame_rate: f64,
+/// A media playlist's URI in its master: `<rung>/<file>` of its storage key.
+fn relative_to_master(key: &str) -> &str {
+    match key.rmatch_indices('/').nth(1) {
+        Some((at, _)) => &key[at + 1..],
+        None => key,
+    }
 }
 
-/// The master playlist listing every rung, in the order given.
-pub fn render_master(variants: &[Variant]) -> String {
+/// The master playlist listing every rendition, in the order given; each media playlist by
+/// its URI relative to the master (`<rung>/<file>`).
+pub fn render_master(renditions: &[RenditionInfo]) -> String {
     let pl = MasterPlaylist {
         version: Some(HLS_VERSION),
         independent_segments: true,
-        variants: variants
+        variants: renditions
             .iter()
             .map(|v| VariantStream {
-                uri: v.uri.clone(),
+                uri: relative_to_master(&v.playlist).to_string(),
                 bandwidth: v.bandwidth,
                 average_bandwidth: v.average_bandwidth,
                 codecs: Some(v.codecs.clone()),
@@ -398,23 +391,27 @@ mod tests {
     #[test]
     fn master_lists_every_rung_with_attributes() {
         let m = render_master(&[
-            Variant {
-                uri: "720p/index.m3u8".into(),
+            RenditionInfo {
+                name: "720p".into(),
+                playlist: "live/v1/720p/index.m3u8".into(),
                 bandwidth: 3_500_000,
                 average_bandwidth: Some(2_900_000),
                 codecs: "avc1.64001f,mp4a.40.2".into(),
                 width: 1280,
                 height: 720,
                 frame_rate: 30.0,
+                passthrough: false,
             },
-            Variant {
-                uri: "360p/index.m3u8".into(),
+            RenditionInfo {
+                name: "360p".into(),
+                playlist: "live/v1/360p/index.m3u8".into(),
                 bandwidth: 1_100_000,
                 average_bandwidth: Some(900_000),
                 codecs: "avc1.64001e,mp4a.40.2".into(),
                 width: 640,
                 height: 360,
                 frame_rate: 29.97,
+                passthrough: false,
             },
         ]);
         assert_eq!(
@@ -425,5 +422,14 @@ mod tests {
         );
         let parsed = m3u8_rs::parse_master_playlist_res(m.as_bytes()).expect("parses");
         assert_eq!(parsed.variants.len(), 2);
+        assert_eq!(
+            parse_master_codecs(m.as_bytes()).unwrap(),
+            [
+                ("720p".to_string(), "avc1.64001f,mp4a.40.2".to_string()),
+                ("360p".to_string(), "avc1.64001e,mp4a.40.2".to_string())
+            ]
+        );
+        assert_eq!(relative_to_master("a/b/c/d.m3u8"), "c/d.m3u8");
+        assert_eq!(relative_to_master("d.m3u8"), "d.m3u8");
     }
 }

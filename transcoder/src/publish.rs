@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use storage::CachePolicy;
 
 use crate::ladder::RungDesc;
-use crate::playlist::{render_master, MediaWindow, SegmentEntry, Variant};
+use crate::playlist::{render_master, MediaWindow, SegmentEntry};
 use crate::{RenditionInfo, SegmentFormat};
 
 /// One object to store, its key relative to the broadcast's prefix.
@@ -182,48 +182,37 @@ fn segment_uri(sequence: u64, format: SegmentFormat) -> String {
 /// or the VOD one (`vod.m3u8`, each rung's `vod.m3u8`, measured figures). With the renditions
 /// it publishes (playlist keys under `prefix`).
 pub fn master(rungs: &[RungSummary], prefix: &str, vod: bool) -> (Write, Vec<RenditionInfo>) {
-    let (variants, infos): (Vec<Variant>, Vec<RenditionInfo>) = rungs
+    let infos: Vec<RenditionInfo> = rungs
         .iter()
         .map(|r| {
-            let (bandwidth, average) = match r.bandwidth {
+            let (bandwidth, average_bandwidth) = match r.bandwidth {
                 Some((peak, avg)) if vod => (peak, Some(avg)),
                 Some((peak, avg)) => (peak.max(r.desc.nominal_bandwidth), Some(avg)),
                 None => (r.desc.nominal_bandwidth, None),
             };
-            let codecs = r
-                .codecs
-                .clone()
-                .unwrap_or_else(|| "avc1.640028,mp4a.40.2".into());
-            let uri = format!(
-                "{}/{}",
-                r.desc.name,
-                if vod { "vod.m3u8" } else { "index.m3u8" }
-            );
-            let info = RenditionInfo {
+            RenditionInfo {
                 name: r.desc.name.clone(),
                 width: r.desc.width,
                 height: r.desc.height,
                 bandwidth,
-                codecs: codecs.clone(),
+                average_bandwidth,
+                codecs: r
+                    .codecs
+                    .clone()
+                    .unwrap_or_else(|| "avc1.640028,mp4a.40.2".into()),
                 frame_rate: r.desc.frame_rate,
-                playlist: format!("{prefix}/{uri}"),
+                playlist: format!(
+                    "{prefix}/{}/{}",
+                    r.desc.name,
+                    if vod { "vod.m3u8" } else { "index.m3u8" }
+                ),
                 passthrough: r.desc.passthrough,
-            };
-            let variant = Variant {
-                uri,
-                bandwidth,
-                average_bandwidth: average,
-                codecs,
-                width: r.desc.width,
-                height: r.desc.height,
-                frame_rate: r.desc.frame_rate,
-            };
-            (variant, info)
+            }
         })
-        .unzip();
+        .collect();
     let rel = if vod { "vod.m3u8" } else { "master.m3u8" };
     (
-        Write::new(rel.into(), render_master(&variants), CachePolicy::Short),
+        Write::new(rel.into(), render_master(&infos), CachePolicy::Short),
         infos,
     )
 }

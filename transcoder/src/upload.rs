@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::ladder::RungDesc;
 use crate::pipeline::{SegmentReady, SpoolSidecar, UploadJob};
-use crate::playlist::{parse_master, parse_media, SegmentEntry};
+use crate::playlist::{parse_master_codecs, parse_media, SegmentEntry};
 use crate::publish::{
     self, BroadcastPlaylists, JournalEntry, RungPlaylists, RungSummary, StoredSegment, Write,
 };
@@ -426,10 +426,9 @@ impl Uploader {
         let mut summary = LiveSummary::default();
         if let Ok(b) = self.store.get(&self.key("master.m3u8")).await {
             summary.master_key = Some(self.key("master.m3u8"));
-            for v in parse_master(&b).unwrap_or_default() {
-                let name = v.uri.split('/').next().unwrap_or_default();
+            for (name, codecs) in parse_master_codecs(&b).unwrap_or_default() {
                 if let Some(r) = rungs.iter_mut().find(|r| r.desc.name == name) {
-                    r.codecs = Some(v.codecs.clone());
+                    r.codecs = Some(codecs);
                 }
             }
         }

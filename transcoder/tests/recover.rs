@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use storage::{CachePolicy, DynStore, LocalStore, ObjectMeta};
-use transcoder::playlist::{parse_media, render_master, MediaWindow, SegmentEntry, Variant};
+use transcoder::playlist::{parse_media, render_master, MediaWindow, SegmentEntry};
 use transcoder::{recover, LiveConfig};
 
 const PREFIX: &str = "live/v1";
@@ -82,14 +82,16 @@ async fn a_crashed_broadcast_is_finished_from_journal_live_playlist_and_spool() 
     put(
         &store,
         "master.m3u8",
-        render_master(&[Variant {
-            uri: "240p/index.m3u8".into(),
+        render_master(&[transcoder::RenditionInfo {
+            name: "240p".into(),
+            playlist: format!("{PREFIX}/240p/index.m3u8"),
             bandwidth: 700_000,
             average_bandwidth: None,
             codecs: "avc1.64001e,mp4a.40.2".into(),
             width: 426,
             height: 240,
             frame_rate: 30.0,
+            passthrough: false,
         }])
         .into_bytes(),
     )
