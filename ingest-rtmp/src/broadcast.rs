@@ -102,6 +102,9 @@ impl Broadcast {
             Some(events_tx),
         )?;
         let marker_dir = inner.spool_dir().to_path_buf();
+        if let Some(ll) = inner.low_latency() {
+            shared.origins.add(inner.prefix(), ll);
+        }
         let marker = Marker {
             video: video.clone(),
             prefix,
@@ -177,6 +180,14 @@ impl Broadcast {
     pub async fn finish(self) {
         let video_id = self.entry.video_id.clone();
         let _ = self.meta.send(MetaOp::Ended { at: Utc::now() }).await;
+        if let Some(ll) = self.inner.low_latency() {
+            // players polling the live edge see its ENDLIST for a while
+            self.shared.origins.remove_later(
+                self.inner.prefix().to_string(),
+                ll,
+                Duration::from_secs(60),
+            );
+        }
         match self.inner.finish().await {
             Ok(summary) => tracing::info!(
                 video_id,

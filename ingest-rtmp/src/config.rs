@@ -12,7 +12,8 @@ use transcoder::LiveConfig;
 pub struct Config {
     /// RTMP listen address (publishers connect here).
     pub rtmp_listen: SocketAddr,
-    /// HTTP: `/healthz` and `/v1/streams` (live broadcasts).
+    /// HTTP: `/healthz`, `/v1/streams` (live broadcasts) and, for low-latency broadcasts
+    /// (`transcode.part_secs` > 0), the live origin the edge proxies (`/<media_prefix>/...`).
     pub http_listen: SocketAddr,
     /// Prometheus `/metrics`.
     pub metrics_listen: SocketAddr,

@@ -17,6 +17,7 @@ mod connection;
 pub mod flv;
 pub mod health;
 mod metadata;
+mod origin;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     pub cluster: Option<cluster::Cluster>,
     /// The job queue, once connected (recordings' poster and storyboard jobs).
     pub jobs: Arc<std::sync::OnceLock<jobs::Queue>>,
+    /// Live edges of low-latency broadcasts, served over HTTP ([`origin`]).
+    pub origins: Arc<origin::Origins>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -85,6 +88,9 @@ impl Running {
 
 /// Binds every port and starts serving; returns once listening.
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    cfg.transcode
+        .check()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let store = cfg
         .storage
         .open()
@@ -117,6 +123,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         registry: Mutex::new(broadcast::Registry::default()),
         cluster,
         jobs: Arc::new(std::sync::OnceLock::new()),
+        origins: Arc::new(origin::Origins::default()),
         tasks: TaskTracker::new(),
         shutdown: shutdown.clone(),
         cfg,
@@ -131,6 +138,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .route("/v1/streams", get(list_streams))
         .route("/v1/streams/{video_id}", get(one_stream))
         .with_state(shared.clone())
+        .merge(origin::router(
+            &shared.cfg.media_prefix,
+            shared.origins.clone(),
+        ))
         .merge(service_kit::health_router());
     let (http_addr, http) =
         service_kit::serve(shared.cfg.http_listen, router, shutdown.clone()).await?;

@@ -2086,3 +2086,210 @@ async fn poster_and_storyboard(format: transcoder::SegmentFormat) {
     stop.cancel();
     stack.stop().await;
 }
+
+/// GETs `url`: status, body and the time it took.
+async fn timed_get(http: &reqwest::Client, url: &str) -> (u16, bytes::Bytes, Duration) {
+    let t = Instant::now();
+    let r = http.get(url).send().await.expect("the live origin answers");
+    let status = r.status().as_u16();
+    let body = r.bytes().await.expect("body");
+    (status, body, t.elapsed())
+}
+
+/// The newest msn and part a low-latency playlist lists.
+fn newest_part(pl: &str) -> (u64, usize) {
+    let uri = pl
+        .lines()
+        .rfind(|l| l.starts_with("#EXT-X-PART:"))
+        .and_then(|l| l.split("URI=\"ll_").nth(1))
+        .and_then(|r| r.split(".m4s").next())
+        .expect("a part is listed")
+        .to_string();
+    let (msn, part) = uri.split_once('_').expect("msn_part");
+    (msn.parse().unwrap(), part.parse().unwrap())
+}
+
+/// Low-latency HLS from a real publisher: ingest's live origin serves parts about half a
+/// second apart, holds a blocking reload until the part it asks for exists, refuses one too
+/// far ahead at once, and ends the playlist when the streamer stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_broadcast_is_served_as_low_latency_hls_with_blocking_reloads() {
+    let _heavy = HEAVY.lock().await;
+    let stack = Stack::start(StackOptions {
+        transcode: LiveConfig {
+            rungs: vec![
+                RungSpec::new("480p", 480, 900),
+                RungSpec::new("240p", 240, 300),
+            ],
+            x264_preset: "ultrafast".into(),
+            segment_format: transcoder::SegmentFormat::Fmp4,
+            part_secs: 0.5,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let p = Publisher {
+        width: 854,
+        height: 480,
+        secs: 90,
+        ..Default::default()
+    }
+    .spawn(&stack.rtmp_url(&stack.demo_key));
+    let id = wait_live(&stack, Duration::from_secs(30)).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/live/{id}", stack.ingest_http);
+    // the master, once every rung has a stored segment
+    let t = Instant::now();
+    let master = loop {
+        let (status, body, _) = timed_get(&http, &format!("{base}/ll.m3u8")).await;
+        if status == 200 {
+            break text(&body);
+        }
+        assert_eq!(status, 404);
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "no low-latency master"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pl = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("a master playlist");
+    let rungs: Vec<String> = pl.variants.iter().map(|v| v.uri.clone()).collect();
+    assert_eq!(rungs, ["480p/ll.m3u8", "240p/ll.m3u8"], "{master}");
+    let url = format!("{base}/480p/ll.m3u8");
+    let (status, body, _) = timed_get(&http, &url).await;
+    assert_eq!(status, 200);
+    let now = text(&body);
+    assert!(
+        now.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES"),
+        "{now}"
+    );
+    assert!(
+        now.contains("#EXT-X-RENDITION-REPORT:URI=\"../240p/ll.m3u8\""),
+        "{now}"
+    );
+    // a blocking reload for the part after the newest is held until that part exists
+    let (msn, part) = newest_part(&now);
+    let (status, body, _) = timed_get(
+        &http,
+        &format!("{url}?_HLS_msn={msn}&_HLS_part={}", part + 1),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", text(&body));
+    let next = text(&body);
+    let after = newest_part(&next);
+    assert!(after > (msn, part), "{next}");
+    // the next few parts, each waited for: they come at the pace of the media
+    let mut waits = Vec::new();
+    let mut at = after;
+    for _ in 0..6 {
+        let (status, body, took) = timed_get(
+            &http,
+            &format!("{url}?_HLS_msn={}&_HLS_part={}", at.0, at.1 + 1),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let pl = text(&body);
+        at = newest_part(&pl);
+        waits.push(took.as_secs_f64());
+    }
+    // held, not answered at once: parts come about every half second, so six requests for
+    // the next one wait a few seconds in all (not a speed figure: it checks they block)
+    let held: f64 = waits.iter().sum();
+    assert!(
+        held > 1.0,
+        "blocking reloads answered without waiting: {waits:?}"
+    );
+    // too far ahead: 400 at once, no connection held
+    let (status, _, _) = timed_get(&http, &format!("{url}?_HLS_msn={}", at.0 + 3)).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = timed_get(&http, &format!("{url}?_HLS_part=1")).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = timed_get(&http, &format!("{url}?_HLS_msn=x")).await;
+    assert_eq!(status, 400);
+    // the newest part after the init section decodes: a part is real media
+    let pl = text(&timed_get(&http, &url).await.1);
+    let init_uri = pl
+        .split("#EXT-X-MAP:URI=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let (status, init, _) = timed_get(&http, &format!("{base}/480p/{init_uri}")).await;
+    assert_eq!(status, 200);
+    let first_of_segment = pl
+        .lines()
+        .rfind(|l| l.starts_with("#EXT-X-PART:") && l.ends_with("INDEPENDENT=YES"))
+        .and_then(|l| l.split("URI=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .expect("an independent part")
+        .to_string();
+    let (status, part_bytes, _) =
+        timed_get(&http, &format!("{base}/480p/{first_of_segment}")).await;
+    assert_eq!(status, 200);
+    let probed = ffprobe_bytes(
+        stack.dir.path(),
+        "part.mp4",
+        &[init.to_vec(), part_bytes.to_vec()].concat(),
+    );
+    let video = probed["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .cloned()
+        .expect("a video stream");
+    assert_eq!(video["height"], 480, "{probed}");
+    // a complete segment from the live edge is the object the recording stores
+    let seg = pl
+        .lines()
+        .find(|l| l.starts_with("ll_") && l.ends_with(".m4s"))
+        .unwrap()
+        .to_string();
+    let msn: u64 = seg[3..8].parse().unwrap();
+    let (status, from_edge, _) = timed_get(&http, &format!("{base}/480p/{seg}")).await;
+    assert_eq!(status, 200);
+    let stored = stack
+        .wait_object(
+            &format!("live/{id}/480p/seg_{msn:05}.m4s"),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(stored, from_edge, "the live edge and the recording differ");
+    // an unknown stream, rung or file: 404
+    for path in [
+        "nope/480p/ll.m3u8",
+        "{id}/1080p/ll.m3u8",
+        "{id}/480p/seg_00000.m4s",
+    ] {
+        let (status, _, _) = timed_get(
+            &http,
+            &format!(
+                "http://{}/live/{}",
+                stack.ingest_http,
+                path.replace("{id}", &id)
+            ),
+        )
+        .await;
+        assert_eq!(status, 404, "{path}");
+    }
+    // the streamer stops: the playlist ends, blocked players are answered
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &p.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let (_, log) = wait_child(p, Duration::from_secs(30)).await;
+    assert!(!log.contains("killed after timeout"), "{log}");
+    let t = Instant::now();
+    loop {
+        let pl = text(&timed_get(&http, &url).await.1);
+        if pl.ends_with("#EXT-X-ENDLIST\n") {
+            assert!(!pl.contains("PRELOAD-HINT"), "{pl}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no ENDLIST: {pl}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_status(&stack, &id, VideoStatus::Recorded, Duration::from_secs(60)).await;
+}

@@ -193,6 +193,20 @@ pub fn fmp4_segment(
     video: Vec<Packet>,
     audio: Vec<Packet>,
 ) -> Result<Fmp4Segment, AvError> {
+    fmp4_fragment(scratch, video_params, audio_params, None, video, audio)
+}
+
+/// [`fmp4_segment`] for packets that may hold no keyframe (a low-latency part): the H.264
+/// parameter sets (Annex B) for the init section's avcC, when the stream's parameters have
+/// none, come from `parameter_sets` or else from a keyframe among the packets.
+pub fn fmp4_fragment(
+    scratch: &Path,
+    video_params: &codec::Parameters,
+    audio_params: Option<&codec::Parameters>,
+    parameter_sets: Option<&[u8]>,
+    video: Vec<Packet>,
+    audio: Vec<Packet>,
+) -> Result<Fmp4Segment, AvError> {
     let octx = format::output_as(scratch, "mp4").ctx("creating the MP4 muxer")?;
     let mut opts = Dictionary::new();
     // an empty moov first, one fragment for everything, decode times kept as they are
@@ -207,11 +221,13 @@ pub fn fmp4_segment(
     // leaves extradata empty; MP4 needs them in its avcC (the muxer then also rewrites the
     // Annex B packets as length-prefixed)
     let sets = if extradata_len(video_params) == 0 {
-        video
-            .iter()
-            .find(|p| p.is_key())
-            .and_then(|p| p.data())
-            .and_then(annexb_parameter_sets)
+        parameter_sets.map(<[u8]>::to_vec).or_else(|| {
+            video
+                .iter()
+                .find(|p| p.is_key())
+                .and_then(|p| p.data())
+                .and_then(annexb_parameter_sets)
+        })
     } else {
         None
     };
@@ -264,6 +280,30 @@ pub fn split_fmp4(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     // every box whole, to the last byte
     let split = split.filter(|_| at == bytes.len())?;
     Some((&bytes[..split], &bytes[split..]))
+}
+
+/// Numbers the fragments of `media` (each `moof`'s `mfhd` sequence number) from `first` on:
+/// fragments muxed one call at a time all start at 1, and a segment made of several of them
+/// needs increasing numbers (ISO/IEC 14496-12 8.8.5). Returns the next number.
+pub fn renumber_fragments(media: &mut [u8], first: u32) -> u32 {
+    let mut next = first;
+    let mut at = 0usize;
+    while at + 8 <= media.len() {
+        let size = u32::from_be_bytes(media[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if size < 8 || at + size > media.len() {
+            break;
+        }
+        if &media[at + 4..at + 8] == b"moof" {
+            // mfhd: the moof's first child; size, type, version+flags, then the number
+            let child = at + 8;
+            if child + 16 <= at + size && &media[child + 4..child + 8] == b"mfhd" {
+                media[child + 12..child + 16].copy_from_slice(&next.to_be_bytes());
+                next = next.wrapping_add(1);
+            }
+        }
+        at += size;
+    }
+    next
 }
 
 fn extradata_len(params: &codec::Parameters) -> i32 {
@@ -430,6 +470,26 @@ mod fmp4_tests {
         b.extend_from_slice(kind);
         b.extend_from_slice(body);
         b
+    }
+
+    #[test]
+    fn fragments_are_numbered_in_order() {
+        let mfhd = |n: u32| mp4_box(b"mfhd", &[&[0, 0, 0, 0][..], &n.to_be_bytes()].concat());
+        let frag = |n: u32| {
+            [
+                mp4_box(b"moof", &[mfhd(n), mp4_box(b"traf", &[5; 6])].concat()),
+                mp4_box(b"mdat", &[2; 9]),
+            ]
+            .concat()
+        };
+        let mut media = [frag(1), frag(1)].concat();
+        assert_eq!(renumber_fragments(&mut media, 7), 9);
+        assert_eq!(media, [frag(7), frag(8)].concat());
+        // a truncated box stops the walk; nothing past it is touched
+        let mut cut = frag(1)[..20].to_vec();
+        let before = cut.clone();
+        assert_eq!(renumber_fragments(&mut cut, 3), 3);
+        assert_eq!(cut, before);
     }
 
     #[test]

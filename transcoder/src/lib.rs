@@ -13,6 +13,7 @@ pub mod codecs;
 mod early;
 pub mod file;
 pub mod ladder;
+pub mod lowlatency;
 mod pipeline;
 pub mod playlist;
 pub mod publish;
@@ -44,6 +45,12 @@ pub struct LiveConfig {
     pub segment_format: SegmentFormat,
     /// Segments listed in a live media playlist.
     pub window: usize,
+    /// Low-latency HLS: cut each segment into parts of this length, s (RFC 8216bis: 0.33 to
+    /// 1 is usual), served with blocking playlist reloads by the live origin in ingest. 0: off.
+    /// Needs `segment_format = "fmp4"`.
+    pub part_secs: f64,
+    /// Segments a low-latency playlist lists (and the live origin holds in memory, per rung).
+    pub ll_window: usize,
     /// Encoded rungs; those taller than the source are skipped.
     pub rungs: Vec<RungSpec>,
     /// Also offer the source H.264 copied without re-encoding (cuts at source keyframes).
@@ -90,6 +97,8 @@ impl Default for LiveConfig {
             segment_secs: 2.0,
             segment_format: SegmentFormat::Ts,
             window: 6,
+            part_secs: 0.0,
+            ll_window: 12,
             rungs: ladder::default_rungs(),
             passthrough: false,
             passthrough_kbps_hint: 4000,
@@ -114,6 +123,33 @@ impl Default for LiveConfig {
 impl LiveConfig {
     pub fn segment_ms(&self) -> i64 {
         ((self.segment_secs * 1000.0).round() as i64).max(500)
+    }
+
+    /// The low-latency settings, when parts are cut (`part_secs` > 0 with fMP4 segments).
+    pub fn low_latency(&self) -> Option<lowlatency::LlSettings> {
+        if self.part_secs <= 0.0 || self.segment_format != SegmentFormat::Fmp4 {
+            return None;
+        }
+        let part_ms = ((self.part_secs * 1000.0).round() as i64).clamp(100, self.segment_ms());
+        Some(lowlatency::LlSettings {
+            part_ms,
+            target_secs: self.segment_secs.round().max(1.0) as u64,
+            window: self.ll_window.max(4),
+        })
+    }
+
+    /// Settings that cannot work together, in words.
+    pub fn check(&self) -> Result<(), String> {
+        if self.part_secs > 0.0 && self.segment_format != SegmentFormat::Fmp4 {
+            return Err(
+                "transcode.part_secs (low-latency HLS) needs transcode.segment_format = \"fmp4\""
+                    .into(),
+            );
+        }
+        if self.part_secs > 0.0 && self.part_secs * 1000.0 > self.segment_ms() as f64 {
+            return Err("transcode.part_secs must not exceed transcode.segment_secs".into());
+        }
+        Ok(())
     }
 }
 
@@ -236,8 +272,8 @@ pub struct LiveBroadcast {
     spool: PathBuf,
     takes: Option<mpsc::Sender<mpsc::Receiver<pipeline::UploadJob>>>,
     uploader: tokio::task::JoinHandle<LiveSummary>,
-    /// The ladder the first take chose; later takes encode the same rungs.
-    ladder: Arc<Mutex<Option<Vec<RungDesc>>>>,
+    /// The ladder the first take chose (later takes encode the same rungs), and the live edge.
+    shared: pipeline::BroadcastShared,
     take_count: u32,
 }
 
@@ -254,6 +290,9 @@ impl LiveBroadcast {
         let spool = spool_dir(&cfg, &prefix);
         std::fs::create_dir_all(&spool)?;
         let (takes_tx, takes_rx) = mpsc::channel(4);
+        let ll = cfg
+            .low_latency()
+            .map(|s| Arc::new(lowlatency::LlStream::new(s)));
         let uploader = tokio::spawn(
             upload::Uploader {
                 store,
@@ -261,6 +300,7 @@ impl LiveBroadcast {
                 cfg: cfg.clone(),
                 events,
                 meter: spool::meter(&cfg),
+                ll: ll.clone(),
             }
             .run(takes_rx),
         );
@@ -270,9 +310,17 @@ impl LiveBroadcast {
             spool,
             takes: Some(takes_tx),
             uploader,
-            ladder: Arc::new(Mutex::new(None)),
+            shared: pipeline::BroadcastShared {
+                ladder: Arc::new(Mutex::new(None)),
+                ll,
+            },
             take_count: 0,
         })
+    }
+
+    /// The live edge for low-latency HLS (parts, blocking reloads), when the config cuts parts.
+    pub fn low_latency(&self) -> Option<Arc<lowlatency::LlStream>> {
+        self.shared.ll.clone()
     }
 
     /// This broadcast's spool folder (one per prefix).
@@ -302,12 +350,15 @@ impl LiveBroadcast {
             .map_err(|_| TranscodeError::Stopped)?;
         let queued = Arc::new(AtomicUsize::new(0));
         let failure = Arc::new(OnceLock::new());
+        if let (Some(ll), true) = (&self.shared.ll, self.take_count > 0) {
+            ll.take_break();
+        }
         let (tx, media) = pipeline::spawn(
             self.cfg.clone(),
             spool,
             up_tx,
             format!("{}#{}", self.prefix, self.take_count),
-            self.ladder.clone(),
+            self.shared.clone(),
             queued.clone(),
             failure.clone(),
         )?;
@@ -325,6 +376,10 @@ impl LiveBroadcast {
     /// No take follows: once the takes started so far have flushed, every playlist is made
     /// final (ENDLIST, VOD playlists). Returns what was stored.
     pub async fn finish(mut self) -> Result<LiveSummary, TranscodeError> {
+        // the takes have flushed: the live edge ends now, the stored playlists once stored
+        if let Some(ll) = &self.shared.ll {
+            ll.end();
+        }
         drop(self.takes.take());
         (&mut self.uploader)
             .await

@@ -50,6 +50,8 @@ pub(crate) struct Uploader {
     pub cfg: Arc<LiveConfig>,
     pub events: Option<Sender<LiveEvent>>,
     pub meter: Arc<SpoolMeter>,
+    /// The live edge (low-latency HLS): told the renditions once the master is stored.
+    pub ll: Option<Arc<crate::lowlatency::LlStream>>,
 }
 
 /// What a rung's task is given, in order.
@@ -197,6 +199,9 @@ impl Uploader {
         if let Some((w, infos)) = after.master {
             if self.write(&w).await {
                 bc.master_stored();
+                if let Some(ll) = &self.ll {
+                    ll.set_renditions(infos.clone());
+                }
                 let key = self.key(&w.rel);
                 summary.master_key = Some(key.clone());
                 summary.renditions = infos.clone();
@@ -598,6 +603,7 @@ pub async fn recover(
         meter: crate::spool::meter(&cfg),
         cfg,
         events: None,
+        ll: None,
     };
     let mut st = up.load().await;
     if let Some(dir) = spool {

@@ -325,3 +325,115 @@ async fn a_full_spool_drops_new_segments_instead_of_growing() {
     let on_disk = std::fs::metadata(&spooled[0]).unwrap().len();
     assert_eq!(transcoder::spooled_bytes(&cfg), on_disk);
 }
+
+/// Low-latency HLS: each segment is cut into parts as it grows; the live edge serves the
+/// parts and the segments they make, and the recording stores those very bytes.
+#[tokio::test]
+async fn parts_make_the_segments_the_recording_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_source(dir.path(), 7);
+    let root = dir.path().join("media");
+    let store: DynStore = Arc::new(LocalStore::new(&root).unwrap());
+    let cfg = LiveConfig {
+        x264_preset: "ultrafast".into(),
+        spool_dir: dir.path().join("spool"),
+        segment_format: SegmentFormat::Fmp4,
+        part_secs: 0.5,
+        rungs: vec![
+            transcoder::RungSpec::new("480p", 480, 900),
+            transcoder::RungSpec::new("240p", 240, 300),
+        ],
+        ..Default::default()
+    };
+    let mut bc =
+        transcoder::LiveBroadcast::start(Arc::new(cfg), store.clone(), "live/ll".into(), None)
+            .expect("broadcast starts");
+    let ll = bc
+        .low_latency()
+        .expect("part_secs > 0 with fmp4: a live edge");
+    let take = bc.take().await.unwrap();
+    let tx = take.sender().unwrap();
+    let path = src.clone();
+    tokio::task::spawn_blocking(move || transcoder::file::feed(&path, &tx))
+        .await
+        .unwrap()
+        .expect("the file feeds");
+    take.finish().await.unwrap();
+    for rung in ["480p", "240p"] {
+        let text = ll.playlist(rung, false).unwrap();
+        assert!(
+            text.contains("#EXT-X-PART-INF:PART-TARGET=0.500\n"),
+            "{text}"
+        );
+        assert!(text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "#EXT-X-RENDITION-REPORT:URI=\"../{}/ll.m3u8\"",
+                if rung == "480p" { "240p" } else { "480p" }
+            )),
+            "{text}"
+        );
+        let init_name = text
+            .split("#EXT-X-MAP:URI=\"ll_")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("EXT-X-MAP")
+            .to_string();
+        let init = ll.init(rung, &init_name).unwrap();
+        // every complete segment of the 7 s file: 3 of 2 s, and the last second
+        for msn in 0..4u64 {
+            let seg = ll.segment(rung, msn).expect("the segment is held");
+            let mut parts = Vec::new();
+            for n in 0.. {
+                match ll.part_bytes(rung, msn, n).await {
+                    Ok(b) => parts.push(b),
+                    Err(_) => break,
+                }
+            }
+            assert!(
+                parts.len() >= 2 && parts.len() <= 5,
+                "msn {msn}: {} parts",
+                parts.len()
+            );
+            assert_eq!(parts.concat(), seg.to_vec(), "a segment is its parts");
+            // the same bytes the recording stored
+            let stored = store
+                .get(&format!("live/ll/{rung}/seg_{msn:05}.m4s"))
+                .await
+                .expect("stored");
+            assert_eq!(stored.to_vec(), seg.to_vec(), "{rung} msn {msn}");
+            // a part is playable after the init section: the first of a segment has the
+            // keyframe, so init + part decodes on its own
+            let first = dir.path().join(format!("{rung}_{msn}_0.mp4"));
+            std::fs::write(&first, [init.to_vec(), parts[0].to_vec()].concat()).unwrap();
+            let p = probe(&first);
+            let num = |k: &str| -> f64 { p["format"][k].as_str().unwrap().parse().unwrap() };
+            // the MP4 reader counts a fragment's duration from 0, so its end is start + length
+            let (start, end) = (num("start_time"), num("duration"));
+            assert!((start - msn as f64 * 2.0).abs() < 0.1, "{p}");
+            assert!(
+                end - start > 0.3 && end - start <= 0.56,
+                "part 0 of msn {msn}: {p}"
+            );
+        }
+        // every part listed is at most the part target, and those opening a segment are
+        // independent
+        for line in text.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
+            let d: f64 = line["#EXT-X-PART:DURATION=".len()..]
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(d <= 0.5, "{line}");
+            if line.contains("_0.m4s") {
+                assert!(line.ends_with(",INDEPENDENT=YES"), "{line}");
+            }
+        }
+    }
+    let summary = bc.finish().await.unwrap();
+    assert_eq!(summary.renditions.len(), 2);
+    let done = ll.playlist("480p", false).unwrap();
+    assert!(done.ends_with("#EXT-X-ENDLIST\n"), "{done}");
+    assert!(ll.master().unwrap().contains("480p/ll.m3u8"));
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -14,11 +14,11 @@ use ffmpeg_next as ff;
 use tokio::sync::mpsc::Sender as AsyncSender;
 
 use super::segmenter::Segmenter;
-use super::{grid_next, RungMsg, UploadJob};
+use super::{grid_next, BroadcastShared, RungMsg, UploadJob};
 use crate::av::{self, AvError};
 use crate::codecs;
 use crate::early::EarlyBuffer;
-use crate::ladder::{self, RungDesc};
+use crate::ladder;
 use crate::{LiveConfig, MediaInput, TakeFailure};
 
 /// A rung's thread and the channel feeding it.
@@ -34,7 +34,7 @@ pub(crate) fn spawn(
     spool: PathBuf,
     out: AsyncSender<UploadJob>,
     name: String,
-    ladder: Arc<Mutex<Option<Vec<RungDesc>>>>,
+    shared: BroadcastShared,
     queued: Arc<AtomicUsize>,
     failure: Arc<OnceLock<TakeFailure>>,
 ) -> std::io::Result<(SyncSender<MediaInput>, JoinHandle<()>)> {
@@ -42,7 +42,7 @@ pub(crate) fn spawn(
     let handle = std::thread::Builder::new()
         .name(format!("decode-{name}"))
         .spawn(move || {
-            let mut d = Decoder::new(cfg, spool, out, ladder);
+            let mut d = Decoder::new(cfg, spool, out, shared);
             match d.run(rx, &queued) {
                 Ok(()) => {}
                 Err(AvError::Refused(why)) => {
@@ -76,8 +76,8 @@ struct Decoder {
     origin: Option<DateTime<Utc>>,
     /// False once the ladder runs without an encoded rung: nothing needs pictures then.
     decode: bool,
-    /// The broadcast's ladder: chosen by its first take, kept by the others.
-    ladder: Arc<Mutex<Option<Vec<RungDesc>>>>,
+    /// The broadcast's ladder (chosen by its first take, kept by the others) and live edge.
+    shared: BroadcastShared,
 }
 
 impl Decoder {
@@ -85,7 +85,7 @@ impl Decoder {
         cfg: std::sync::Arc<LiveConfig>,
         spool: PathBuf,
         out: AsyncSender<UploadJob>,
-        ladder: Arc<Mutex<Option<Vec<RungDesc>>>>,
+        shared: BroadcastShared,
     ) -> Self {
         let early = EarlyBuffer::new(cfg.max_early_bytes);
         Self {
@@ -102,7 +102,7 @@ impl Decoder {
             frame_rate: None,
             origin: None,
             decode: true,
-            ladder,
+            shared,
         }
     }
 
@@ -280,7 +280,7 @@ impl Decoder {
         // this take's frame rate paces its encoders; the ladder (published) is the first take's
         let fps = self.frame_rate.unwrap_or(30.0);
         let descs = {
-            let mut chosen = self.ladder.lock().expect("ladder lock");
+            let mut chosen = self.shared.ladder.lock().expect("ladder lock");
             chosen
                 .get_or_insert_with(|| {
                     let src = ladder::Source {
@@ -306,7 +306,8 @@ impl Decoder {
                 self.out.clone(),
                 origin,
                 desc.clone(),
-            );
+            )
+            .low_latency(self.shared.ll.clone());
             let rung = desc.clone();
             let cfg = self.cfg.clone();
             let thread = std::thread::Builder::new()

@@ -17,6 +17,7 @@ mod rung;
 mod segmenter;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -24,9 +25,19 @@ use ff::{codec, Packet};
 use ffmpeg_next as ff;
 
 use crate::ladder::RungDesc;
+use crate::lowlatency::LlStream;
 
 pub(crate) use decode::spawn;
 pub use segmenter::SpoolSidecar;
+
+/// What every take of a broadcast shares.
+#[derive(Clone, Default)]
+pub(crate) struct BroadcastShared {
+    /// The ladder the first take chose; later takes encode the same rungs.
+    pub ladder: Arc<Mutex<Option<Vec<RungDesc>>>>,
+    /// The live edge, when parts are cut for low-latency HLS.
+    pub ll: Option<Arc<LlStream>>,
+}
 
 /// What the media threads tell the uploader.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use ff::{codec, Packet};
 use ffmpeg_next as ff;
@@ -15,6 +16,7 @@ use super::{grid_next, SegmentReady, UploadJob};
 use crate::av::{self, AvError};
 use crate::codecs;
 use crate::ladder::RungDesc;
+use crate::lowlatency::{LlStream, Part};
 use crate::spool::SpoolMeter;
 use crate::{LiveConfig, SegmentFormat};
 
@@ -46,6 +48,24 @@ pub(super) struct Segmenter {
     max_ms: i64,
     /// Nor may it hold more video packets than this (timestamps that stand still).
     max_packets: usize,
+    /// Low-latency HLS: the segment is cut into parts as it grows.
+    parts: Option<Parts>,
+}
+
+/// A segment cut into parts (CMAF fragments) as it grows; the segment is their concatenation.
+struct Parts {
+    ll: Arc<LlStream>,
+    part_ms: i64,
+    /// Where the part in progress starts, ms.
+    start_ms: Option<i64>,
+    /// The parts of the segment in progress, concatenated.
+    media: Vec<u8>,
+    /// The init section the parts need: its name and bytes.
+    init: Option<(String, Bytes)>,
+    /// H.264 SPS and PPS of the latest keyframe (a part without a keyframe needs them too).
+    parameter_sets: Option<Vec<u8>>,
+    /// `mfhd` sequence number of the next fragment: one count per rung.
+    fragments: u32,
 }
 
 /// What the spool keeps beside each finished segment (`seg_NNNNN.json`, written after the
@@ -96,7 +116,92 @@ impl Segmenter {
             max_ms: (cfg.max_segment_secs * 1000.0) as i64,
             // 240 frames a second for the longest segment allowed
             max_packets: ((cfg.max_segment_secs * 240.0) as usize).max(64),
+            parts: None,
         }
+    }
+
+    /// Cuts parts for `ll` (when given and the config asks for parts).
+    pub(super) fn low_latency(mut self, ll: Option<Arc<LlStream>>) -> Self {
+        self.parts = ll.map(|ll| Parts {
+            part_ms: ll.settings().part_ms,
+            ll,
+            start_ms: None,
+            media: Vec::new(),
+            init: None,
+            parameter_sets: None,
+            fragments: 1,
+        });
+        self
+    }
+
+    /// Low latency: a part ends before the packet at `pts` when that packet would take it past
+    /// the part target (so no part is longer than PART-TARGET, given steady frames).
+    fn part_due(&self, pts: i64) -> bool {
+        match &self.parts {
+            Some(p) => p
+                .start_ms
+                .is_some_and(|s| !self.video.is_empty() && pts + self.frame_ms - s > p.part_ms),
+            None => false,
+        }
+    }
+
+    /// Muxes the packets so far (audio up to `end_ms`) as the next part and hands it to the
+    /// live edge.
+    fn cut_part(&mut self, end_ms: i64) -> Result<(), AvError> {
+        let Some(vparams) = self.video_params.as_ref() else {
+            return Err(AvError::Other("part without video parameters".into()));
+        };
+        let Some(parts) = self.parts.as_mut() else {
+            return Ok(());
+        };
+        let Some(start) = parts.start_ms else {
+            return Ok(());
+        };
+        if self.video.is_empty() {
+            return Ok(());
+        }
+        let video = std::mem::take(&mut self.video);
+        let mut audio = Vec::new();
+        while self
+            .audio
+            .front()
+            .is_some_and(|p| p.pts().unwrap_or(0) < end_ms)
+        {
+            audio.extend(self.audio.pop_front());
+        }
+        let independent = video.first().is_some_and(|p| p.is_key());
+        let scratch = self.dir.join(format!("part_{:05}.tmp.mp4", self.sequence));
+        let mut frag = av::fmp4_fragment(
+            &scratch,
+            vparams,
+            self.audio_params.as_ref(),
+            parts.parameter_sets.as_deref(),
+            video,
+            audio,
+        )?;
+        parts.fragments = av::renumber_fragments(&mut frag.media, parts.fragments);
+        if parts
+            .init
+            .as_ref()
+            .is_none_or(|(_, b)| b[..] != frag.init[..])
+        {
+            let name = format!("init_{:016x}.mp4", fnv1a(&frag.init));
+            parts.init = Some((name, Bytes::from(frag.init)));
+        }
+        let (name, init) = parts.init.as_ref().expect("set above");
+        parts.media.extend_from_slice(&frag.media);
+        parts.ll.part(
+            &self.desc.name,
+            (name, init),
+            self.origin + chrono::Duration::milliseconds(self.start_ms.unwrap_or(start)),
+            Part {
+                bytes: Bytes::from(frag.media),
+                duration_ms: (end_ms - start).max(1),
+                independent,
+            },
+        );
+        parts.start_ms = Some(end_ms);
+        Ok(())
     }
 
     pub(super) fn video(&mut self, pkt: Packet) -> Result<(), AvError> {
@@ -121,6 +226,10 @@ impl Segmenter {
                 if !key {
                     self.start_ms = None;
                     self.lost += 1;
+                    if let Some(parts) = self.parts.as_mut() {
+                        parts.start_ms = None;
+                        parts.ll.gap(&self.desc.name);
+                    }
                 }
             }
         }
@@ -134,6 +243,9 @@ impl Segmenter {
                 self.video_codec = pkt.data().and_then(codecs::avc1_from_annexb);
             }
         }
+        if self.part_due(pts) {
+            self.cut_part(pts)?;
+        }
         if self.start_ms.is_none() {
             if !key {
                 self.dropped_before_key += 1;
@@ -142,6 +254,16 @@ impl Segmenter {
                 return Ok(());
             }
             self.start_ms = Some(pts);
+        }
+        if let Some(parts) = self.parts.as_mut() {
+            if parts.start_ms.is_none() {
+                parts.start_ms = Some(pts);
+            }
+            if key {
+                if let Some(sets) = pkt.data().and_then(av::annexb_parameter_sets) {
+                    parts.parameter_sets = Some(sets);
+                }
+            }
         }
         if pts > self.last_pts {
             self.last_pts = pts;
@@ -162,6 +284,9 @@ impl Segmenter {
         let Some(start) = self.start_ms else {
             return Ok(());
         };
+        if self.parts.is_some() {
+            self.cut_part(end_ms)?;
+        }
         let Some(vparams) = self.video_params.as_ref() else {
             return Err(AvError::Other("segment without video parameters".into()));
         };
@@ -187,6 +312,11 @@ impl Segmenter {
             metrics::counter!("caudal_spool_full_total").increment(1);
             self.sequence += 1;
             self.start_ms = Some(end_ms);
+            if let Some(parts) = self.parts.as_mut() {
+                // the live edge still has it; only the recording loses it
+                parts.media.clear();
+                parts.ll.segment_end(&self.desc.name);
+            }
             return Ok(());
         }
         let format = self.format;
@@ -198,6 +328,20 @@ impl Segmenter {
                 av::write_ts_segment(&path, vparams, self.audio_params.as_ref(), video, audio)?,
                 None,
             ),
+            SegmentFormat::Fmp4 if self.parts.is_some() => {
+                let parts = self.parts.as_mut().expect("checked");
+                let media = std::mem::take(&mut parts.media);
+                let Some((name, init_bytes)) = parts.init.clone() else {
+                    return Err(AvError::Other("segment without a part".into()));
+                };
+                std::fs::write(&path, &media)?;
+                let init = self.dir.join(&name);
+                if !init.exists() {
+                    std::fs::write(&init, &init_bytes)?;
+                }
+                parts.ll.segment_end(&self.desc.name);
+                (media.len() as u64, Some(name))
+            }
             SegmentFormat::Fmp4 => {
                 let scratch = path.with_extension("tmp.mp4");
                 let seg =
