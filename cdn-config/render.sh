@@ -16,7 +16,8 @@
 # render.sh fails, unless CAUDAL_EDGE_TOKENS=off (benchmarks and development only: the token is
 # not checked and unsigned paths serve every object).
 #
-# Optional: CAUDAL_EDGE_LISTEN_ADDR (127.0.0.1), CAUDAL_EDGE_WORKERS (auto),
+# Optional: CAUDAL_EDGE_LIVE_ORIGIN (127.0.0.1:8081: ingest's HTTP listener, the live origin of
+# low-latency HLS), CAUDAL_EDGE_LISTEN_ADDR (127.0.0.1), CAUDAL_EDGE_WORKERS (auto),
 # CAUDAL_EDGE_CACHE_MAX_SIZE (4g), CAUDAL_EDGE_PLAYLIST_INACTIVE (10m), CAUDAL_EDGE_STATUS_PORT
 # (unset: none; a port: nginx's stub_status at http://127.0.0.1:PORT/stub_status, for
 # prometheus-nginx-exporter).
@@ -45,6 +46,9 @@ PLAYLIST_INACTIVE=${CAUDAL_EDGE_PLAYLIST_INACTIVE:-10m}
 NJS_MODULE=/usr/lib/nginx/modules/ngx_http_js_module.so
 TOKENS=${CAUDAL_EDGE_TOKENS:-on}
 STATUS_PORT=${CAUDAL_EDGE_STATUS_PORT:-}
+LIVE_ORIGIN=${CAUDAL_EDGE_LIVE_ORIGIN:-127.0.0.1:8081}
+[[ "$LIVE_ORIGIN" =~ ^[A-Za-z0-9.-]+:[0-9]{1,5}$ || "$LIVE_ORIGIN" =~ ^\[[0-9A-Fa-f:]+\]:[0-9]{1,5}$ ]] ||
+  die "CAUDAL_EDGE_LIVE_ORIGIN must be HOST:PORT, got '$LIVE_ORIGIN'"
 STATUS_LISTEN=""
 if [ -n "$STATUS_PORT" ]; then
   if ! [[ "$STATUS_PORT" =~ ^[0-9]+$ ]] || ((STATUS_PORT < 1 || STATUS_PORT > 65535)) || ((STATUS_PORT == EDGE_PORT)); then
@@ -193,14 +197,15 @@ render() {
     -v OUT_DIR="$OUT_DIR" -v LISTEN="$LISTEN" -v WORKERS="$WORKERS" -v USER_LINE="$USER_LINE" \
     -v CACHE_MAX_SIZE="$CACHE_MAX_SIZE" -v PLAYLIST_INACTIVE="$PLAYLIST_INACTIVE" \
     -v NJS_MODULE="$NJS_MODULE" -v S3_HOSTPORT="$S3_HOSTPORT" -v S3_SCHEME="$S3_SCHEME" \
-    -v MEDIA_DIR="$MEDIA_DIR" -v STATUS_LISTEN="$STATUS_LISTEN" '
+    -v MEDIA_DIR="$MEDIA_DIR" -v STATUS_LISTEN="$STATUS_LISTEN" -v LIVE_ORIGIN="$LIVE_ORIGIN" '
     BEGIN {
-      n = split("OUT_DIR LISTEN WORKERS USER_LINE CACHE_MAX_SIZE PLAYLIST_INACTIVE NJS_MODULE S3_HOSTPORT S3_SCHEME MEDIA_DIR MODE STATUS_LISTEN", names, " ")
+      n = split("OUT_DIR LISTEN WORKERS USER_LINE CACHE_MAX_SIZE PLAYLIST_INACTIVE NJS_MODULE S3_HOSTPORT S3_SCHEME MEDIA_DIR MODE STATUS_LISTEN LIVE_ORIGIN", names, " ")
       vals["OUT_DIR"] = OUT_DIR; vals["LISTEN"] = LISTEN; vals["WORKERS"] = WORKERS
       vals["USER_LINE"] = USER_LINE; vals["CACHE_MAX_SIZE"] = CACHE_MAX_SIZE
       vals["PLAYLIST_INACTIVE"] = PLAYLIST_INACTIVE; vals["NJS_MODULE"] = NJS_MODULE
       vals["S3_HOSTPORT"] = S3_HOSTPORT; vals["S3_SCHEME"] = S3_SCHEME
       vals["MEDIA_DIR"] = MEDIA_DIR; vals["MODE"] = mode; vals["STATUS_LISTEN"] = STATUS_LISTEN
+      vals["LIVE_ORIGIN"] = LIVE_ORIGIN
       skip = 0
     }
     /^[ \t]*#\{\{(s3|local|tokens|no-tokens|status)\}\}[ \t]*$/ {
@@ -222,7 +227,7 @@ render() {
 
 render "$HERE/nginx.conf.template" >"$OUT_DIR/nginx.conf.new"
 rm -f "$OUT_DIR/origin-s3.conf" "$OUT_DIR/origin-local.conf"
-for f in cors.conf edge-request.conf playlist.conf segment.conf playback-token.conf "origin-$MODE.conf"; do
+for f in cors.conf edge-request.conf playlist.conf segment.conf live.conf playback-token.conf "origin-$MODE.conf"; do
   render "$HERE/snippets/$f" >"$OUT_DIR/$f"
 done
 mv "$OUT_DIR/nginx.conf.new" "$OUT_DIR/nginx.conf"
@@ -234,4 +239,4 @@ nginx -t -q -p "$OUT_DIR" -c "$OUT_DIR/nginx.conf" -g 'daemon off;' ||
 if [ "$TOKENS" = on ]; then TOKENS_DESC="playback keys $KIDS"; else TOKENS_DESC="playback tokens OFF (unsigned paths serve everything)"; fi
 STATUS_DESC=""
 [ -z "$STATUS_LISTEN" ] || STATUS_DESC="; stub_status on http://$STATUS_LISTEN/stub_status"
-echo "render.sh: edge on http://$LISTEN -> $ORIGIN_DESC; $TOKENS_DESC$STATUS_DESC; config $OUT_DIR/nginx.conf" >&2
+echo "render.sh: edge on http://$LISTEN -> $ORIGIN_DESC, live origin $LIVE_ORIGIN; $TOKENS_DESC$STATUS_DESC; config $OUT_DIR/nginx.conf" >&2

@@ -18,9 +18,12 @@ platform_defaults() {
   : "${CAUDAL_EDGE_STATUS_PORT:=$((CAUDAL_METRICS_BASE + 4))}" "${CAUDAL_EDGE_EXPORTER_PORT:=$((CAUDAL_METRICS_BASE + 5))}"
   : "${CAUDAL_EDGE_MTAIL_PORT:=$((CAUDAL_METRICS_BASE + 6))}"
   : "${CAUDAL_STORAGE:=s3}" # s3 (the S3-compatible server) or local (a folder)
+  # live broadcasts as low-latency HLS: CMAF segments cut into parts of this many seconds,
+  # served by ingest's live origin through the edge (0: standard HLS, MPEG-TS segments)
+  : "${CAUDAL_LL_PART_SECS:=0.5}"
   export CAUDAL_MYSQL_PORT CAUDAL_MONGO_PORT CAUDAL_S3_PORT CAUDAL_RTMP_PORT CAUDAL_INGEST_HTTP_PORT \
     CAUDAL_USER_PORT CAUDAL_METADATA_PORT CAUDAL_BFF_PORT CAUDAL_EDGE_PORT CAUDAL_NATS_PORT CAUDAL_METRICS_BASE CAUDAL_STORAGE \
-    CAUDAL_MONITORING CAUDAL_PROMETHEUS_PORT CAUDAL_EDGE_STATUS_PORT CAUDAL_EDGE_EXPORTER_PORT CAUDAL_EDGE_MTAIL_PORT
+    CAUDAL_MONITORING CAUDAL_PROMETHEUS_PORT CAUDAL_EDGE_STATUS_PORT CAUDAL_EDGE_EXPORTER_PORT CAUDAL_EDGE_MTAIL_PORT CAUDAL_LL_PART_SECS
 }
 
 # platform_free_ports: every port picked free (tests)
@@ -86,6 +89,9 @@ start_platform() {
   export CAUDAL_INGEST_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 1))"
   export CAUDAL_INGEST_USER_SVC_URL="http://127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_INGEST_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
   export CAUDAL_INGEST_TRANSCODE__SPOOL_DIR="$STATE/spool"
+  if [ "${CAUDAL_LL_PART_SECS:-0}" != 0 ]; then
+    export CAUDAL_INGEST_TRANSCODE__SEGMENT_FORMAT=fmp4 CAUDAL_INGEST_TRANSCODE__PART_SECS="$CAUDAL_LL_PART_SECS"
+  fi
   # bff (uploads) and the transcode worker use the same store as ingest: bff writes originals
   # to uploads/<id>/source (never served by the edge), the worker writes vod/<id>/
   local store
@@ -132,7 +138,8 @@ start_platform() {
     # with monitoring, the edge also serves its stub_status (loopback only) for the exporter
     local status_port=""
     [ "$CAUDAL_MONITORING" = off ] || status_port=$CAUDAL_EDGE_STATUS_PORT
-    CAUDAL_EDGE_STATUS_PORT=$status_port bash "$CAUDAL_ROOT/cdn-config/render.sh" "$STATE/edge" "$CAUDAL_EDGE_PORT" "$CAUDAL_STORAGE" >"$STATE/logs/edge-render.log" 2>&1
+    CAUDAL_EDGE_LIVE_ORIGIN="127.0.0.1:$CAUDAL_INGEST_HTTP_PORT" \
+      CAUDAL_EDGE_STATUS_PORT=$status_port bash "$CAUDAL_ROOT/cdn-config/render.sh" "$STATE/edge" "$CAUDAL_EDGE_PORT" "$CAUDAL_STORAGE" >"$STATE/logs/edge-render.log" 2>&1
     start_bg edge "$STATE/logs/edge.log" nginx -p "$STATE/edge" -c "$STATE/edge/nginx.conf" -g 'daemon off;'
     wait_port 127.0.0.1 "$CAUDAL_EDGE_PORT" 30 edge
   fi

@@ -241,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
             playback: PlaybackLocations {
                 master: Some(format!("live/{id}/master.m3u8")),
                 vod_master: None,
+                low_latency: None,
             },
         })
         .await?;

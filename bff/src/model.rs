@@ -398,6 +398,11 @@ pub struct Playback {
     pub url: String,
     /// True for a broadcast on air (a live playlist), false for video on demand.
     pub live: bool,
+    /// A broadcast on air that cuts parts: its low-latency HLS master playlist (EXT-X-PART,
+    /// blocking reloads; play it with hls.js `lowLatencyMode`), signed like `url`. `url` stays
+    /// the standard playlist over the same segments for players without LL-HLS.
+    #[schema(required = true)]
+    pub low_latency_url: Option<String>,
     /// When the URL's token stops working.
     pub expires_at: DateTime<Utc>,
     /// The storyboard (scrubbing thumbnails) of a video on demand: a WebVTT track, signed like

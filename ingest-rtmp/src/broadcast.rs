@@ -138,6 +138,9 @@ impl Broadcast {
         ));
         // pipeline events become metadata updates
         let meta_events = meta.clone();
+        let low_latency = inner
+            .low_latency()
+            .map(|_| format!("{}/ll.m3u8", inner.prefix()));
         let events_task = tokio::spawn(async move {
             while let Some(ev) = events_rx.recv().await {
                 let op = match ev {
@@ -146,6 +149,7 @@ impl Broadcast {
                         renditions,
                     } => MetaOp::Playable {
                         master: master_key,
+                        low_latency: low_latency.clone(),
                         renditions,
                     },
                     // nothing was stored: the broadcast stays `ended`, with no recording

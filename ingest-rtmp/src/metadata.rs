@@ -20,6 +20,8 @@ pub enum MetaOp {
     Create(NewVideo),
     Playable {
         master: String,
+        /// The low-latency master playlist, when the broadcast cuts parts.
+        low_latency: Option<String>,
         renditions: Vec<RenditionInfo>,
     },
     Ended {
@@ -60,6 +62,7 @@ pub fn new_live_video(
         playback: PlaybackLocations {
             master: Some(master),
             vod_master: None,
+            low_latency: None,
         },
     }
 }
@@ -76,6 +79,7 @@ async fn apply(client: &MetadataClient, video_id: &str, op: &MetaOp) -> Result<(
         },
         MetaOp::Playable {
             master,
+            low_latency,
             renditions: r,
         } => client
             .change_status(
@@ -86,6 +90,7 @@ async fn apply(client: &MetadataClient, video_id: &str, op: &MetaOp) -> Result<(
                     playback: Some(PlaybackLocations {
                         master: Some(master.clone()),
                         vod_master: None,
+                        low_latency: low_latency.clone(),
                     }),
                     ..Default::default()
                 },
@@ -125,6 +130,7 @@ async fn apply(client: &MetadataClient, video_id: &str, op: &MetaOp) -> Result<(
                         playback: Some(PlaybackLocations {
                             master,
                             vod_master: vod_master.clone(),
+                            low_latency: None,
                         }),
                         ..Default::default()
                     },

@@ -2156,6 +2156,20 @@ async fn a_live_broadcast_is_served_as_low_latency_hls_with_blocking_reloads() {
     let pl = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("a master playlist");
     let rungs: Vec<String> = pl.variants.iter().map(|v| v.uri.clone()).collect();
     assert_eq!(rungs, ["480p/ll.m3u8", "240p/ll.m3u8"], "{master}");
+    // the video names its low-latency master (bff hands it out, signed, beside the standard one)
+    let t = Instant::now();
+    loop {
+        let v = stack.metadata.get_video(&id).await.unwrap().unwrap();
+        if v.playback.low_latency.is_some() {
+            assert_eq!(v.playback.low_latency, Some(format!("live/{id}/ll.m3u8")));
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no low-latency master recorded: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let url = format!("{base}/480p/ll.m3u8");
     let (status, body, _) = timed_get(&http, &url).await;
     assert_eq!(status, 200);

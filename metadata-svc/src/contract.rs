@@ -336,6 +336,7 @@ pub async fn run(repo: &dyn VideoRepo) {
             playback: Some(PlaybackLocations {
                 master: Some(format!("live/{}/master.m3u8", gone.id)),
                 vod_master: None,
+                low_latency: Some(format!("live/{}/ll.m3u8", gone.id)),
             }),
             ..Default::default()
         },
@@ -345,6 +346,11 @@ pub async fn run(repo: &dyn VideoRepo) {
         .change_status(&gone.id, &with_storage, now)
         .await
         .unwrap();
+    assert_eq!(
+        gone.playback.low_latency,
+        Some(format!("live/{}/ll.m3u8", gone.id)),
+        "the low-latency master is kept"
+    );
     repo.soft_delete(&gone.id, Some(gone.version), now)
         .await
         .expect("delete");

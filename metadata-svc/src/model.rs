@@ -478,6 +478,9 @@ pub fn validate_playback(field: &str, p: &PlaybackLocations) -> Result<(), Error
     if let Some(k) = &p.vod_master {
         validate_key(&format!("{field}.vod_master"), k)?;
     }
+    if let Some(k) = &p.low_latency {
+        validate_key(&format!("{field}.low_latency"), k)?;
+    }
     Ok(())
 }
 
@@ -669,6 +672,9 @@ pub fn apply_status(
         }
         if p.vod_master.is_some() {
             doc.playback.vod_master = p.vod_master.clone();
+        }
+        if p.low_latency.is_some() {
+            doc.playback.low_latency = p.low_latency.clone();
         }
     }
     if let Some(p) = &u.poster {

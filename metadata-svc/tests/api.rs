@@ -94,6 +94,7 @@ async fn live_broadcast_lifecycle_as_ingest_drives_it() {
                 playback: Some(PlaybackLocations {
                     master: Some(format!("live/{id}/master.m3u8")),
                     vod_master: None,
+                    low_latency: None,
                 }),
                 ..Default::default()
             },
@@ -116,6 +117,7 @@ async fn live_broadcast_lifecycle_as_ingest_drives_it() {
                 playback: Some(PlaybackLocations {
                     master: None,
                     vod_master: Some(format!("vod/{id}/master.m3u8")),
+                    low_latency: None,
                 }),
                 ..Default::default()
             },

@@ -5,7 +5,9 @@
 # RTMP, and runs `node --test web/tests/`: headless Chromium (playwright-core,
 # /usr/bin/chromium) plays the live stream and then its recording through the edge; then
 # web/tests/protected.test.mjs: a subscribers-only broadcast watched with 20 s playback
-# tokens. Prints `browser: N passed, M failed` last and exits non-zero on any failure. About
+# tokens; then web/tests/lowlatency.test.mjs: 60 s of low-latency HLS (parts, blocking reloads)
+# through the edge, with the latency printed. Live broadcasts are low-latency HLS here, as in
+# scripts/up.sh (CAUDAL_LL_PART_SECS). Prints `browser: N passed, M failed` last and exits non-zero on any failure. About
 # 6 minutes.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -49,8 +51,8 @@ export CAUDAL_USER_RATE_LIMIT__LOGIN_ADDRESS_BURST=500 CAUDAL_USER_RATE_LIMIT__L
 export CAUDAL_USER_RATE_LIMIT__SIGNUP_ADDRESS_BURST=500 CAUDAL_USER_RATE_LIMIT__SIGNUP_ADDRESS_PER_MINUTE=500
 # short playback tokens: the tests watch long enough to see several renewals
 export CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS=${CAUDAL_TEST_TOKEN_TTL_SECS:-20}
-# uploads are packaged as CMAF (init section + .m4s) here, live stays MPEG-TS: the browser
-# tests play both through the edge in hls.js (upload.test.mjs checks which it fetched)
+# uploads are packaged as CMAF (init section + .m4s) here too (upload.test.mjs checks hls.js
+# fetched them); live is CMAF with parts (the platform's default)
 export CAUDAL_WORKER_TRANSCODE__SEGMENT_FORMAT=fmp4
 start_platform "$STATE"
 
@@ -67,7 +69,7 @@ export CAUDAL_RTMP_URL="rtmp://127.0.0.1:$CAUDAL_RTMP_PORT/live"
 passed=0 failed=0
 # one file after the other: watch.test.mjs needs the demo broadcast started above, which
 # protected.test.mjs (its own broadcast, about 4 minutes) would outlast
-for file in ${CAUDAL_BROWSER_TESTS:-web/tests/watch.test.mjs web/tests/protected.test.mjs web/tests/upload.test.mjs web/tests/app.test.mjs}; do
+for file in ${CAUDAL_BROWSER_TESTS:-web/tests/watch.test.mjs web/tests/protected.test.mjs web/tests/lowlatency.test.mjs web/tests/upload.test.mjs web/tests/app.test.mjs}; do
   log "running the browser tests in $file"
   tap="$STATE/node-test-$(basename "$file").tap"
   node_status=0

@@ -134,6 +134,7 @@ impl LiveConfig {
         Some(lowlatency::LlSettings {
             part_ms,
             target_secs: self.segment_secs.round().max(1.0) as u64,
+            segment_ms: self.segment_ms(),
             window: self.ll_window.max(4),
         })
     }

@@ -36,6 +36,8 @@ pub struct LlSettings {
     pub part_ms: i64,
     /// Target segment duration, s (EXT-X-TARGETDURATION).
     pub target_secs: u64,
+    /// Segment duration the segmenter cuts at (the keyframe grid), ms.
+    pub segment_ms: i64,
     /// Complete segments listed (and held) per rung.
     pub window: usize,
 }
@@ -60,6 +62,12 @@ impl LlSettings {
     /// (CAN-SKIP-UNTIL: six target durations, the spec's minimum).
     fn skip_until_secs(&self) -> f64 {
         (self.target_secs.max(1) * 6) as f64
+    }
+
+    /// Whether a segment of this length is complete by the grid: the next part will start the
+    /// next segment (parts of encoded rungs end exactly on it).
+    fn full(&self, duration_ms: i64) -> bool {
+        duration_ms + self.part_ms / 2 >= self.segment_ms
     }
 
     /// Segments from the end whose parts stay listed: those within three target durations.
@@ -445,7 +453,13 @@ impl LlStream {
 
     /// A part, if it exists; Ok(None) for the part a preload hint names (the next one of the
     /// segment in progress, or the first of the next segment), which is worth waiting for.
-    fn part_now(st: &State, rung: &str, msn: u64, part: usize) -> Result<Option<Bytes>, LlError> {
+    fn part_now(
+        st: &State,
+        settings: &LlSettings,
+        rung: &str,
+        msn: u64,
+        part: usize,
+    ) -> Result<Option<Bytes>, LlError> {
         let r = st
             .rungs
             .iter()
@@ -457,6 +471,12 @@ impl LlStream {
                 None if part == c.parts.len() && !st.ended => Ok(None),
                 None => Err(LlError::NotFound),
             };
+        }
+        // the first part of the segment after one complete by the grid (what the hint names)
+        if let Some(c) = r.current.as_ref() {
+            if c.msn + 1 == msn && part == 0 && settings.full(c.duration_ms()) && !st.ended {
+                return Ok(None);
+            }
         }
         if let Some((s, _)) = r.segment(msn) {
             return s
@@ -474,9 +494,10 @@ impl LlStream {
     /// A part's bytes. The part a preload hint names is held for until it exists (at most
     /// three target durations); any other part that does not exist is not found at once.
     pub async fn part_bytes(&self, rung: &str, msn: u64, part: usize) -> Result<Bytes, LlError> {
-        self.wait(|st| Ok(Self::part_now(st, rung, msn, part)?.is_some()))
+        let s = &self.settings;
+        self.wait(|st| Ok(Self::part_now(st, s, rung, msn, part)?.is_some()))
             .await?;
-        self.read(|st| Self::part_now(st, rung, msn, part))?
+        self.read(|st| Self::part_now(st, s, rung, msn, part))?
             .ok_or(LlError::NotFound)
     }
 
@@ -605,7 +626,12 @@ fn render(st: &State, s: &LlSettings, rung: &str, skip: bool) -> Result<String, 
             for (n, p) in cur.parts.iter().enumerate() {
                 part_line(&mut out, cur.msn, n, p);
             }
-            (cur.msn, cur.parts.len())
+            if s.full(cur.duration_ms()) {
+                // the segment ends at the grid: the next part is the next segment's first
+                (cur.msn + 1, 0)
+            } else {
+                (cur.msn, cur.parts.len())
+            }
         }
         None => (r.next_msn, 0),
     };
@@ -653,6 +679,7 @@ mod tests {
     const SETTINGS: LlSettings = LlSettings {
         part_ms: 500,
         target_secs: 2,
+        segment_ms: 2000,
         window: 3,
     };
 

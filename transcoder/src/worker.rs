@@ -317,6 +317,7 @@ impl Worker {
                     playback: Some(PlaybackLocations {
                         master: master.clone(),
                         vod_master: master,
+                        low_latency: None,
                     }),
                     poster: art.as_ref().map(|a| a.0.clone()),
                     storyboard: art.map(|a| a.1),
@@ -606,6 +607,7 @@ impl Worker {
                     playback: Some(PlaybackLocations {
                         master: Some(master_key),
                         vod_master: None,
+                        low_latency: None,
                     }),
                     ..Default::default()
                 };

@@ -75,7 +75,7 @@ async function watchPage(user) {
   page.media = [];
   page.renewals = []; // the token of every playback URL the page got from the bff
   page.on('response', (r) => {
-    if (/\.(m3u8|ts)(\?|$)/.test(r.url())) page.media.push({ url: r.url(), status: r.status() });
+    if (/\.(m3u8|ts|m4s|mp4)(\?|$)/.test(r.url())) page.media.push({ url: r.url(), status: r.status() });
     if (/\/v1\/videos\/[^/?]+$/.test(r.url())) {
       r.json()
         .then((b) => b && b.playback && page.renewals.push(tokenOf(b.playback.url)))
@@ -167,7 +167,7 @@ test('a subscribers-only broadcast gives nothing to viewers without a subscripti
   assert.equal(denied.body.access.reason, 'not_subscribed');
   assert.equal(denied.body.playback, null);
   // the object names are no secret: the edge still refuses them without a token
-  for (const key of ['master.m3u8', '360p/index.m3u8', '360p/seg_00001.ts']) {
+  for (const key of ['master.m3u8', '360p/index.m3u8', '360p/seg_00001.m4s', 'll.m3u8', '360p/ll.m3u8', '360p/ll_00001_0.m4s']) {
     assert.equal(await edgeStatus(`${EDGE}/live/${videoId}/${key}`), 403, key);
     assert.equal(await edgeStatus(`${EDGE}/p/k1.9999999999.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/live/${videoId}/${key}`), 403, key);
   }

@@ -40,7 +40,7 @@ async function openPage() {
   });
   page.on('pageerror', (e) => page.consoleErrors.push(String(e)));
   page.on('response', (r) => {
-    if (/\.(m3u8|ts)(\?|$)/.test(r.url())) {
+    if (/\.(m3u8|ts|m4s|mp4)(\?|$)/.test(r.url())) {
       page.media.push({ url: r.url(), status: r.status(), cache: r.headers()['x-cache-status'] || null });
     }
   });
@@ -65,6 +65,7 @@ const player = (page) =>
       currentLevel: hls ? hls.currentLevel : null,
       levels: hls ? hls.levels.map((l) => l.height) : [],
       url: hls ? hls.url : null,
+      lowLatency: window.caudalPlayer.lowLatency,
       errors: window.caudalErrors,
     };
   });
@@ -132,7 +133,9 @@ test('the live watch page plays through the edge', async () => {
 
   const start = await player(page);
   assert.match(start.url, new RegExp('^' + EDGE.replace(/[.]/g, '\\.') + '/p/[^/]+/live/' + liveId + '/'), `playing ${start.url}, not the signed live playlist through the edge`);
-  assert.match(start.url, /master\.m3u8$/);
+  // the platform cuts parts: the page plays the low-latency playlist in lowLatencyMode
+  assert.match(start.url, /\/ll\.m3u8$/);
+  assert.equal(start.lowLatency, true, 'not in low-latency mode');
   await waitForProgress(page, start.currentTime, 5, 20000);
 
   const p = await player(page);
@@ -149,9 +152,11 @@ test('the live watch page plays through the edge', async () => {
   assert.ok(info.liveBadge, 'no LIVE badge');
   assert.equal(info.message, null, 'a message covers the playing video');
 
-  // every playlist and segment came from the edge
-  const media = page.media.filter((m) => m.url.endsWith('.ts'));
-  assert.ok(media.length >= 2, 'fewer than 2 segments fetched');
+  // every playlist, part and segment came from the edge; hls.js asked for parts and made
+  // blocking playlist reloads (RFC 8216bis _HLS_msn/_HLS_part)
+  const parts = page.media.filter((m) => /\/ll_\d+_\d+\.m4s$/.test(m.url));
+  assert.ok(parts.length >= 4, `only ${parts.length} parts fetched`);
+  assert.ok(page.media.some((m) => /ll\.m3u8\?.*_HLS_msn=\d+/.test(m.url)), 'no blocking playlist reload');
   for (const m of page.media) {
     assert.ok(m.url.startsWith(EDGE + '/'), `${m.url} not fetched through the edge`);
     assert.equal(m.status, 200, `${m.url} answered ${m.status}`);

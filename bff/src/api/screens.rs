@@ -283,9 +283,14 @@ pub fn playback_of(v: &Video, edge: &EdgeUrls) -> Option<Playback> {
         (false, Some(k)) => edge.signed(k).map(|(u, _)| u),
         _ => None,
     };
+    let low_latency_url = match (live, v.playback.low_latency.as_deref()) {
+        (true, Some(k)) => edge.signed(k).map(|(u, _)| u),
+        _ => None,
+    };
     Some(Playback {
         url,
         live,
+        low_latency_url,
         expires_at,
         storyboard,
     })
@@ -558,6 +563,7 @@ mod tests {
             playback: PlaybackLocations {
                 master: master.map(Into::into),
                 vod_master: vod.map(Into::into),
+                low_latency: None,
             },
             poster: None,
             storyboard: None,
@@ -619,6 +625,16 @@ mod tests {
         assert!(p.live);
         assert!(p.url.starts_with("http://edge/p/k1."), "{}", p.url);
         assert_eq!(opens(&p), "live/v1/master.m3u8");
+        assert_eq!(p.low_latency_url, None, "no parts cut: standard HLS only");
+        // a broadcast that cuts parts also has its low-latency master, signed the same way
+        live.playback.low_latency = Some("live/v1/ll.m3u8".into());
+        let p = playback_of(&live, &e).unwrap();
+        let ll = Playback {
+            url: p.low_latency_url.clone().expect("a low-latency URL"),
+            ..p.clone()
+        };
+        assert_eq!(opens(&ll), "live/v1/ll.m3u8");
+        assert_eq!(opens(&p), "live/v1/master.m3u8");
         let ended = video(
             VideoKind::Live,
             VideoStatus::Ended,
@@ -630,15 +646,18 @@ mod tests {
             None,
             "ended, not yet recorded: offline"
         );
-        let rec = video(
+        let mut rec = video(
             VideoKind::Live,
             VideoStatus::Recorded,
             Some("live/v1/master.m3u8"),
             Some("live/v1/vod.m3u8"),
         );
+        // the live edge is gone once recorded
+        rec.playback.low_latency = Some("live/v1/ll.m3u8".into());
         let p = playback_of(&rec, &e).unwrap();
         assert!(!p.live);
         assert_eq!(opens(&p), "live/v1/vod.m3u8");
+        assert_eq!(p.low_latency_url, None);
         let rec_no_vod = video(
             VideoKind::Live,
             VideoStatus::Recorded,

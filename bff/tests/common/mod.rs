@@ -242,6 +242,7 @@ pub async fn catalog_video(
         playback: PlaybackLocations {
             master: Some(format!("live/{id}/master.m3u8")),
             vod_master: None,
+            low_latency: None,
         },
     };
     let mut v = stack
@@ -269,6 +270,7 @@ pub async fn catalog_video(
             change.playback = Some(PlaybackLocations {
                 master: None,
                 vod_master: Some(format!("live/{id}/vod.m3u8")),
+                low_latency: None,
             });
             change.duration_secs = Some(12.0);
         }

@@ -73,6 +73,10 @@ pub struct PlaybackLocations {
     pub master: Option<String>,
     /// Master playlist of the whole recorded broadcast, once ended.
     pub vod_master: Option<String>,
+    /// Master playlist of the low-latency HLS edge of a broadcast on air (parts and blocking
+    /// reloads, served by ingest's live origin through the edge), when it cuts parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_latency: Option<String>,
 }
 
 /// `POST /internal/v1/videos`.

@@ -8,8 +8,13 @@
 // (hls.js xhrSetup), so playback goes on without a restart; access that was taken away ends
 // playback within one token lifetime.
 //
-// For tests and benchmarks: window.caudalPlayer = { hls, video }, window.caudalErrors (the
-// fatal hls.js errors) and <body data-state="loading|playing|offline|notfound|denied|error">.
+// A broadcast that cuts parts also has playback.low_latency_url (/p/{token}/live/{id}/ll.m3u8):
+// low-latency HLS (parts, blocking playlist reloads) from ingest's live origin through the edge.
+// The page plays it with hls.js lowLatencyMode; if it fails, the standard playlist over the same
+// segments (playback.url) takes over.
+//
+// For tests and benchmarks: window.caudalPlayer = { hls, video, lowLatency }, window.caudalErrors
+// (the fatal hls.js errors) and <body data-state="loading|playing|offline|notfound|denied|error">.
 'use strict';
 
 (function () {
@@ -45,6 +50,8 @@
   let hls = null;
   let playingUrl = null;
   let playingLive = false;
+  // playing the low-latency playlist: the standard one to fall back to
+  let standardUrl = null;
   let broadcastEnded = false;
   let recoveries = 0;
   // the token in the URLs the player asks for, and when to ask the bff for the next one
@@ -232,7 +239,11 @@
       offerRecording(playback.url);
       return;
     }
-    play(playback.url, playback.live);
+    if (playback.live && playback.low_latency_url) {
+      play(playback.low_latency_url, true, playback.url);
+    } else {
+      play(playback.url, playback.live);
+    }
     scheduleRenewal(playback.expires_at);
     loadStoryboard(playback.live ? null : playback.storyboard);
   }
@@ -425,8 +436,10 @@
     }
     playingUrl = null;
     currentToken = null;
+    standardUrl = null;
     clearTimeout(renewTimer);
     window.caudalPlayer.hls = null;
+    window.caudalPlayer.lowLatency = false;
     qualityLabel.hidden = true;
     if (had) {
       video.removeAttribute('src');
@@ -434,11 +447,13 @@
     }
   }
 
-  function play(url, live) {
+  // `fallback`: the standard playlist, when `url` is the low-latency one
+  function play(url, live, fallback) {
     stopPlayer();
     playingUrl = url;
     currentToken = tokenOf(url);
     playingLive = !!live;
+    standardUrl = fallback || null;
     recoveries = 0;
     setState('loading', 'Loading…');
     clearTimeout(pollTimer);
@@ -455,15 +470,20 @@
     }
     // hls.js defaults (the benchmarks compare them with nginx-rtmp under the same settings),
     // plus the token swap: xhrSetup may open the request itself, with another URL.
+    const lowLatency = !!fallback;
     hls = new window.Hls({
       // not live: from the start, also while an upload's EVENT playlist still grows
       startPosition: live ? -1 : 0,
+      // parts and blocking reloads only on the low-latency playlist; hls.js then sits
+      // PART-HOLD-BACK behind the live edge
+      lowLatencyMode: lowLatency,
       xhrSetup(xhr, requestUrl) {
         const signed = withToken(requestUrl);
         if (signed !== requestUrl) xhr.open('GET', signed, true);
       },
     });
     window.caudalPlayer.hls = hls;
+    window.caudalPlayer.lowLatency = lowLatency;
     hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
       fillQualityMenu();
       startPlayback();
@@ -503,6 +523,12 @@
     if (!manifest && recoveries < 3 && data.type === E.NETWORK_ERROR) {
       recoveries += 1;
       setTimeout(() => hls && hls.startLoad(), 1000);
+      return;
+    }
+    if (standardUrl) {
+      // the live origin failed (ingest restarting, say): the standard playlist, same segments
+      const fallback = standardUrl.replace(TOKEN_PATH, '/p/' + currentToken + '/');
+      play(fallback, true);
       return;
     }
     stopPlayer();
