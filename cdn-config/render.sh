@@ -17,7 +17,9 @@
 # not checked and unsigned paths serve every object).
 #
 # Optional: CAUDAL_EDGE_LIVE_ORIGIN (127.0.0.1:8081: ingest's HTTP listener, the live origin of
-# low-latency HLS), CAUDAL_EDGE_LISTEN_ADDR (127.0.0.1), CAUDAL_EDGE_WORKERS (auto),
+# low-latency HLS; or the live tier in front of it), CAUDAL_EDGE_LIVE_COLLAPSE (nginx: this
+# nginx caches and collapses low-latency requests; varnish: CAUDAL_EDGE_LIVE_ORIGIN is the
+# Varnish live tier of render-live.sh, which does), CAUDAL_EDGE_LISTEN_ADDR (127.0.0.1), CAUDAL_EDGE_WORKERS (auto),
 # CAUDAL_EDGE_CACHE_MAX_SIZE (4g), CAUDAL_EDGE_PLAYLIST_INACTIVE (10m), CAUDAL_EDGE_STATUS_PORT
 # (unset: none; a port: nginx's stub_status at http://127.0.0.1:PORT/stub_status, for
 # prometheus-nginx-exporter).
@@ -49,6 +51,9 @@ STATUS_PORT=${CAUDAL_EDGE_STATUS_PORT:-}
 LIVE_ORIGIN=${CAUDAL_EDGE_LIVE_ORIGIN:-127.0.0.1:8081}
 [[ "$LIVE_ORIGIN" =~ ^[A-Za-z0-9.-]+:[0-9]{1,5}$ || "$LIVE_ORIGIN" =~ ^\[[0-9A-Fa-f:]+\]:[0-9]{1,5}$ ]] ||
   die "CAUDAL_EDGE_LIVE_ORIGIN must be HOST:PORT, got '$LIVE_ORIGIN'"
+LIVE_COLLAPSE=${CAUDAL_EDGE_LIVE_COLLAPSE:-nginx}
+[[ "$LIVE_COLLAPSE" == nginx || "$LIVE_COLLAPSE" == varnish ]] ||
+  die "CAUDAL_EDGE_LIVE_COLLAPSE must be nginx or varnish, got '$LIVE_COLLAPSE'"
 STATUS_LISTEN=""
 if [ -n "$STATUS_PORT" ]; then
   if ! [[ "$STATUS_PORT" =~ ^[0-9]+$ ]] || ((STATUS_PORT < 1 || STATUS_PORT > 65535)) || ((STATUS_PORT == EDGE_PORT)); then
@@ -191,6 +196,7 @@ esac
 # {{NAME}} substitution and #{{s3}} / #{{local}} / #{{tokens}} / #{{no-tokens}} / #{{status}}
 # blocks (not nested).
 if [ "$TOKENS" = on ]; then KEEP="$MODE tokens"; else KEEP="$MODE no-tokens"; fi
+KEEP+=" live-$LIVE_COLLAPSE"
 [ -z "$STATUS_LISTEN" ] || KEEP+=" status"
 render() {
   awk -v mode="$MODE" -v keep=" $KEEP " \
@@ -208,12 +214,12 @@ render() {
       vals["LIVE_ORIGIN"] = LIVE_ORIGIN
       skip = 0
     }
-    /^[ \t]*#\{\{(s3|local|tokens|no-tokens|status)\}\}[ \t]*$/ {
+    /^[ \t]*#\{\{(s3|local|tokens|no-tokens|status|live-nginx|live-varnish)\}\}[ \t]*$/ {
       name = $0; gsub(/[ \t#{}]/, "", name)
       if (index(keep, " " name " ") == 0) skip = 1
       next
     }
-    /^[ \t]*#\{\{\/(s3|local|tokens|no-tokens|status)\}\}[ \t]*$/ { skip = 0; next }
+    /^[ \t]*#\{\{\/(s3|local|tokens|no-tokens|status|live-nginx|live-varnish)\}\}[ \t]*$/ { skip = 0; next }
     skip { next }
     {
       for (i = 1; i <= n; i++) {
@@ -239,4 +245,4 @@ nginx -t -q -p "$OUT_DIR" -c "$OUT_DIR/nginx.conf" -g 'daemon off;' ||
 if [ "$TOKENS" = on ]; then TOKENS_DESC="playback keys $KIDS"; else TOKENS_DESC="playback tokens OFF (unsigned paths serve everything)"; fi
 STATUS_DESC=""
 [ -z "$STATUS_LISTEN" ] || STATUS_DESC="; stub_status on http://$STATUS_LISTEN/stub_status"
-echo "render.sh: edge on http://$LISTEN -> $ORIGIN_DESC, live origin $LIVE_ORIGIN; $TOKENS_DESC$STATUS_DESC; config $OUT_DIR/nginx.conf" >&2
+echo "render.sh: edge on http://$LISTEN -> $ORIGIN_DESC, live origin $LIVE_ORIGIN (collapsed by $LIVE_COLLAPSE); $TOKENS_DESC$STATUS_DESC; config $OUT_DIR/nginx.conf" >&2

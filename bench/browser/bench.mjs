@@ -1,7 +1,8 @@
 // Browser benchmarks, driven by run.sh (which starts the platform and nginx-rtmp):
-//   (a) glass-to-glass latency of the same stamped 720p30 stream through Caudal (RTMP ingest,
-//       transcode, S3, the edge) and through nginx-rtmp (hls on, 2 s fragments), played by the
-//       same page with the same hls.js defaults;
+//   (a) glass-to-glass latency of the same stamped 720p30 stream through Caudal as low-latency
+//       HLS (parts and blocking reloads from ingest's live origin, through the edge), through
+//       Caudal as standard HLS (the stored playlists, through the edge) and through nginx-rtmp
+//       (hls on, 2 s fragments), played by the same page with the same hls.js defaults;
 //   (b) time to first frame (navigation start -> currentTime > 0) of a live and a recorded
 //       Caudal video through the edge, and of nginx-rtmp's live stream.
 // Prints figures; asserts nothing.
@@ -118,9 +119,9 @@ async function newPage() {
 }
 
 // (a) one viewer: joins `src` on the bench page and samples every presented frame for `secs`
-async function view(name, src, secs) {
+async function view(name, src, secs, lowLatency = false) {
   const page = await newPage();
-  await page.goto(PAGE + '?src=' + encodeURIComponent(src));
+  await page.goto(PAGE + (lowLatency ? '?ll=1&src=' : '?src=') + encodeURIComponent(src));
   await page.waitForFunction(() => window.__probe.ttff !== null, null, { timeout: 30000 });
   await sleep(3000); // past the start-up
   await page.evaluate(() => window.__probe.start());
@@ -191,12 +192,15 @@ async function main() {
   });
   const id = stream.video_id;
   // the edge serves media only under a playback token, handed out by bff
-  const signed = async (live) =>
+  const signed = async (live, lowLatency = false) =>
     until(`bff: a signed ${live ? 'live' : 'recording'} URL`, 60, async () => {
       const r = await fetch(`${BFF}/v1/videos/${id}`).then((r) => r.json()).catch(() => null);
-      return r && r.playback && r.playback.live === live ? r.playback.url : null;
+      if (!r || !r.playback || r.playback.live !== live) return null;
+      return lowLatency ? r.playback.low_latency_url : r.playback.url;
     });
   const master = await signed(true);
+  const llMaster = await signed(true, true);
+  await until('caudal low-latency master at the edge', 30, () => getText(llMaster));
   const nginxUrl = `${NGINX_HLS}/bench.m3u8`;
   await until('caudal master playlist at the edge', 30, () => getText(master));
   const firstRung = (await getText(master)).split('\n').find((l) => l && !l.startsWith('#'));
@@ -208,17 +212,20 @@ async function main() {
   describe('nginx-rtmp', await getText(nginxUrl));
 
   // (a) JOINS viewers per server, alternating, each sampling SECS/JOINS seconds
-  const views = { caudal: [], nginx: [] };
+  const views = { ll: [], caudal: [], nginx: [] };
   for (let j = 0; j < JOINS; j++) {
-    views.caudal.push(await view('caudal (edge)', master, SECS / JOINS));
+    views.ll.push(await view('caudal LL-HLS (edge)', llMaster, SECS / JOINS, true));
+    views.caudal.push(await view('caudal HLS (edge)', master, SECS / JOINS));
     views.nginx.push(await view('nginx-rtmp', nginxUrl, SECS / JOINS));
   }
-  results.latency.push(summarize('caudal (edge)', master, views.caudal));
+  results.latency.push(summarize('caudal LL-HLS', llMaster, views.ll));
+  results.latency.push(summarize('caudal HLS', master, views.caudal));
   results.latency.push(summarize('nginx-rtmp', nginxUrl, views.nginx));
 
   // (b) live, alternating too
   const ttffs = {
-    caudalPage: { name: 'caudal live, bench page -> edge', url: PAGE + '?src=' + encodeURIComponent(master), runs: [] },
+    caudalLl: { name: 'caudal live LL-HLS, bench page -> edge', url: PAGE + '?ll=1&src=' + encodeURIComponent(llMaster), runs: [] },
+    caudalPage: { name: 'caudal live HLS, bench page -> edge', url: PAGE + '?src=' + encodeURIComponent(master), runs: [] },
     caudalWatch: BFF ? { name: 'caudal live, watch page (bff + edge)', url: `${BFF}/watch/${id}`, runs: [] } : null,
     nginx: { name: 'nginx-rtmp live, bench page', url: PAGE + '?src=' + encodeURIComponent(nginxUrl), runs: [] },
   };
@@ -255,8 +262,9 @@ async function main() {
       String(r.frames).padEnd(8) + String(r.unreadable).padEnd(12) + r.heights.padEnd(9) +
       `${r.stalls} (${fmt(r.stalledSecs)} s)`.padEnd(12) + (r.errors.length ? r.errors.join(', ') : 'none'));
   }
-  const [c, n] = results.latency;
-  out.push(`    ratio caudal / nginx-rtmp: median ${fmt(c.latency.median / n.latency.median)}, p95 ${fmt(c.latency.p95 / n.latency.p95)}`);
+  const [l, c, n] = results.latency;
+  out.push(`    ratio caudal LL-HLS / nginx-rtmp: median ${fmt(l.latency.median / n.latency.median)}, p95 ${fmt(l.latency.p95 / n.latency.p95)}`);
+  out.push(`    ratio caudal HLS / nginx-rtmp: median ${fmt(c.latency.median / n.latency.median)}, p95 ${fmt(c.latency.p95 / n.latency.p95)}`);
   for (const r of results.latency) out.push(`    ${r.name.padEnd(16)}each viewer's median: ${r.perViewer.map(fmt).join(' ')}`);
   out.push('    where it comes from (medians): player = hls.latency, how far playback is behind the end of the');
   out.push('    playlist the player has; playlist = the rest, how old that end is (segmenting, upload, caches, polling)');

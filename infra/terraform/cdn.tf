@@ -1,5 +1,7 @@
 # CloudFront: the one public HTTPS entry point (it replaces the nginx edge of the local stack).
 #
+#   /p/*/ll.m3u8, /p/*/ll_* -> ALB/ingest low-latency HLS from the live origin: the blocking-reload
+#                                        query in the cache key, the origin's Cache-Control
 #   /p/*.ts, /p/*.m4s       -> S3 (OAC)  segments: immutable, cached up to a year
 #   /p/*.m3u8               -> S3 (OAC)  playlists: cached at most 1 s (live windows move)
 #   /p/*                    -> S3 (OAC)  anything else the transcoder writes: origin Cache-Control
@@ -68,6 +70,36 @@ resource "aws_cloudfront_cache_policy" "hls_playlists" {
     }
     query_strings_config {
       query_string_behavior = "none"
+    }
+  }
+}
+
+# Low-latency HLS (ingest's live origin): players asking for the same part share one entry
+# (the blocking-reload query is the only query in the key) and CloudFront collapses their
+# misses into one origin request. The origin's Cache-Control decides: 1 s for a playlist as it
+# is, 6 s for an answer to a blocking request, 300 s for parts; no-store for 400 and 503.
+resource "aws_cloudfront_cache_policy" "hls_low_latency" {
+  name        = "${local.name}-hls-low-latency"
+  comment     = "LL-HLS: blocking-reload query in the key, origin Cache-Control"
+  min_ttl     = 0
+  default_ttl = 1
+  max_ttl     = 300
+
+  parameters_in_cache_key_and_forwarded_to_origin {
+    enable_accept_encoding_gzip   = true
+    enable_accept_encoding_brotli = true
+
+    cookies_config {
+      cookie_behavior = "none"
+    }
+    headers_config {
+      header_behavior = "none"
+    }
+    query_strings_config {
+      query_string_behavior = "whitelist"
+      query_strings {
+        items = ["_HLS_msn", "_HLS_part", "_HLS_skip"]
+      }
     }
   }
 }
@@ -273,6 +305,40 @@ resource "aws_cloudfront_distribution" "main" {
     cache_policy_id            = data.aws_cloudfront_cache_policy.caching_disabled.id
     origin_request_policy_id   = data.aws_cloudfront_origin_request_policy.all_viewer_except_host.id
     response_headers_policy_id = aws_cloudfront_response_headers_policy.app.id
+  }
+
+  # Low-latency HLS under a playback token, before the media behaviours (the first match wins):
+  # the live origin in ingest, through the ALB (its listener rule sends these names there).
+  ordered_cache_behavior {
+    path_pattern               = "/p/*/ll.m3u8"
+    target_origin_id           = "bff"
+    viewer_protocol_policy     = "https-only"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = aws_cloudfront_cache_policy.hls_low_latency.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.playback_token.arn
+    }
+  }
+
+  ordered_cache_behavior {
+    path_pattern               = "/p/*/ll_*"
+    target_origin_id           = "bff"
+    viewer_protocol_policy     = "https-only"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = false
+    cache_policy_id            = aws_cloudfront_cache_policy.hls_low_latency.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.playback_token.arn
+    }
   }
 
   # Media under a playback token. The behaviour is chosen on the viewer's path (/p/...); the

@@ -69,6 +69,7 @@ locals {
   target_groups = {
     bff  = aws_lb_target_group.bff.arn
     rtmp = aws_lb_target_group.rtmp.arn
+    live = aws_lb_target_group.live_origin.arn
   }
 
   services = {
@@ -78,6 +79,9 @@ locals {
       extra_ports    = [9080]
       security_group = aws_security_group.bff.id
       target_group   = "bff"
+      # a second target group (and container port) the tasks register in
+      extra_target_group = ""
+      extra_target_port  = 0
       discovery      = false
       stop_timeout   = 30
       ephemeral_gib  = 0
@@ -106,6 +110,9 @@ locals {
       extra_ports    = [9082]
       security_group = aws_security_group.user_svc.id
       target_group   = ""
+      # a second target group (and container port) the tasks register in
+      extra_target_group = ""
+      extra_target_port  = 0
       discovery      = true
       stop_timeout   = 30
       ephemeral_gib  = 0
@@ -130,6 +137,9 @@ locals {
       extra_ports    = [9083]
       security_group = aws_security_group.metadata_svc.id
       target_group   = ""
+      # a second target group (and container port) the tasks register in
+      extra_target_group = ""
+      extra_target_port  = 0
       discovery      = true
       stop_timeout   = 30
       ephemeral_gib  = 0
@@ -149,6 +159,9 @@ locals {
       extra_ports    = [8081, 9081]
       security_group = aws_security_group.ingest.id
       target_group   = "rtmp"
+      # a second target group (and container port) the tasks register in
+      extra_target_group = "live"
+      extra_target_port  = 8081
       discovery      = false
       # Fargate's maximum: a stopping task flushes every rung and writes the VOD playlists.
       stop_timeout  = 120
@@ -169,6 +182,9 @@ locals {
         CAUDAL_INGEST_STORAGE__PATH_STYLE     = "false"
         CAUDAL_INGEST_STORAGE__CREATE_BUCKET  = "false"
         CAUDAL_INGEST_TRANSCODE__SEGMENT_SECS = tostring(var.hls_segment_secs)
+        # low-latency HLS: CMAF parts served by the live origin (0: standard HLS, MPEG-TS)
+        CAUDAL_INGEST_TRANSCODE__PART_SECS     = tostring(var.ll_part_secs)
+        CAUDAL_INGEST_TRANSCODE__SEGMENT_FORMAT = var.ll_part_secs > 0 ? "fmp4" : "ts"
         CAUDAL_INGEST_TRANSCODE__SPOOL_DIR    = "/spool"
       }
       # No secrets: S3 credentials come from the task role (empty access_key_id -> AWS chain).
@@ -282,6 +298,16 @@ resource "aws_ecs_service" "service" {
     }
   }
 
+  # ingest-rtmp: also the ALB's live origin of low-latency HLS (its HTTP port)
+  dynamic "load_balancer" {
+    for_each = each.value.extra_target_group == "" ? [] : [each.value.extra_target_group]
+    content {
+      target_group_arn = local.target_groups[load_balancer.value]
+      container_name   = each.key
+      container_port   = each.value.extra_target_port
+    }
+  }
+
   dynamic "service_registries" {
     for_each = each.value.discovery ? [each.key] : []
     content {
@@ -295,6 +321,7 @@ resource "aws_ecs_service" "service" {
   # it; CloudFront must know the playback keys before bff signs with them.
   depends_on = [
     aws_lb_listener_rule.bff_from_cloudfront,
+    aws_lb_listener_rule.live_origin_from_cloudfront,
     aws_lb_listener.rtmp,
     aws_iam_role_policy.execution,
     aws_cloudfrontkeyvaluestore_key.playback,

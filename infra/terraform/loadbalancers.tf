@@ -1,6 +1,7 @@
 # Load balancers:
 #   ALB (public subnets, HTTPS 443) -> bff tasks; reached only by CloudFront (security group
 #        on CloudFront's origin-facing prefix list + a secret header checked by the listener).
+#        Low-latency HLS (/<media prefix>/*/ll.m3u8, .../ll_*) -> ingest-rtmp's live origin.
 #   NLB (public subnets, TCP 1935, optional TLS 443 for RTMPS) -> ingest-rtmp tasks.
 
 # --- ALB for bff ---------------------------------------------------------------------------
@@ -79,6 +80,53 @@ resource "aws_lb_listener_rule" "bff_from_cloudfront" {
   action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.bff.arn
+  }
+}
+
+# Low-latency HLS: ingest's live origin (its HTTP listener). Any instance answers for any
+# broadcast (it forwards to the instance running it), so plain round robin is right.
+resource "aws_lb_target_group" "live_origin" {
+  #checkov:skip=CKV_AWS_378:TLS ends at the ALB; ingest speaks plain HTTP to it inside the private app subnets, on a port only the ALB's and ingest's security groups can reach.
+  name                 = "${local.name}-live-origin"
+  port                 = 8081
+  protocol             = "HTTP"
+  target_type          = "ip"
+  vpc_id               = aws_vpc.main.id
+  deregistration_delay = 30
+
+  health_check {
+    path                = "/healthz"
+    port                = "8081"
+    protocol            = "HTTP"
+    matcher             = "200"
+    interval            = 15
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 3
+  }
+}
+
+resource "aws_lb_listener_rule" "live_origin_from_cloudfront" {
+  listener_arn = aws_lb_listener.app_https.arn
+  # before bff's rule: the same secret header, narrowed to the live edge's names
+  priority = 5
+
+  condition {
+    http_header {
+      http_header_name = "X-Caudal-Origin-Verify"
+      values           = [random_password.origin_verify.result]
+    }
+  }
+
+  condition {
+    path_pattern {
+      values = ["/${local.media_prefix}/*/ll.m3u8", "/${local.media_prefix}/*/ll_*"]
+    }
+  }
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.live_origin.arn
   }
 }
 

@@ -2,6 +2,8 @@
 #
 #   internet --1935 (443 RTMPS)--> nlb --1935, 8081 health--> ingest-rtmp
 #   CloudFront --443--> alb --8080, 9080 health--> bff
+#                           --8081--> ingest-rtmp (live origin of low-latency HLS)
+#   ingest-rtmp --8081--> ingest-rtmp (a request for another instance's broadcast is forwarded)
 #   bff, ingest-rtmp --8082--> user-svc     --3306-->  rds        (MariaDB)
 #   bff, ingest-rtmp --8083--> metadata-svc --27017--> docdb      (DocumentDB)
 #   every task --443--> AWS APIs / image registry (through NAT; S3 through the gateway endpoint)
@@ -200,6 +202,42 @@ resource "aws_vpc_security_group_ingress_rule" "ingest_rtmp_from_nlb" {
   from_port                    = 1935
   to_port                      = 1935
   referenced_security_group_id = aws_security_group.nlb.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_ingest_origin" {
+  security_group_id            = aws_security_group.alb.id
+  description                  = "Low-latency HLS requests (and health checks) to ingest's live origin"
+  ip_protocol                  = "tcp"
+  from_port                    = 8081
+  to_port                      = 8081
+  referenced_security_group_id = aws_security_group.ingest.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "ingest_origin_from_alb" {
+  security_group_id            = aws_security_group.ingest.id
+  description                  = "Low-latency HLS from the ALB (CloudFront)"
+  ip_protocol                  = "tcp"
+  from_port                    = 8081
+  to_port                      = 8081
+  referenced_security_group_id = aws_security_group.alb.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "ingest_origin_from_ingest" {
+  security_group_id            = aws_security_group.ingest.id
+  description                  = "Live-origin requests forwarded by another ingest instance"
+  ip_protocol                  = "tcp"
+  from_port                    = 8081
+  to_port                      = 8081
+  referenced_security_group_id = aws_security_group.ingest.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "ingest_to_ingest_origin" {
+  security_group_id            = aws_security_group.ingest.id
+  description                  = "Live-origin requests forwarded to the instance running the broadcast"
+  ip_protocol                  = "tcp"
+  from_port                    = 8081
+  to_port                      = 8081
+  referenced_security_group_id = aws_security_group.ingest.id
 }
 
 resource "aws_vpc_security_group_ingress_rule" "ingest_health_from_nlb" {

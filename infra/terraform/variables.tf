@@ -160,6 +160,17 @@ variable "hls_segment_secs" {
   }
 }
 
+variable "ll_part_secs" {
+  description = "Low-latency HLS: the part length in seconds (CAUDAL_INGEST_TRANSCODE__PART_SECS; live segments become CMAF). 0 turns it off: standard HLS with MPEG-TS segments."
+  type        = number
+  default     = 0.5
+
+  validation {
+    condition     = var.ll_part_secs == 0 || (var.ll_part_secs >= 0.2 && var.ll_part_secs <= 1)
+    error_message = "The ll_part_secs must be 0 (off) or between 0.2 and 1."
+  }
+}
+
 variable "bff_forwarded_hops" {
   description = "Proxies in front of bff that append to X-Forwarded-For (CAUDAL_BFF_RATE_LIMIT__FORWARDED_HOPS): CloudFront then the ALB, 2. bff takes the client address for rate limits from the entry that many from the right, which CloudFront wrote; entries a client forged further left are ignored. 0 would put every client in the ALB nodes' buckets."
   type        = number

@@ -11,6 +11,11 @@
 //!   `reaper_timeout_secs` belongs to an instance that died and did not come back: any
 //!   instance claims it (`caudal:ingest:reaping:<video id>`, NX) and finishes it from storage.
 //!
+//! - **Live origins.** The marker's hash also holds `origin`: the base URL of the instance's
+//!   HTTP listener, where its low-latency broadcasts' live edge is served. An instance asked for
+//!   a broadcast it does not run forwards the request there ([`crate::origin`]), so a balancer
+//!   may send any request to any instance.
+//!
 //! Without `shared_state_url` an instance is alone: leases are its own registry, and its
 //! own restart finishes what it left (the spool marker).
 
@@ -35,6 +40,9 @@ pub struct Cluster {
     con: ConnectionManager,
     pub instance: String,
     lease_ttl: Duration,
+    /// Where other instances reach this one's live origin (`http://host:port`), set once the
+    /// HTTP listener is bound.
+    pub origin: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -57,7 +65,19 @@ impl Cluster {
             con,
             instance,
             lease_ttl,
+            origin: Default::default(),
         })
+    }
+
+    /// The live origin of the instance running broadcast `video_id`, if another one does.
+    pub async fn origin_of(&self, video_id: &str) -> Result<Option<String>, ClusterError> {
+        let origin: Option<String> = redis::cmd("HGET")
+            .arg(format!("{BROADCAST}{video_id}"))
+            .arg("origin")
+            .query_async(&mut self.con.clone())
+            .await?;
+        let mine = self.origin.get().map(String::as_str).unwrap_or("");
+        Ok(origin.filter(|o| !o.is_empty() && o != mine))
     }
 
     /// Takes the key's lease for this instance, or renews it if this instance holds it.
@@ -110,6 +130,8 @@ impl Cluster {
                 .arg(serde_json::to_string(m).expect("marker serialises"))
                 .arg("instance")
                 .arg(&self.instance)
+                .arg("origin")
+                .arg(self.origin.get().map(String::as_str).unwrap_or(""))
                 .ignore();
         }
         pipe.cmd("ZADD")

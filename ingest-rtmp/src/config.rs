@@ -64,6 +64,11 @@ pub struct Config {
     pub shared_state_url: String,
     /// This instance's name in the shared state; empty: a random one per start.
     pub instance_id: String,
+    /// Where other instances reach this one's HTTP listener (its live origin), e.g.
+    /// `http://10.0.1.5:8081`, recorded with each broadcast in the shared state. Empty:
+    /// `http://<http_listen>`, or, when that is an unspecified address (0.0.0.0), this host's
+    /// address towards the shared state.
+    pub origin_url: String,
     /// A key's lease lapses this long after its instance stopped renewing it, s.
     pub lease_ttl_secs: u64,
     /// A broadcast whose instance sent no heartbeat for this long is finished by another
@@ -102,6 +107,7 @@ impl Default for Config {
             takeover: true,
             shared_state_url: String::new(),
             instance_id: String::new(),
+            origin_url: String::new(),
             lease_ttl_secs: 10,
             reaper_timeout_secs: 30,
             jobs: jobs::JobsConfig {

@@ -141,10 +141,18 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .merge(origin::router(
             &shared.cfg.media_prefix,
             shared.origins.clone(),
+            shared.cluster.clone(),
+            // a forwarded blocking request may be held three target durations
+            Duration::from_secs_f64(shared.cfg.transcode.segment_secs.max(1.0) * 3.0 + 3.0),
         ))
         .merge(service_kit::health_router());
     let (http_addr, http) =
         service_kit::serve(shared.cfg.http_listen, router, shutdown.clone()).await?;
+    if let Some(c) = &shared.cluster {
+        let url = origin::advertised(&shared.cfg, http_addr);
+        tracing::info!(origin = %url, "live origin advertised to the other instances");
+        let _ = c.origin.set(url);
+    }
     let (metrics_addr, metrics) =
         service_kit::serve_metrics(shared.cfg.metrics_listen, shutdown.clone()).await?;
     let tasks = shared.tasks.clone();

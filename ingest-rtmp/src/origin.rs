@@ -7,21 +7,28 @@
 //! - `/<prefix>/<id>/<rung>/ll_<msn>.m4s`, `ll_<msn>_<part>.m4s`, `ll_init_<hash>.mp4`:
 //!   segments, parts (the hinted next part is held for until it exists) and init sections.
 //!
+//! A request for a broadcast another instance runs (cluster mode) is forwarded to that
+//! instance's live origin, found in the shared state, so a balancer may send any request to any
+//! instance. Forwarded requests carry `x-caudal-forwarded` and are never forwarded again.
+//!
 //! Finished segments also go to object storage as today: the recording and standard HLS
 //! players never depend on this origin.
 
 use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use serde::Deserialize;
 use transcoder::lowlatency::{LlError, LlStream, Reload};
+
+use crate::cluster::Cluster;
 
 /// Live edges by storage prefix (`live/<video id>`).
 #[derive(Default)]
@@ -59,28 +66,128 @@ impl Origins {
     }
 }
 
-/// The routes under `/<media_prefix>/`.
-pub(crate) fn router(media_prefix: &str, origins: Arc<Origins>) -> Router {
+/// The routes under `/<media_prefix>/`. With `cluster`, requests for broadcasts of other
+/// instances are forwarded to them (held at most `forward_timeout`).
+pub(crate) fn router(
+    media_prefix: &str,
+    origins: Arc<Origins>,
+    cluster: Option<Cluster>,
+    forward_timeout: Duration,
+) -> Router {
     let base = format!("/{}", media_prefix.trim_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(forward_timeout)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .expect("an HTTP client");
     Router::new()
         .route(&format!("{base}/{{id}}/ll.m3u8"), get(master))
         .route(&format!("{base}/{{id}}/{{rung}}/{{file}}"), get(media))
         .with_state(Arc::new(Routes {
             prefix: media_prefix.trim_matches('/').to_string(),
             origins,
+            cluster,
+            client,
         }))
+}
+
+/// Where other instances reach this one's HTTP listener: `origin_url` when set, else the bound
+/// address, or for an unspecified one (0.0.0.0) this host's address towards the shared state.
+pub(crate) fn advertised(cfg: &crate::Config, bound: SocketAddr) -> String {
+    if !cfg.origin_url.is_empty() {
+        return cfg.origin_url.trim_end_matches('/').to_string();
+    }
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        // the interface this host uses towards the shared state is one the others can reach
+        let towards = reqwest::Url::parse(&cfg.shared_state_url)
+            .ok()
+            .and_then(|u| Some((u.host_str()?.to_string(), u.port().unwrap_or(6379))));
+        if let Some(ip) = towards.and_then(|(host, port)| {
+            let target = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+            let sock = UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+            sock.connect(target).ok()?;
+            Some(sock.local_addr().ok()?.ip())
+        }) {
+            addr.set_ip(ip);
+        }
+    }
+    format!("http://{addr}")
 }
 
 struct Routes {
     prefix: String,
     origins: Arc<Origins>,
+    cluster: Option<Cluster>,
+    client: reqwest::Client,
 }
+
+const FORWARDED: &str = "x-caudal-forwarded";
 
 impl Routes {
     fn stream(&self, id: &str) -> Result<Arc<LlStream>, Fail> {
         self.origins
             .get(&format!("{}/{id}", self.prefix))
             .ok_or(Fail(LlError::NotFound))
+    }
+
+    /// The answer of the instance that runs broadcast `id`, when it is another one; None when
+    /// no other instance runs it (or this request was forwarded already).
+    async fn forward(
+        &self,
+        id: &str,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+    ) -> Option<Response> {
+        let cluster = self.cluster.as_ref()?;
+        if headers.contains_key(FORWARDED) {
+            return None;
+        }
+        let origin = match cluster.origin_of(id).await {
+            Ok(o) => o?,
+            Err(e) => {
+                tracing::warn!(video_id = id, error = %e, "cannot look up the broadcast's instance");
+                return None;
+            }
+        };
+        let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        metrics::counter!("caudal_ll_forwarded_total").increment(1);
+        let answer = self
+            .client
+            .get(format!("{origin}{path}"))
+            .header(FORWARDED, "1")
+            .send()
+            .await;
+        let r = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(video_id = id, %origin, error = %e, "the broadcast's instance did not answer");
+                return Some(failure(LlError::Timeout));
+            }
+        };
+        let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let keep = |name: header::HeaderName| {
+            r.headers()
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = keep(header::CONTENT_TYPE);
+        let cache = keep(header::CACHE_CONTROL);
+        let body = match r.bytes().await {
+            Ok(b) => b,
+            Err(_) => return Some(failure(LlError::Timeout)),
+        };
+        let mut resp = (status, body).into_response();
+        for (name, value) in [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ] {
+            if let Some(v) = value.and_then(|v| v.parse().ok()) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+        Some(resp)
     }
 }
 
@@ -174,8 +281,17 @@ fn media_bytes(body: Bytes, content_type: &'static str) -> Response {
         .into_response()
 }
 
-async fn master(State(r): State<Arc<Routes>>, Path(id): Path<String>) -> Result<Response, Fail> {
-    let text = r.stream(&id)?.master().ok_or(Fail(LlError::NotFound))?;
+async fn master(
+    State(r): State<Arc<Routes>>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, Fail> {
+    let ll = match r.stream(&id) {
+        Ok(ll) => ll,
+        Err(e) => return r.forward(&id, &uri, &headers).await.ok_or(e),
+    };
+    let text = ll.master().ok_or(Fail(LlError::NotFound))?;
     Ok(playlist(text, "max-age=2"))
 }
 
@@ -212,9 +328,23 @@ async fn media(
     State(r): State<Arc<Routes>>,
     Path((id, rung, file)): Path<(String, String, String)>,
     Query(query): Query<ReloadQuery>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
 ) -> Result<Response, Fail> {
     let file = parse_file(&file).ok_or(Fail(LlError::NotFound))?;
-    let ll = r.stream(&id)?;
+    let kind = match &file {
+        File::Playlist if query.msn.is_some() => "blocking_playlist",
+        File::Playlist => "playlist",
+        File::Segment(_) => "segment",
+        File::Part(..) => "part",
+        File::Init(_) => "init",
+    };
+    let ll = match r.stream(&id) {
+        Ok(ll) => ll,
+        Err(e) => return r.forward(&id, &uri, &headers).await.ok_or(e),
+    };
+    // what the edge asks of this origin: with the edge collapsing, about one of each per part
+    metrics::counter!("caudal_ll_origin_requests_total", "kind" => kind).increment(1);
     Ok(match file {
         File::Playlist => {
             let reload = query.parse()?;

@@ -1069,6 +1069,13 @@ async fn two_ingest_instances_let_one_publisher_per_key_go_live() {
     let _turn = HEAVY.lock().await;
     let stack = Stack::start(StackOptions {
         ingest: Some(shared_state),
+        // low-latency HLS, so that the other instance's live origin is asked for it too
+        transcode: LiveConfig {
+            segment_format: transcoder::SegmentFormat::Fmp4,
+            part_secs: 0.5,
+            x264_preset: "ultrafast".into(),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -1116,6 +1123,50 @@ async fn two_ingest_instances_let_one_publisher_per_key_go_live() {
         .await
         .unwrap();
     assert_eq!(listed, serde_json::json!([]));
+    // its live edge, asked of the other instance (a balancer may send any request anywhere):
+    // forwarded to the instance that runs the broadcast, blocking reloads included
+    let http = reqwest::Client::new();
+    let at =
+        |host: std::net::SocketAddr, path: &str| format!("http://{host}/live/{video_id}/{path}");
+    let t = Instant::now();
+    let master = loop {
+        let (status, body, _) = timed_get(&http, &at(b.http_addr, "ll.m3u8")).await;
+        if status == 200 {
+            break text(&body);
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no low-latency master through the other instance: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let rung = master
+        .lines()
+        .find(|l| l.ends_with("/ll.m3u8"))
+        .expect("a rung")
+        .to_string();
+    let (status, body, _) = timed_get(&http, &at(stack.ingest_http, &rung)).await;
+    assert_eq!(status, 200);
+    let (msn, part) = newest_part(&text(&body));
+    let (status, body, _) = timed_get(
+        &http,
+        &at(
+            b.http_addr,
+            &format!("{rung}?_HLS_msn={msn}&_HLS_part={}", part + 1),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", text(&body));
+    assert!(newest_part(&text(&body)) > (msn, part), "{}", text(&body));
+    let (status, _, _) = timed_get(
+        &http,
+        &at(b.http_addr, &format!("{rung}?_HLS_msn={}", msn + 5)),
+    )
+    .await;
+    assert_eq!(status, 400, "the owner's 400 comes back as it is");
+    let (status, _, _) =
+        timed_get(&http, &format!("http://{}/live/nope/ll.m3u8", b.http_addr)).await;
+    assert_eq!(status, 404);
     let (ok, err) = wait_child(first, Duration::from_secs(30)).await;
     assert!(ok, "{err}");
     wait_status(

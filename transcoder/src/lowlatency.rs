@@ -275,6 +275,7 @@ impl LlStream {
             });
             cur.parts.push(part);
         });
+        metrics::counter!("caudal_ll_parts_total").increment(1);
     }
 
     /// `rung`'s segment in progress is complete.

@@ -244,9 +244,15 @@ def distribution(cfg):
     return next(iter(dists.values()))
 
 
+def low_latency(pattern):
+    """A path pattern of the low-latency HLS behaviours (ingest's live origin, not the bucket)."""
+    return pattern.endswith("/ll.m3u8") or "/ll_" in pattern
+
+
 def behaviours(cfg, suffix):
     d = distribution(cfg)
-    found = [b for b in blocks(d, "ordered_cache_behavior") if cfg.resolve(b.get("path_pattern", "")).endswith(suffix)]
+    found = [b for b in blocks(d, "ordered_cache_behavior")
+             if cfg.resolve(b.get("path_pattern", "")).endswith(suffix) and not low_latency(cfg.resolve(b.get("path_pattern", "")))]
     expect(found, "no cache behaviour for *%s" % suffix)
     return found
 
@@ -394,6 +400,50 @@ def _(cfg):
                            ("query_strings_config", "query_string_behavior")):
             v = blocks(prm, block)[0].get(key) if blocks(prm, block) else None
             expect(v == "none", "%s: %s is %r (want none)" % (where, key, v))
+
+
+@check("cloudfront: low-latency HLS (/p/*/ll.m3u8, /p/*/ll_*) goes to the ALB under a playback token, keyed on the blocking-reload query only, before the media behaviours")
+def _(cfg):
+    d = distribution(cfg)
+    ordered = blocks(d, "ordered_cache_behavior")
+    patterns = [cfg.resolve(b.get("path_pattern", "")) for b in ordered]
+    ll = [b for b, p in zip(ordered, patterns) if low_latency(p)]
+    expect({cfg.resolve(b["path_pattern"]) for b in ll} == {"/p/*/ll.m3u8", "/p/*/ll_*"},
+           "low-latency behaviours are %r" % [b.get("path_pattern") for b in ll])
+    alb = [o["origin_id"] for o in blocks(d, "origin") if o.get("domain_name") == "${var.origin_domain_name}"]
+    first_media = min(i for i, p in enumerate(patterns) if p in ("/p/*.m3u8", "/p/*.m4s", "/p/*"))
+    for b in ll:
+        where = b["path_pattern"]
+        expect(b.get("target_origin_id") in alb, "%s does not go to the ALB origin" % where)
+        expect(patterns.index(cfg.resolve(where)) < first_media, "%s comes after a media behaviour that would match first" % where)
+        expect(viewer_request_function(b) == "playback_token", "%s is served without the playback token check" % where)
+        expect(b.get("viewer_protocol_policy") == "https-only", "%s allows plain HTTP" % where)
+        policy = cache_policy(cfg, b)
+        prm = blocks(policy, "parameters_in_cache_key_and_forwarded_to_origin")[0]
+        qs = blocks(prm, "query_strings_config")[0]
+        items = blocks(qs, "query_strings")[0].get("items") if blocks(qs, "query_strings") else None
+        expect(qs.get("query_string_behavior") == "whitelist" and sorted(items or []) == ["_HLS_msn", "_HLS_part", "_HLS_skip"],
+               "%s: the cache key is not the blocking-reload query only (%r %r)" % (where, qs.get("query_string_behavior"), items))
+        for block, key in (("cookies_config", "cookie_behavior"), ("headers_config", "header_behavior")):
+            expect(blocks(prm, block)[0].get(key) == "none", "%s: %s is not none" % (where, key))
+        expect(as_number(policy.get("min_ttl")) == 0, "%s: min_ttl is not 0 (a blocking answer's 1 s would be stretched)" % where)
+
+
+@check("alb: low-latency HLS names reach ingest's live origin (8081) only with CloudFront's secret header")
+def _(cfg):
+    rules = [r for r in cfg.of_type("aws_lb_listener_rule").values()
+             if any(low_latency(v) for c in blocks(r, "condition") for pp in blocks(c, "path_pattern") for v in pp.get("values", []))]
+    expect(len(rules) == 1, "expected one listener rule for the live origin, found %d" % len(rules))
+    r = rules[0]
+    headers = [h for c in blocks(r, "condition") for h in blocks(c, "http_header")]
+    expect(any(h.get("http_header_name") == "X-Caudal-Origin-Verify" and h.get("values") == ["${random_password.origin_verify.result}"]
+               for h in headers), "the live-origin rule does not require the origin-verify header")
+    m = re.fullmatch(r"\$\{aws_lb_target_group\.([A-Za-z0-9_-]+)\.arn\}", blocks(r, "action")[0].get("target_group_arn", ""))
+    expect(m, "the live-origin rule does not forward to a target group")
+    tg = cfg.resources[("aws_lb_target_group", m.group(1))]
+    expect(as_number(tg.get("port")) == 8081 and tg.get("protocol") == "HTTP", "the live origin's target group is not HTTP 8081")
+    bff_rule = cfg.resources[("aws_lb_listener_rule", "bff_from_cloudfront")]
+    expect(as_number(r.get("priority")) < as_number(bff_rule.get("priority")), "bff's rule would match low-latency names first")
 
 
 @check("cloudfront: HTTPS only for viewers and for the custom origin")
@@ -813,6 +863,17 @@ def _ingest_policy_replace(files, old, new):
 
 
 MUTATIONS = [
+    ("cloudfront: low-latency HLS", "every query string in the low-latency cache key",
+     lambda f: res(f, "cdn.tf", "aws_cloudfront_cache_policy", "hls_low_latency")["parameters_in_cache_key_and_forwarded_to_origin"][0]
+     ["query_strings_config"][0].update(query_string_behavior="all")),
+    ("cloudfront: low-latency HLS", "low-latency parts without the token check",
+     lambda f: _behaviour(f, "/p/*/ll_*").pop("function_association")),
+    ("cloudfront: low-latency HLS", "the low-latency playlist behaviour after /p/*.m3u8",
+     lambda f: _ordered(f).append(_ordered(f).pop(_ordered(f).index(_behaviour(f, "/p/*/ll.m3u8"))))),
+    ("alb: low-latency HLS", "the live-origin rule without the secret header",
+     lambda f: res(f, "loadbalancers.tf", "aws_lb_listener_rule", "live_origin_from_cloudfront")["condition"].pop(0)),
+    ("alb: low-latency HLS", "the live-origin rule after bff's",
+     lambda f: res(f, "loadbalancers.tf", "aws_lb_listener_rule", "live_origin_from_cloudfront").update(priority=20)),
     ("rds:", "a public MariaDB",
      lambda f: res(f, "database.tf", "aws_db_instance", "user").update(publicly_accessible=True)),
     ("rds:", "an unencrypted MariaDB",
@@ -828,7 +889,7 @@ MUTATIONS = [
     ("cloudfront: *.m3u8", "playlists cached for 60 s",
      lambda f: res(f, "cdn.tf", "aws_cloudfront_cache_policy", "hls_playlists").update(max_ttl=60)),
     ("cloudfront: *.m3u8", "no playlist behaviour",
-     lambda f: _ordered(f).pop(1)),
+     lambda f: _ordered(f).remove(_behaviour(f, "/p/*.m3u8"))),
     ("cloudfront: *.ts", "segments cached for 60 s",
      lambda f: res(f, "cdn.tf", "aws_cloudfront_cache_policy", "hls_segments").update(default_ttl=60)),
     ("cloudfront: the media bucket", "a media origin without OAC",
