@@ -19,7 +19,7 @@ mkdir -p "$OUT_DIR"
 sed -e "s/{{ORIGIN_HOST}}/$HOST/g" -e "s/{{ORIGIN_PORT}}/$PORT/g" "$HERE/live.vcl.template" >"$OUT_DIR/live.vcl.new"
 if grep -q '{{' "$OUT_DIR/live.vcl.new"; then die "unknown placeholder left in live.vcl"; fi
 # -C compiles the VCL to C and prints it: a syntax or type error fails here, not at start
-varnishd -C -n "$OUT_DIR/varnish-check" -f "$OUT_DIR/live.vcl.new" >/dev/null 2>"$OUT_DIR/vcl-check.log" ||
+varnishd -C -j none -n "$OUT_DIR/varnish-check" -f "$OUT_DIR/live.vcl.new" >/dev/null 2>"$OUT_DIR/vcl-check.log" ||
   die "the rendered VCL does not compile: $(tail -n 5 "$OUT_DIR/vcl-check.log")"
 rm -rf "$OUT_DIR/varnish-check" "$OUT_DIR/vcl-check.log"
 mv "$OUT_DIR/live.vcl.new" "$OUT_DIR/live.vcl"
