@@ -82,9 +82,9 @@ locals {
       # a second target group (and container port) the tasks register in
       extra_target_group = ""
       extra_target_port  = 0
-      discovery      = false
-      stop_timeout   = 30
-      ephemeral_gib  = 0
+      discovery          = false
+      stop_timeout       = 30
+      ephemeral_gib      = 0
       env = {
         CAUDAL_BFF_LISTEN                     = "0.0.0.0:8080"
         CAUDAL_BFF_METRICS_LISTEN             = "0.0.0.0:9080"
@@ -113,9 +113,9 @@ locals {
       # a second target group (and container port) the tasks register in
       extra_target_group = ""
       extra_target_port  = 0
-      discovery      = true
-      stop_timeout   = 30
-      ephemeral_gib  = 0
+      discovery          = true
+      stop_timeout       = 30
+      ephemeral_gib      = 0
       env = {
         CAUDAL_USER_LISTEN         = "0.0.0.0:8082"
         CAUDAL_USER_METRICS_LISTEN = "0.0.0.0:9082"
@@ -140,9 +140,9 @@ locals {
       # a second target group (and container port) the tasks register in
       extra_target_group = ""
       extra_target_port  = 0
-      discovery      = true
-      stop_timeout   = 30
-      ephemeral_gib  = 0
+      discovery          = true
+      stop_timeout       = 30
+      ephemeral_gib      = 0
       env = {
         CAUDAL_METADATA_LISTEN         = "0.0.0.0:8083"
         CAUDAL_METADATA_METRICS_LISTEN = "0.0.0.0:9083"
@@ -162,7 +162,7 @@ locals {
       # a second target group (and container port) the tasks register in
       extra_target_group = "live"
       extra_target_port  = 8081
-      discovery      = false
+      discovery          = false
       # Fargate's maximum: a stopping task flushes every rung and writes the VOD playlists.
       stop_timeout  = 120
       ephemeral_gib = 50
@@ -183,9 +183,9 @@ locals {
         CAUDAL_INGEST_STORAGE__CREATE_BUCKET  = "false"
         CAUDAL_INGEST_TRANSCODE__SEGMENT_SECS = tostring(var.hls_segment_secs)
         # low-latency HLS: CMAF parts served by the live origin (0: standard HLS, MPEG-TS)
-        CAUDAL_INGEST_TRANSCODE__PART_SECS     = tostring(var.ll_part_secs)
+        CAUDAL_INGEST_TRANSCODE__PART_SECS      = tostring(var.ll_part_secs)
         CAUDAL_INGEST_TRANSCODE__SEGMENT_FORMAT = var.ll_part_secs > 0 ? "fmp4" : "ts"
-        CAUDAL_INGEST_TRANSCODE__SPOOL_DIR    = "/spool"
+        CAUDAL_INGEST_TRANSCODE__SPOOL_DIR      = "/spool"
       }
       # No secrets: S3 credentials come from the task role (empty access_key_id -> AWS chain).
       secrets = {}

@@ -622,7 +622,13 @@ def _(cfg):
             expect(sg == ref("aws_security_group", "nlb", "id"), "%s opens %s to the internet" % (name, sg))
             expect(as_number(frm) in (1935, 443) and frm == to and proto == "tcp", "%s opens %s-%s/%s" % (name, frm, to, proto))
     ingest = [r for r in ingress_rules(cfg) if r[1] == ref("aws_security_group", "ingest", "id")]
-    expect(ingest and all(r[6] == ref("aws_security_group", "nlb", "id") for r in ingest), "ingest accepts more than the NLB")
+    expect(ingest and any(r[6] == ref("aws_security_group", "nlb", "id") for r in ingest), "ingest does not accept the NLB")
+    for name, _sg, frm, to, _proto, _cidrs, src in ingest:
+        # the NLB (RTMP, health checks); the ALB and the other instances only on the live origin
+        if src != ref("aws_security_group", "nlb", "id"):
+            expect(src in (ref("aws_security_group", "alb", "id"), ref("aws_security_group", "ingest", "id"))
+                   and as_number(frm) == 8081 and as_number(to) == 8081,
+                   "ingest accepts more than the NLB, and the ALB or itself on the live origin (8081): %s" % name)
     alb = [r for r in ingress_rules(cfg) if r[1] == ref("aws_security_group", "alb", "id")]
     expect(alb and all(r[6] == "${data.aws_ec2_managed_prefix_list.cloudfront.id}" for r in alb), "the ALB accepts more than CloudFront")
 
@@ -902,6 +908,8 @@ MUTATIONS = [
      _add_world_db_rule),
     ("security groups: nothing opens", "an all-ports inline rule from 0.0.0.0/0",
      _add_world_all_ports_inline),
+    ("security groups: only the NLB", "ingest's live origin port range widened for the ALB",
+     lambda f: res(f, "security_groups.tf", "aws_vpc_security_group_ingress_rule", "ingest_origin_from_alb").update(to_port=9081)),
     ("security groups: databases accept", "DocumentDB open to bff",
      lambda f: res(f, "security_groups.tf", "aws_vpc_security_group_ingress_rule", "docdb_from_metadata_svc")
      .update(referenced_security_group_id="${aws_security_group.bff.id}")),
