@@ -122,7 +122,7 @@ bench_transcode() {
   cargo build -q -p transcoder --examples
   log "benchmark 1: transcode throughput (a few minutes)"
   "$CAUDAL_ROOT/target/debug/examples/bench_transcode" "$INPUTS/src720p30_60s.mp4" "$STATE/transcode" \
-    "--repeat=${BENCH_REPEAT:-1}" --tunes=none,zerolatency --formats=ts,fmp4
+    "--repeat=${BENCH_REPEAT:-1}" --tunes=none,zerolatency --formats=ts,fmp4,parts
 }
 
 bench_latency() {

@@ -159,16 +159,24 @@ function summarize(name, src, views) {
 // (b) navigation start -> currentTime > 0, in a fresh browser context (cold browser cache)
 async function firstFrame(url) {
   const page = await newPage();
-  await page.goto(url);
-  await page.waitForFunction(() => window.__probe.ttff !== null, null, { timeout: 30000, polling: 'raf' });
-  const secs = (await page.evaluate(() => window.__probe.ttff)) / 1000;
-  await page.context().close();
-  return secs;
+  try {
+    await page.goto(url);
+    await page.waitForFunction(() => window.__probe.ttff !== null, null, { timeout: 30000, polling: 'raf' });
+    return (await page.evaluate(() => window.__probe.ttff)) / 1000;
+  } catch (e) {
+    // one run that never showed a frame is a figure too (NaN), not the end of the benchmark
+    const why = await page.evaluate(() => JSON.stringify({ errors: window.benchErrors || window.caudalErrors, state: document.body.dataset.state }))
+      .catch(() => '?');
+    log(`no first frame within 30 s: ${url} (${why})`);
+    return NaN;
+  } finally {
+    await page.context().close();
+  }
 }
 
 function ttffResult(t) {
   log(`${t.name}: ${t.runs.map((v) => v.toFixed(2)).join(' ')} s`);
-  return { name: t.name, url: t.url, ttff: stats(t.runs), runs: t.runs };
+  return { name: t.name, url: t.url, ttff: stats(t.runs.filter(Number.isFinite)), runs: t.runs };
 }
 
 const fmt = (v) => (v == null ? '-' : v.toFixed(2));

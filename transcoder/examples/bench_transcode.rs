@@ -2,7 +2,7 @@
 //! making the same ladder, side by side in one run. Prints figures; asserts nothing.
 //!
 //! ```text
-//! cargo run -p transcoder --example bench_transcode -- INPUT.mp4 WORK_DIR [--repeat=N] [--tunes=none,zerolatency] [--x264-threads=N] [--formats=ts,fmp4]
+//! cargo run -p transcoder --example bench_transcode -- INPUT.mp4 WORK_DIR [--repeat=N] [--tunes=none,zerolatency] [--x264-threads=N] [--formats=ts,fmp4,parts]
 //! ```
 //! `--formats`: segment packaging of the Caudal runs (MPEG-TS, CMAF); each run prints the bytes
 //! it stored, so the two packagings' overhead compares on the same encode.
@@ -173,7 +173,7 @@ async fn run_caudal(
     out: &Path,
     tune: Option<String>,
     threads: u32,
-    format: SegmentFormat,
+    format: Packaging,
 ) -> Run {
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out).unwrap();
@@ -182,7 +182,9 @@ async fn run_caudal(
         x264_tune: tune.clone(),
         x264_threads: threads,
         passthrough: false,
-        segment_format: format,
+        segment_format: format.format,
+        // low-latency HLS: every segment cut into 0.5 s parts as it grows (the live edge holds them)
+        part_secs: if format.parts { 0.5 } else { 0.0 },
         spool_dir: out.join("spool"),
         ..LiveConfig::default()
     };
@@ -214,10 +216,19 @@ async fn run_caudal(
     }
 }
 
-fn caudal_name(tune: &Option<String>, threads: u32, format: SegmentFormat) -> String {
+/// How the Caudal runs package their segments: `ts`, `fmp4` (CMAF) or `parts` (CMAF cut into
+/// low-latency parts of 0.5 s).
+#[derive(Debug, Clone, Copy)]
+struct Packaging {
+    format: SegmentFormat,
+    parts: bool,
+}
+
+fn caudal_name(tune: &Option<String>, threads: u32, format: Packaging) -> String {
     format!(
-        "Caudal {} (tune {})",
-        format.extension(),
+        "Caudal {}{} (tune {})",
+        format.format.extension(),
+        if format.parts { "+parts" } else { "" },
         tune.as_deref().unwrap_or("none")
     ) + &(if threads > 0 {
         format!(" x264 threads {threads}")
@@ -249,7 +260,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let (Some(input), Some(work)) = (positional.first(), positional.get(1)) else {
-        eprintln!("usage: bench_transcode INPUT WORK_DIR [--repeat=N] [--tunes=none,zerolatency] [--x264-threads=N] [--formats=ts,fmp4]");
+        eprintln!("usage: bench_transcode INPUT WORK_DIR [--repeat=N] [--tunes=none,zerolatency] [--x264-threads=N] [--formats=ts,fmp4,parts]");
         std::process::exit(2);
     };
     let opt = |name: &str| {
@@ -272,12 +283,22 @@ async fn main() {
     let threads: u32 = opt("x264-threads")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let formats: Vec<SegmentFormat> = opt("formats")
+    let formats: Vec<Packaging> = opt("formats")
         .unwrap_or_else(|| "ts".into())
         .split(',')
         .map(|f| match f {
-            "fmp4" | "cmaf" => SegmentFormat::Fmp4,
-            _ => SegmentFormat::Ts,
+            "fmp4" | "cmaf" => Packaging {
+                format: SegmentFormat::Fmp4,
+                parts: false,
+            },
+            "parts" | "ll" => Packaging {
+                format: SegmentFormat::Fmp4,
+                parts: true,
+            },
+            _ => Packaging {
+                format: SegmentFormat::Ts,
+                parts: false,
+            },
         })
         .collect();
     let input = PathBuf::from(input);
@@ -296,10 +317,9 @@ async fn main() {
         for format in &formats {
             for tune in &tunes {
                 eprintln!(
-                    "round {}: Caudal {}, tune {}",
+                    "round {}: {}",
                     round + 1,
-                    format.extension(),
-                    tune.as_deref().unwrap_or("none")
+                    caudal_name(tune, threads, *format)
                 );
                 runs.push(
                     run_caudal(&input, &work.join("caudal"), tune.clone(), threads, *format).await,

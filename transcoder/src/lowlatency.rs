@@ -285,14 +285,24 @@ impl LlStream {
             let Some(r) = st.rungs.iter_mut().find(|r| r.name == rung) else {
                 return;
             };
-            let Some(seg) = r.current.take() else { return };
+            let Some(mut seg) = r.current.take() else {
+                return;
+            };
             let mut bytes = BytesMut::with_capacity(seg.parts.iter().map(|p| p.bytes.len()).sum());
             for p in &seg.parts {
                 bytes.extend_from_slice(&p.bytes);
             }
+            let bytes = bytes.freeze();
+            // the parts become views of the segment: its window holds every byte once
+            let mut at = 0;
+            for p in &mut seg.parts {
+                let len = p.bytes.len();
+                p.bytes = bytes.slice(at..at + len);
+                at += len;
+            }
             r.next_msn = seg.msn + 1;
             r.discontinuity_pending = false;
-            r.done.push_back((seg, bytes.freeze()));
+            r.done.push_back((seg, bytes));
             while r.done.len() > window {
                 if let Some((old, _)) = r.done.pop_front() {
                     if old.discontinuity {
