@@ -7,8 +7,8 @@
 # web/tests/protected.test.mjs: a subscribers-only broadcast watched with 20 s playback
 # tokens; then web/tests/lowlatency.test.mjs: 60 s of low-latency HLS (parts, blocking reloads)
 # through the edge, with the latency printed. Live broadcasts are low-latency HLS here, as in
-# scripts/up.sh (CAUDAL_LL_PART_SECS). Prints `browser: N passed, M failed` last and exits non-zero on any failure. About
-# 6 minutes.
+# scripts/up.sh (CAUDAL_LL_PART_SECS). Prints `browser: N passed, M failed` last and exits
+# non-zero on any failure. About 10 minutes.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$CAUDAL_ROOT/scripts/platform.sh"
