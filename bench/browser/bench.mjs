@@ -193,7 +193,8 @@ async function main() {
   const nginxRtmp = `rtmp://${NGINX_RTMP}/live/bench`;
 
   log('publishing to caudal and nginx-rtmp');
-  const pub = publish([caudalRtmp, nginxRtmp], 120 + SECS + RUNS * 40); // stopped once measured
+  // three players take SECS each in (a), then (b) (stopped once measured)
+  const pub = publish([caudalRtmp, nginxRtmp], 180 + 3 * SECS + RUNS * 60);
   const stream = await until('caudal stream listed by ingest', 30, async () => {
     const list = JSON.parse((await getText(INGEST + '/v1/streams')) || '[]');
     return list[0];
