@@ -70,9 +70,11 @@ wait_port() {
   die "$name did not start listening on $host:$port within ${secs}s (see its log)"
 }
 
-# start_mariadb DIR PORT -> exports CAUDAL_MYSQL_URL (app user) and CAUDAL_MYSQL_ROOT_SOCKET
+# start_mariadb DIR PORT [SERVER_ID] -> exports CAUDAL_MYSQL_URL (app user) and
+# CAUDAL_MYSQL_ROOT_SOCKET. With SERVER_ID it writes a binary log (GTID), for replicas.
 start_mariadb() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 server_id=${3:-} binlog=()
+  [ -z "$server_id" ] || binlog=(--server-id="$server_id" --log-bin="$dir/data/binlog" --binlog-format=ROW --log-slave-updates)
   mkdir -p "$dir"
   if [ ! -d "$dir/data/mysql" ]; then
     mariadb-install-db --no-defaults --datadir="$dir/data" --user=root --auth-root-authentication-method=socket \
@@ -80,8 +82,9 @@ start_mariadb() {
   fi
   mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysql.sock" --port="$port" \
     --bind-address=127.0.0.1 --user=root --pid-file="$dir/mariadb.pid" --innodb-buffer-pool-size=64M \
-    --max-connections=500 --skip-name-resolve --thread-handling=pool-of-threads >"$dir/mariadb.log" 2>&1 &
+    --max-connections=500 --skip-name-resolve --thread-handling=pool-of-threads "${binlog[@]}" >"$dir/mariadb.log" 2>&1 &
   CAUDAL_PIDS+=($!)
+  CAUDAL_MYSQL_PID=$!
   wait_port 127.0.0.1 "$port" 60 mariadb
   local i
   for ((i = 0; i < 100; i++)); do
@@ -169,11 +172,13 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_bg NAME LOGFILE CMD...: runs a command in the background, remembered for stop_all
+# start_bg NAME LOGFILE CMD...: runs a command in the background, remembered for stop_all; its
+# pid in CAUDAL_PID_<NAME> (non-alphanumerics as _), for tests that stop one process
 start_bg() {
   local name=$1 logf=$2; shift 2
   "$@" >"$logf" 2>&1 &
   CAUDAL_PIDS+=($!)
+  export "CAUDAL_PID_${name//[^A-Za-z0-9]/_}=$!"
   log "started $name (pid $!, log $logf)"
 }
 

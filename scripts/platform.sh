@@ -2,7 +2,9 @@
 # start_platform STATE: starts the servers (MariaDB, SecantusDB, s3s-fs, NATS) and every Caudal
 # service from target/debug (the transcode worker included) on the ports in the CAUDAL_*_PORT
 # variables (defaults below), data under STATE. Sets DEMO_KEY, MEDIA_AT. Used by scripts/up.sh
-# and by the browser tests.
+# and by the browser and cluster tests. With CAUDAL_CLUSTER=on, the cluster (scripts/cluster.sh).
+
+source "$CAUDAL_ROOT/scripts/cluster.sh"
 
 platform_defaults() {
   : "${CAUDAL_MYSQL_PORT:=13306}" "${CAUDAL_MONGO_PORT:=27018}" "${CAUDAL_S3_PORT:=19000}"
@@ -14,6 +16,8 @@ platform_defaults() {
   : "${CAUDAL_METRICS_BASE:=9080}"
   # monitoring (infra/monitoring): Prometheus, and the edge's stub_status, nginx exporter and mtail
   # on the metrics ports after the services' four (+4 to +6)
+  # (cluster mode, below: off unless asked for, since it scrapes the first instances only)
+  [ "${CAUDAL_CLUSTER:-off}" != on ] || : "${CAUDAL_MONITORING:=off}"
   : "${CAUDAL_MONITORING:=on}" "${CAUDAL_PROMETHEUS_PORT:=9090}"
   : "${CAUDAL_EDGE_STATUS_PORT:=$((CAUDAL_METRICS_BASE + 4))}" "${CAUDAL_EDGE_EXPORTER_PORT:=$((CAUDAL_METRICS_BASE + 5))}"
   : "${CAUDAL_EDGE_MTAIL_PORT:=$((CAUDAL_METRICS_BASE + 6))}"
@@ -24,6 +28,13 @@ platform_defaults() {
   # who collapses a crowd's low-latency requests into one origin request: varnish (the live
   # tier, cdn-config/live.vcl.template, on CAUDAL_LIVE_CACHE_PORT) or nginx (its cache lock)
   : "${CAUDAL_EDGE_LIVE_COLLAPSE:=varnish}" "${CAUDAL_LIVE_CACHE_PORT:=8091}"
+  # cluster mode (scripts/cluster.sh): two instances of bff, user-svc, metadata-svc and ingest
+  # behind an nginx balancer on the public ports above, a 3-node Garage cluster, a MariaDB
+  # replica and Redis for shared state. The instances' own ports are CAUDAL_CLUSTER_PORT_BASE
+  # +0 to +28. Monitoring scrapes single instances, so it is off by default there.
+  : "${CAUDAL_CLUSTER:=off}" "${CAUDAL_CLUSTER_PORT_BASE:=18100}"
+  : "${CAUDAL_MYSQL_REPLICA_PORT:=13307}" "${CAUDAL_REDIS_PORT:=16379}"
+  export CAUDAL_CLUSTER CAUDAL_CLUSTER_PORT_BASE CAUDAL_MYSQL_REPLICA_PORT CAUDAL_REDIS_PORT
   export CAUDAL_MYSQL_PORT CAUDAL_MONGO_PORT CAUDAL_S3_PORT CAUDAL_RTMP_PORT CAUDAL_INGEST_HTTP_PORT \
     CAUDAL_USER_PORT CAUDAL_METADATA_PORT CAUDAL_BFF_PORT CAUDAL_EDGE_PORT CAUDAL_NATS_PORT CAUDAL_METRICS_BASE CAUDAL_STORAGE \
     CAUDAL_MONITORING CAUDAL_PROMETHEUS_PORT CAUDAL_EDGE_STATUS_PORT CAUDAL_EDGE_EXPORTER_PORT CAUDAL_EDGE_MTAIL_PORT CAUDAL_LL_PART_SECS \
@@ -50,17 +61,42 @@ platform_free_ports() {
   done
   CAUDAL_EDGE_STATUS_PORT=$((CAUDAL_METRICS_BASE + 4)) CAUDAL_EDGE_EXPORTER_PORT=$((CAUDAL_METRICS_BASE + 5))
   CAUDAL_EDGE_MTAIL_PORT=$((CAUDAL_METRICS_BASE + 6))
+  CAUDAL_MYSQL_REPLICA_PORT=$(free_port) CAUDAL_REDIS_PORT=$(free_port)
+  # the cluster's instances: 29 free ports in a row
+  while :; do
+    CAUDAL_CLUSTER_PORT_BASE=$(( $(free_port) / 100 * 100 + 40 ))
+    ok=1
+    for ((i = 0; i < 29; i++)); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$((CAUDAL_CLUSTER_PORT_BASE + i))") 2>/dev/null && ok=0 && break
+    done
+    [ "$ok" = 1 ] && [ "$CAUDAL_CLUSTER_PORT_BASE" -lt 65000 ] && break
+  done
   platform_defaults
 }
 
 start_platform() {
-  local STATE=$1
+  local STATE=$1 i n=1
   platform_defaults
   mkdir -p "$STATE/logs"
-  start_mariadb "$STATE/mysql" "$CAUDAL_MYSQL_PORT"
+  if [ "$CAUDAL_CLUSTER" = on ]; then
+    n=2
+    cluster_ports
+    # the primary writes a binary log from its first start; the replica replays it by GTID
+    start_mariadb "$STATE/mysql" "$CAUDAL_MYSQL_PORT" 1
+    start_mariadb_replica "$STATE/mysql-replica" "$CAUDAL_MYSQL_REPLICA_PORT" "$CAUDAL_MYSQL_PORT" "$CAUDAL_MYSQL_ROOT_SOCKET"
+    start_redis "$STATE/redis" "$CAUDAL_REDIS_PORT"
+    start_garage_cluster "$STATE/garage" "${CLUSTER_GARAGE_S3[@]}" "$CLUSTER_GARAGE_RPC_BASE"
+    # every client of the store goes through the balancer, which passes over a lost node
+    export CAUDAL_S3_ENDPOINT="http://127.0.0.1:$CAUDAL_S3_PORT"
+    export CAUDAL_S3_ACCESS_KEY=$CAUDAL_GARAGE_ACCESS_KEY CAUDAL_S3_SECRET_KEY=$CAUDAL_GARAGE_SECRET_KEY
+    CAUDAL_STORAGE=s3
+    start_balancer "$STATE/balancer"
+  else
+    start_mariadb "$STATE/mysql" "$CAUDAL_MYSQL_PORT"
+    start_s3 "$STATE/s3" "$CAUDAL_S3_PORT"
+    mkdir -p "$STATE/s3/data/media"
+  fi
   start_mongo "$STATE/mongo" "$CAUDAL_MONGO_PORT"
-  start_s3 "$STATE/s3" "$CAUDAL_S3_PORT"
-  mkdir -p "$STATE/s3/data/media"
   # the transcode job queue (bff enqueues finished uploads, the worker pulls them); its
   # JetStream store in STATE/nats/js is kept between runs
   start_nats "$STATE/nats" "$CAUDAL_NATS_PORT"
@@ -73,26 +109,38 @@ start_platform() {
   [ -s "$STATE/playback-keys" ] || (umask 077 && echo "k1=$(head -c 36 /dev/urandom | base64 | tr -d '\n/+=')" >"$STATE/playback-keys")
   export CAUDAL_PLAYBACK_KEYS_FILE="$STATE/playback-keys"
   BIN="$CAUDAL_ROOT/target/debug"
+  # services reach each other at the public ports: the instance itself alone, the balancer
+  # in a cluster
+  local user_url="http://127.0.0.1:$CAUDAL_USER_PORT" metadata_url="http://127.0.0.1:$CAUDAL_METADATA_PORT"
 
-  export CAUDAL_USER_LISTEN="127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_USER_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 2))"
   export CAUDAL_USER_DATABASE_URL="$CAUDAL_MYSQL_URL" CAUDAL_USER_JWT_SECRET_FILE="$STATE/jwt-secret"
   # the local payment provider (no real money) is for this development stack only; its test
   # cards (the checkout's 4000 0000 0000 0002 declines) work here as in a provider's test mode
   export CAUDAL_USER_PAYMENT__LOCAL_ENABLED=true CAUDAL_USER_PAYMENT__TEST_TOKENS="${CAUDAL_USER_PAYMENT__TEST_TOKENS:-true}"
   export CAUDAL_USER_DEMO__ENABLED=true CAUDAL_USER_DEMO__EMAIL=demo@caudal.local CAUDAL_USER_DEMO__PASSWORD=demo-password-123
   export CAUDAL_USER_DEMO__DISPLAY_NAME="Demo Creator" CAUDAL_USER_DEMO__STREAM_KEY="$DEMO_KEY"
-  start_bg user-svc "$STATE/logs/user-svc.log" "$BIN/user-svc"
-  wait_port 127.0.0.1 "$CAUDAL_USER_PORT" 60 user-svc
+  if [ "$n" = 2 ]; then
+    # lag-tolerant reads on the replica; rate limits and read-your-writes marks in Redis;
+    # bff's X-Forwarded-For comes through the balancer, which appends one more address
+    export CAUDAL_USER_REPLICA_DATABASE_URL="$CAUDAL_MYSQL_REPLICA_URL" CAUDAL_USER_SHARED_STATE_URL="$CAUDAL_REDIS_URL"
+    export CAUDAL_USER_RATE_LIMIT__FORWARDED_HOPS=2
+  fi
+  for ((i = 1; i <= n; i++)); do
+    CAUDAL_USER_LISTEN="127.0.0.1:$(instance_port USER "$i")" CAUDAL_USER_METRICS_LISTEN="127.0.0.1:$(instance_metrics 2 "$i")" \
+      start_bg "user-svc$(suffix "$i")" "$STATE/logs/user-svc$(suffix "$i").log" "$BIN/user-svc"
+    # the first instance runs the migrations alone
+    wait_port 127.0.0.1 "$(instance_port USER "$i")" 60 "user-svc$(suffix "$i")"
+  done
 
-  export CAUDAL_METADATA_LISTEN="127.0.0.1:$CAUDAL_METADATA_PORT" CAUDAL_METADATA_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 3))"
   export CAUDAL_METADATA_MONGO_URL="$CAUDAL_MONGO_URL"
-  start_bg metadata-svc "$STATE/logs/metadata-svc.log" "$BIN/metadata-svc"
-  wait_port 127.0.0.1 "$CAUDAL_METADATA_PORT" 60 metadata-svc
+  [ "$n" = 1 ] || export CAUDAL_METADATA_SHARED_STATE_URL="$CAUDAL_REDIS_URL"
+  for ((i = 1; i <= n; i++)); do
+    CAUDAL_METADATA_LISTEN="127.0.0.1:$(instance_port METADATA "$i")" CAUDAL_METADATA_METRICS_LISTEN="127.0.0.1:$(instance_metrics 3 "$i")" \
+      start_bg "metadata-svc$(suffix "$i")" "$STATE/logs/metadata-svc$(suffix "$i").log" "$BIN/metadata-svc"
+  done
+  for ((i = 1; i <= n; i++)); do wait_port 127.0.0.1 "$(instance_port METADATA "$i")" 60 "metadata-svc$(suffix "$i")"; done
 
-  export CAUDAL_INGEST_RTMP_LISTEN="127.0.0.1:$CAUDAL_RTMP_PORT" CAUDAL_INGEST_HTTP_LISTEN="127.0.0.1:$CAUDAL_INGEST_HTTP_PORT"
-  export CAUDAL_INGEST_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 1))"
-  export CAUDAL_INGEST_USER_SVC_URL="http://127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_INGEST_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
-  export CAUDAL_INGEST_TRANSCODE__SPOOL_DIR="$STATE/spool"
+  export CAUDAL_INGEST_USER_SVC_URL="$user_url" CAUDAL_INGEST_METADATA_SVC_URL="$metadata_url"
   if [ "${CAUDAL_LL_PART_SECS:-0}" != 0 ]; then
     export CAUDAL_INGEST_TRANSCODE__SEGMENT_FORMAT=fmp4 CAUDAL_INGEST_TRANSCODE__PART_SECS="$CAUDAL_LL_PART_SECS"
   fi
@@ -106,7 +154,8 @@ start_platform() {
       export "${store}__ACCESS_KEY_ID=$CAUDAL_S3_ACCESS_KEY" "${store}__SECRET_ACCESS_KEY=$CAUDAL_S3_SECRET_KEY"
       export "${store}__CREATE_BUCKET=true"
     done
-    MEDIA_AT="s3://media on $CAUDAL_S3_ENDPOINT (files under $STATE/s3/data/media)"
+    MEDIA_AT="s3://media on $CAUDAL_S3_ENDPOINT"
+    if [ "$n" = 2 ]; then MEDIA_AT+=" (Garage, 3 nodes, data under $STATE/garage)"; else MEDIA_AT+=" (files under $STATE/s3/data/media)"; fi
   else
     for store in CAUDAL_INGEST_STORAGE CAUDAL_BFF_UPLOADS__STORAGE CAUDAL_WORKER_STORAGE; do
       export "${store}__BACKEND=local" "${store}__ROOT=$STATE/media"
@@ -115,24 +164,41 @@ start_platform() {
   fi
   # a recorded broadcast queues its poster and storyboard job for the worker
   export CAUDAL_INGEST_JOBS__URL="$CAUDAL_NATS_URL"
-  start_bg ingest-rtmp "$STATE/logs/ingest-rtmp.log" "$BIN/ingest-rtmp"
-  wait_port 127.0.0.1 "$CAUDAL_RTMP_PORT" 60 ingest-rtmp
+  # key leases, heartbeats and live origins shared in Redis: one publisher per key across
+  # instances, and any instance answers for any broadcast's live edge
+  [ "$n" = 1 ] || export CAUDAL_INGEST_SHARED_STATE_URL="$CAUDAL_REDIS_URL"
+  local ingest_urls="" port
+  for ((i = 1; i <= n; i++)); do
+    port=$(instance_port INGEST_HTTP "$i")
+    ingest_urls+="${ingest_urls:+,}\"http://127.0.0.1:$port\""
+    CAUDAL_INGEST_RTMP_LISTEN="127.0.0.1:$(instance_port RTMP "$i")" CAUDAL_INGEST_HTTP_LISTEN="127.0.0.1:$port" \
+      CAUDAL_INGEST_METRICS_LISTEN="127.0.0.1:$(instance_metrics 1 "$i")" CAUDAL_INGEST_TRANSCODE__SPOOL_DIR="$STATE/spool$(suffix "$i")" \
+      CAUDAL_INGEST_INSTANCE_ID="ingest$i" CAUDAL_INGEST_ORIGIN_URL="http://127.0.0.1:$port" \
+      start_bg "ingest-rtmp$(suffix "$i")" "$STATE/logs/ingest-rtmp$(suffix "$i").log" "$BIN/ingest-rtmp"
+  done
+  for ((i = 1; i <= n; i++)); do wait_port 127.0.0.1 "$(instance_port RTMP "$i")" 60 "ingest-rtmp$(suffix "$i")"; done
 
   if [ -x "$BIN/bff" ]; then
-    export CAUDAL_BFF_LISTEN="127.0.0.1:$CAUDAL_BFF_PORT" CAUDAL_BFF_METRICS_LISTEN="127.0.0.1:$CAUDAL_METRICS_BASE"
-    export CAUDAL_BFF_USER_SVC_URL="http://127.0.0.1:$CAUDAL_USER_PORT" CAUDAL_BFF_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
+    export CAUDAL_BFF_USER_SVC_URL="$user_url" CAUDAL_BFF_METADATA_SVC_URL="$metadata_url"
     export CAUDAL_BFF_EDGE_URL="http://127.0.0.1:$CAUDAL_EDGE_PORT" CAUDAL_BFF_PLAYBACK__KEYS_FILE="$STATE/playback-keys"
-    export CAUDAL_BFF_INGEST_URLS="[\"http://127.0.0.1:$CAUDAL_INGEST_HTTP_PORT\"]"
+    export CAUDAL_BFF_INGEST_URLS="[$ingest_urls]"
     # resumable uploads (tus, /v1/uploads): on once the job queue's URL is set
     export CAUDAL_BFF_UPLOADS__JOBS__URL="$CAUDAL_NATS_URL"
-    start_bg bff "$STATE/logs/bff.log" "$BIN/bff"
-    wait_port 127.0.0.1 "$CAUDAL_BFF_PORT" 60 bff
+    if [ "$n" = 2 ]; then
+      # an upload's state lives in the store, so a tus PATCH may reach either instance
+      export CAUDAL_BFF_SHARED_STATE_URL="$CAUDAL_REDIS_URL" CAUDAL_BFF_RATE_LIMIT__FORWARDED_HOPS=1
+    fi
+    for ((i = 1; i <= n; i++)); do
+      CAUDAL_BFF_LISTEN="127.0.0.1:$(instance_port BFF "$i")" CAUDAL_BFF_METRICS_LISTEN="127.0.0.1:$(instance_metrics 0 "$i")" \
+        start_bg "bff$(suffix "$i")" "$STATE/logs/bff$(suffix "$i").log" "$BIN/bff"
+    done
+    for ((i = 1; i <= n; i++)); do wait_port 127.0.0.1 "$(instance_port BFF "$i")" 60 "bff$(suffix "$i")"; done
   fi
   if [ -x "$BIN/transcoder" ]; then
     # the transcode worker: pulls upload jobs from NATS, writes vod/<id>/, marks the video
     # ready (or failed with a reason) in metadata-svc
     export CAUDAL_WORKER_METRICS_LISTEN="127.0.0.1:$((CAUDAL_METRICS_BASE + 7))"
-    export CAUDAL_WORKER_METADATA_SVC_URL="http://127.0.0.1:$CAUDAL_METADATA_PORT"
+    export CAUDAL_WORKER_METADATA_SVC_URL="$metadata_url"
     export CAUDAL_WORKER_JOBS__URL="$CAUDAL_NATS_URL" CAUDAL_WORKER_WORK_DIR="$STATE/worker"
     export CAUDAL_WORKER_TRANSCODE__SPOOL_DIR="$STATE/worker-spool"
     start_bg worker "$STATE/logs/worker.log" "$BIN/transcoder" worker
@@ -159,6 +225,39 @@ start_platform() {
     wait_port 127.0.0.1 "$CAUDAL_EDGE_PORT" 30 edge
   fi
   [ "$CAUDAL_MONITORING" = off ] || start_monitoring "$STATE"
+}
+
+# suffix I: "" for a single instance, "-I" in a cluster (log and process names)
+suffix() { [ "$CAUDAL_CLUSTER" = on ] && echo "-$1" || true; }
+
+# instance_port SERVICE I: where instance I of SERVICE (BFF, USER, METADATA, INGEST_HTTP, RTMP)
+# listens: the public port alone, its own port behind the balancer in a cluster
+instance_port() {
+  local var="CAUDAL_${1}_PORT"
+  if [ "$CAUDAL_CLUSTER" != on ]; then echo "${!var}"; return; fi
+  local -A offset=([BFF]=0 [USER]=2 [METADATA]=4 [INGEST_HTTP]=6 [RTMP]=8)
+  echo $((CAUDAL_CLUSTER_PORT_BASE + ${offset[$1]} + $2 - 1))
+}
+
+# instance_metrics K I: the metrics port of instance I of the service at offset K from the
+# metrics base (bff 0, ingest 1, user-svc 2, metadata-svc 3); second instances after the cluster's
+# instance ports
+instance_metrics() {
+  if [ "$2" = 1 ]; then echo $((CAUDAL_METRICS_BASE + $1)); else echo $((CAUDAL_CLUSTER_PORT_BASE + 10 + $1)); fi
+}
+
+# cluster_ports: the balancer's upstreams and the Garage nodes' ports, from CAUDAL_CLUSTER_PORT_BASE
+# (instances +0..+9, second instances' metrics +10..+13, Garage S3 +20..+22, RPC +23..+25, admin +26..+28)
+cluster_ports() {
+  local s i
+  for s in BFF USER METADATA INGEST_HTTP RTMP; do
+    local ups=""
+    for i in 1 2; do ups+="${ups:+ }127.0.0.1:$(instance_port "$s" "$i")"; done
+    export "CLUSTER_${s}_UPSTREAMS=$ups"
+  done
+  CLUSTER_GARAGE_S3=($((CAUDAL_CLUSTER_PORT_BASE + 20)) $((CAUDAL_CLUSTER_PORT_BASE + 21)) $((CAUDAL_CLUSTER_PORT_BASE + 22)))
+  CLUSTER_GARAGE_RPC_BASE=$((CAUDAL_CLUSTER_PORT_BASE + 23))
+  export CLUSTER_S3_UPSTREAMS="127.0.0.1:${CLUSTER_GARAGE_S3[0]} 127.0.0.1:${CLUSTER_GARAGE_S3[1]} 127.0.0.1:${CLUSTER_GARAGE_S3[2]}"
 }
 
 # start_monitoring STATE: the edge's exporters and Prometheus, on loopback. Prometheus's config

@@ -2,6 +2,9 @@
 # Command 1: installs whatever is missing, builds what is not built, and runs the whole
 # platform on loopback until Ctrl-C. Data lives in .caudal/run/ and survives restarts.
 # Every port can be changed with the environment variables below.
+# CAUDAL_CLUSTER=on runs the cluster instead (README "Cluster mode"): two instances of every
+# service behind an nginx balancer, three Garage nodes, a MariaDB replica, Redis; data in
+# .caudal/cluster/. The first run builds Garage (about 20 minutes on 2 cores).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAUDAL_ROOT"
@@ -10,10 +13,12 @@ source "$CAUDAL_ROOT/scripts/platform.sh"
 platform_defaults
 
 install_deps
+[ "$CAUDAL_CLUSTER" != on ] || install_garage
 log "building"
 cargo build --workspace --bins --locked
 
 STATE="$CAUDAL_ROOT/.caudal/run"
+[ "$CAUDAL_CLUSTER" != on ] || STATE="$CAUDAL_ROOT/.caudal/cluster"
 trap 'log "stopping"; stop_all; exit 0' INT TERM
 trap 'stop_all' EXIT
 
@@ -45,4 +50,12 @@ cat <<INFO
 
   Logs:        $STATE/logs/    (worker.log: the transcode worker)
 INFO
+if [ "$CAUDAL_CLUSTER" = on ]; then
+  cat <<INFO
+  Cluster:     every service twice behind the balancer ($STATE/balancer/nginx.conf): the ports
+               above are the balancer's; instances listen from $CAUDAL_CLUSTER_PORT_BASE.
+               Garage S3 nodes on ${CLUSTER_GARAGE_S3[*]} (replication 3, through the balancer
+               on $CAUDAL_S3_PORT); MariaDB replica on $CAUDAL_MYSQL_REPLICA_PORT; Redis on $CAUDAL_REDIS_PORT.
+INFO
+fi
 wait

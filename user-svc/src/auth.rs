@@ -1,9 +1,8 @@
 //! Passwords (argon2id, off the async threads), access tokens (HS256 JWT), opaque secrets
 //! (refresh tokens, stream keys: random, stored as sha256) and login rate limits.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -174,62 +173,7 @@ pub fn sha256_hex(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// A token bucket per key.
-pub struct RateLimiter {
-    burst: f64,
-    per_sec: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    pub fn new(burst: u32, per_minute: u32) -> Self {
-        Self {
-            burst: burst.max(1) as f64,
-            per_sec: per_minute as f64 / 60.0,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether `key` has a token, without taking it.
-    pub fn peek(&self, key: &str) -> std::result::Result<(), u64> {
-        let map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((tokens, at)) = map.get(key) else {
-            return Ok(());
-        };
-        let now = (*tokens + at.elapsed().as_secs_f64() * self.per_sec).min(self.burst);
-        if now >= 1.0 {
-            Ok(())
-        } else if self.per_sec <= 0.0 {
-            Err(60)
-        } else {
-            Err(((1.0 - now) / self.per_sec).ceil().max(1.0) as u64)
-        }
-    }
-
-    /// Takes one token for `key`, or says how many seconds until one is available.
-    pub fn check(&self, key: &str) -> std::result::Result<(), u64> {
-        let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            // forget keys whose bucket has refilled: they are indistinguishable from new ones
-            let (burst, per_sec) = (self.burst, self.per_sec);
-            map.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * per_sec < burst
-            });
-        }
-        let (tokens, at) = map.entry(key.to_string()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else if self.per_sec <= 0.0 {
-            Err(60)
-        } else {
-            Err(((1.0 - *tokens) / self.per_sec).ceil().max(1.0) as u64)
-        }
-    }
-}
+use service_kit::shared::RateLimiter;
 
 /// The login limits (failed attempts per account, attempts per client address) and the
 /// sign-up limit per client address.
@@ -244,14 +188,17 @@ impl LoginLimits {
     pub fn new(cfg: &RateLimitConfig) -> Self {
         Self {
             account: Arc::new(RateLimiter::new(
+                "login_account",
                 cfg.login_account_burst,
                 cfg.login_account_per_minute,
             )),
             address: Arc::new(RateLimiter::new(
+                "login_address",
                 cfg.login_address_burst,
                 cfg.login_address_per_minute,
             )),
             signup: Arc::new(RateLimiter::new(
+                "signup_address",
                 cfg.signup_address_burst,
                 cfg.signup_address_per_minute,
             )),
@@ -261,9 +208,9 @@ impl LoginLimits {
     /// Before an attempt: the address bucket is charged; the account's is only looked at
     /// (failed attempts fill it, [`LoginLimits::failed`]). Guessing one account from many
     /// addresses, or many accounts from one address, is limited either way.
-    pub fn check(&self, account: &str, address: &str) -> Result<()> {
-        let a = self.address.check(address);
-        let b = self.account.peek(account);
+    pub async fn check(&self, account: &str, address: &str) -> Result<()> {
+        let a = self.address.check(address).await;
+        let b = self.account.peek(account).await;
         match (a, b) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(x), Ok(())) | (Ok(()), Err(x)) => Err(Error::RateLimited {
@@ -276,13 +223,21 @@ impl LoginLimits {
     }
 
     /// A failed attempt on `account`.
-    pub fn failed(&self, account: &str) {
-        let _ = self.account.check(account);
+    pub async fn failed(&self, account: &str) {
+        let _ = self.account.check(account).await;
     }
 
-    pub fn check_signup(&self, address: &str) -> Result<()> {
+    /// Keeps the buckets in the shared state, so that every instance counts together.
+    pub fn share(&self, shared: &service_kit::shared::Shared) {
+        for limit in [&self.account, &self.address, &self.signup] {
+            limit.share(shared, "user");
+        }
+    }
+
+    pub async fn check_signup(&self, address: &str) -> Result<()> {
         self.signup
             .check(address)
+            .await
             .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })
     }
 }
@@ -290,17 +245,6 @@ impl LoginLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bucket_allows_burst_then_limits() {
-        let rl = RateLimiter::new(3, 60);
-        assert!(rl.check("a").is_ok());
-        assert!(rl.check("a").is_ok());
-        assert!(rl.check("a").is_ok());
-        let wait = rl.check("a").unwrap_err();
-        assert!((1..=2).contains(&wait));
-        assert!(rl.check("b").is_ok(), "keys are independent");
-    }
 
     #[test]
     fn jwt_round_trip_and_forgery() {

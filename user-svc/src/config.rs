@@ -23,6 +23,17 @@ pub struct Config {
     pub database_url: String,
     /// Most database connections the service opens.
     pub database_max_connections: u32,
+    /// A MariaDB replica of `database_url` for lag-tolerant public reads (plans shown to
+    /// others, public profiles); empty: everything reads the primary. See `replica.rs`.
+    pub replica_database_url: String,
+    /// After a read failed on the replica, how long to read the primary before trying it again, s.
+    pub replica_retry_secs: u64,
+    /// After a write to a user's plan or profile, how long that user's rows are read from the
+    /// primary (read your writes; bounds the replica lag that is tolerated), s.
+    pub replica_read_after_write_secs: u64,
+    /// Redis URL for state shared by user-svc instances (login and sign-up rate limits,
+    /// read-your-writes marks); empty: this instance is alone.
+    pub shared_state_url: String,
     /// HS256 key signing access tokens (at least 32 bytes). Required; give it through
     /// `CAUDAL_USER_JWT_SECRET` or `CAUDAL_USER_JWT_SECRET_FILE`.
     pub jwt_secret: String,
@@ -52,6 +63,10 @@ impl Default for Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9082)),
             database_url: String::new(),
             database_max_connections: 32,
+            replica_database_url: String::new(),
+            replica_retry_secs: 5,
+            replica_read_after_write_secs: 10,
+            shared_state_url: String::new(),
             jwt_secret: String::new(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
@@ -158,6 +173,16 @@ impl fmt::Debug for Config {
             .field("metrics_listen", &self.metrics_listen)
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
+            .field(
+                "replica_database_url",
+                &redact_url(&self.replica_database_url),
+            )
+            .field("replica_retry_secs", &self.replica_retry_secs)
+            .field(
+                "replica_read_after_write_secs",
+                &self.replica_read_after_write_secs,
+            )
+            .field("shared_state_url", &redact_url(&self.shared_state_url))
             .field("jwt_secret", &"<redacted>")
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
@@ -171,19 +196,7 @@ impl fmt::Debug for Config {
     }
 }
 
-/// `mysql://user:secret@host/db` -> `mysql://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.rfind('@') else {
-        return url.to_string();
-    };
-    let creds = &rest[..at];
-    let user = creds.split(':').next().unwrap_or("");
-    format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..])
-}
+pub use service_kit::redact_url;
 
 /// argon2id parameters for new hashes (existing hashes carry their own).
 #[derive(Debug, Clone, Serialize, Deserialize)]

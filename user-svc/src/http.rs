@@ -230,13 +230,15 @@ async fn patch_me(
     AppJson(b): AppJson<PatchMe>,
 ) -> Result<impl IntoResponse> {
     let avatar = b.avatar_url.as_ref().map(|o| o.as_deref());
-    Ok(Json(
-        users::update_profile(&st, &user.id, b.display_name.as_deref(), avatar).await?,
-    ))
+    let me = users::update_profile(&st, &user.id, b.display_name.as_deref(), avatar).await?;
+    crate::replica::wrote(&st, &user.id).await;
+    Ok(Json(me))
 }
 
 async fn become_creator(State(st): State<AppState>, user: AuthUser) -> Result<impl IntoResponse> {
-    Ok(Json(users::become_creator(&st, &user.id).await?))
+    let me = users::become_creator(&st, &user.id).await?;
+    crate::replica::wrote(&st, &user.id).await;
+    Ok(Json(me))
 }
 
 #[derive(Deserialize)]
@@ -250,9 +252,9 @@ async fn put_plan(
     user: AuthUser,
     AppJson(b): AppJson<PlanBody>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(
-        subscriptions::set_plan(&st, &user.id, b.price_minor, &b.currency).await?,
-    ))
+    let plan = subscriptions::set_plan(&st, &user.id, b.price_minor, &b.currency).await?;
+    crate::replica::wrote(&st, &user.id).await;
+    Ok(Json(plan))
 }
 
 async fn broadcast_defaults(
@@ -286,7 +288,7 @@ async fn creator_plan(
 ) -> Result<impl IntoResponse> {
     let id = parse_id(&id, "plan")?;
     Ok(Json(
-        subscriptions::get_plan(&st, &id)
+        subscriptions::public_plan(&st, &id)
             .await?
             .ok_or(Error::NotFound("plan"))?,
     ))

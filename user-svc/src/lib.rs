@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod model;
 pub mod payment;
 pub mod purchases;
+pub mod replica;
 pub mod state;
 pub mod stream_keys;
 pub mod subscriptions;
@@ -90,6 +91,21 @@ pub async fn start_with_pool(
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let state = AppState::new(config, db).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !state.config.shared_state_url.trim().is_empty() {
+        let shared = service_kit::shared::Shared::connect(&state.config.shared_state_url, "")
+            .await
+            .with_context(|| {
+                format!(
+                    "shared state at {}",
+                    service_kit::redact_url(&state.config.shared_state_url)
+                )
+            })?;
+        state.login_limits.share(&shared);
+        if let Some(r) = &state.replica {
+            r.share(&shared, shutdown.clone());
+        }
+        info!("shared state (rate limits, read-your-writes marks) in redis");
+    }
     users::seed_demo(&state)
         .await
         .map_err(|e| anyhow::anyhow!("seeding the demo creator: {e}"))?;

@@ -26,6 +26,8 @@ pub struct Inner {
     pub payments: Arc<dyn PaymentProvider>,
     /// Set when the provider is the local one, so its mode can be changed at run time.
     pub local_provider: Option<Arc<LocalProvider>>,
+    /// The read replica, when configured.
+    pub replica: Option<Arc<crate::replica::Replica>>,
 }
 
 impl Deref for AppState {
@@ -71,6 +73,9 @@ impl AppState {
         );
         let passwords = Passwords::new(&config.password)?;
         let login_limits = LoginLimits::new(&config.rate_limit);
+        let replica = crate::replica::Replica::open(&config)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map(Arc::new);
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -80,6 +85,7 @@ impl AppState {
                 login_limits,
                 payments,
                 local_provider,
+                replica,
             }),
         })
     }

@@ -65,13 +65,25 @@ pub async fn set_plan(
 }
 
 /// The creator's active plan.
+/// A creator's active plan as shown to others: lag-tolerant, so it may come from the replica
+/// ([`crate::replica`]); charging always reads [`get_plan`].
+pub async fn public_plan(state: &AppState, creator_id: &str) -> Result<Option<Plan>> {
+    crate::replica::read(state, &[creator_id], |db| async move {
+        sqlx::query_as::<_, Plan>(PLAN_SQL)
+            .bind(creator_id)
+            .fetch_optional(&db)
+            .await
+    })
+    .await
+}
+
+const PLAN_SQL: &str = "SELECT creator_id, price_minor, currency, active, updated_at FROM plans WHERE creator_id = ? AND active = 1";
+
 pub async fn get_plan(state: &AppState, creator_id: &str) -> Result<Option<Plan>> {
-    Ok(sqlx::query_as::<_, Plan>(
-        "SELECT creator_id, price_minor, currency, active, updated_at FROM plans WHERE creator_id = ? AND active = 1",
-    )
-    .bind(creator_id)
-    .fetch_optional(&state.db)
-    .await?)
+    Ok(sqlx::query_as::<_, Plan>(PLAN_SQL)
+        .bind(creator_id)
+        .fetch_optional(&state.db)
+        .await?)
 }
 
 async fn load_sub(state: &AppState, id: &str) -> Result<SubscriptionRow> {

@@ -144,7 +144,7 @@ pub async fn signup(
     display_name: &str,
     address: &str,
 ) -> Result<Session> {
-    if let Err(e) = state.login_limits.check_signup(address) {
+    if let Err(e) = state.login_limits.check_signup(address).await {
         metrics::counter!("user_svc_signups_total", "outcome" => "rate_limited").increment(1);
         return Err(e);
     }
@@ -169,7 +169,7 @@ pub async fn login(
     address: &str,
 ) -> Result<Session> {
     let account = email.trim().to_lowercase();
-    if let Err(e) = state.login_limits.check(&account, address) {
+    if let Err(e) = state.login_limits.check(&account, address).await {
         metrics::counter!("user_svc_logins_total", "outcome" => "rate_limited").increment(1);
         return Err(e);
     }
@@ -179,7 +179,7 @@ pub async fn login(
     };
     let Some(user) = user else {
         state.passwords.verify_dummy(password).await?;
-        state.login_limits.failed(&account);
+        state.login_limits.failed(&account).await;
         metrics::counter!("user_svc_logins_total", "outcome" => "invalid").increment(1);
         return Err(Error::InvalidCredentials);
     };
@@ -189,7 +189,7 @@ pub async fn login(
             .verify(password, &user.password_hash)
             .await?
     {
-        state.login_limits.failed(&account);
+        state.login_limits.failed(&account).await;
         metrics::counter!("user_svc_logins_total", "outcome" => "invalid").increment(1);
         info!(user_id = %user.id, "login refused: wrong password");
         return Err(Error::InvalidCredentials);
@@ -367,12 +367,16 @@ pub async fn become_creator(state: &AppState, user_id: &str) -> Result<Me> {
     Ok(get(state, user_id).await?.into())
 }
 
+/// A public profile: lag-tolerant, so it may come from the replica ([`crate::replica`]).
 pub async fn profile(state: &AppState, id: &str) -> Result<PublicProfile> {
-    sqlx::query_as::<_, PublicProfile>(
-        "SELECT id, display_name, avatar_url, role FROM users WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(&state.db)
+    crate::replica::read(state, &[id], |db| async move {
+        sqlx::query_as::<_, PublicProfile>(
+            "SELECT id, display_name, avatar_url, role FROM users WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&db)
+        .await
+    })
     .await?
     .ok_or(Error::NotFound("user"))
 }
@@ -389,15 +393,22 @@ pub async fn profiles(state: &AppState, ids: &[String]) -> Result<Vec<PublicProf
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut qb = sqlx::QueryBuilder::new(
-        "SELECT id, display_name, avatar_url, role FROM users WHERE id IN (",
-    );
-    let mut sep = qb.separated(", ");
-    for id in &ids {
-        sep.push_bind(id.as_str());
-    }
-    qb.push(")");
-    let found: Vec<PublicProfile> = qb.build_query_as().fetch_all(&state.db).await?;
+    let owners: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+    let found: Vec<PublicProfile> = crate::replica::read(state, &owners, |db| {
+        let ids = &ids;
+        async move {
+            let mut qb = sqlx::QueryBuilder::new(
+                "SELECT id, display_name, avatar_url, role FROM users WHERE id IN (",
+            );
+            let mut sep = qb.separated(", ");
+            for id in ids {
+                sep.push_bind(id.as_str());
+            }
+            qb.push(")");
+            qb.build_query_as().fetch_all(&db).await
+        }
+    })
+    .await?;
     let mut out = Vec::with_capacity(found.len());
     for id in ids {
         if let Some(p) = found.iter().find(|p| &p.id == id) {

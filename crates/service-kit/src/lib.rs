@@ -7,8 +7,12 @@
 //! - [`metrics`]: a process-wide Prometheus recorder and a router that serves it.
 //! - [`shutdown_token`]: one cancellation token cancelled on SIGINT or SIGTERM.
 //! - [`error`]: the one JSON error shape every HTTP API answers with.
+//! - [`shared`]: state several instances agree on (rate-limit buckets, cache invalidation),
+//!   in Redis.
+//! - [`redact_url`]: a connection string fit for logs.
 
 pub mod error;
+pub mod shared;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -224,6 +228,19 @@ where
     let _ = metrics_task.await;
     tracing::info!("{name} stopped");
     Ok(())
+}
+
+/// A connection string fit for logs: `mysql://user:secret@host/db` -> `mysql://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    let user = rest[..at].split(':').next().unwrap_or("");
+    format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..])
 }
 
 /// The client's address, for rate limits. With `forwarded_hops` = 0 it is the peer. Behind
