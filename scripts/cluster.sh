@@ -173,8 +173,9 @@ replica_caught_up() {
 #   CAUDAL_S3_PORT                                where everything reaches the Garage cluster
 #   CLUSTER_{BFF,USER,METADATA,INGEST_HTTP,RTMP,S3}_UPSTREAMS   "host:port host:port ..."
 # A request that finds its instance gone (refused, reset, 502/503) is passed to the next one:
-# GET and HEAD always; POST only where it carries an idempotency key the service requires
-# (purchases), so a retry cannot charge twice. Its pid in CAUDAL_BALANCER_PID.
+# GET and HEAD always; POST only where the service requires an idempotency key (purchases), so
+# a retry cannot charge twice, and for user-svc's internal reads sent as POST. Its pid in
+# CAUDAL_BALANCER_PID.
 start_balancer() {
   local dir=$1
   mkdir -p "$dir/logs" "$dir/tmp"
@@ -190,14 +191,15 @@ start_balancer() {
   server {
     listen 127.0.0.1:$1;
     location / {
-      proxy_pass http://$2;$3
+      proxy_pass http://$2;${3:-}
     }
-$4
+${4:-}
   }
 CONF
   }
-  local retry_post='    location = /v1/purchases {
-      # bff and user-svc require an Idempotency-Key here: a retry is answered, not charged again
+  local retry_post='    location ~ ^/(v1/purchases|internal/v1/(entitlements/check|users/batch|stream-keys/validate))$ {
+      # purchases require an Idempotency-Key (a retry is answered, not charged again); the
+      # internal ones are reads sent as POST
       proxy_next_upstream error timeout http_502 http_503 non_idempotent;
       proxy_pass http://UPSTREAM;
     }'
@@ -267,5 +269,8 @@ CONF
   nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/logs/nginx.log" 2>&1 &
   CAUDAL_PIDS+=($!)
   export CAUDAL_BALANCER_PID=$!
-  wait_port 127.0.0.1 "$CAUDAL_BFF_PORT" 30 "the balancer"
+  local port
+  for port in "$CAUDAL_BFF_PORT" "$CAUDAL_USER_PORT" "$CAUDAL_METADATA_PORT" "$CAUDAL_INGEST_HTTP_PORT" "$CAUDAL_RTMP_PORT" "$CAUDAL_S3_PORT"; do
+    wait_port 127.0.0.1 "$port" 30 "the balancer"
+  done
 }

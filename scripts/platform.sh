@@ -166,7 +166,11 @@ start_platform() {
   export CAUDAL_INGEST_JOBS__URL="$CAUDAL_NATS_URL"
   # key leases, heartbeats and live origins shared in Redis: one publisher per key across
   # instances, and any instance answers for any broadcast's live edge
-  [ "$n" = 1 ] || export CAUDAL_INGEST_SHARED_STATE_URL="$CAUDAL_REDIS_URL"
+  # The rule for a second publisher of a live key must not depend on which instance the
+  # balancer picked: alone, a newer publisher takes over (an encoder reconnecting before its
+  # old connection timed out); in a cluster it is refused everywhere, and a reconnecting
+  # encoder gets in once its old connection is gone (OBS keeps retrying), continuing the video.
+  [ "$n" = 1 ] || export CAUDAL_INGEST_SHARED_STATE_URL="$CAUDAL_REDIS_URL" CAUDAL_INGEST_TAKEOVER=false
   local ingest_urls="" port
   for ((i = 1; i <= n; i++)); do
     port=$(instance_port INGEST_HTTP "$i")

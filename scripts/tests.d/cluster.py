@@ -235,7 +235,6 @@ def metadata_invalidation():
     creator = shared["creator"]
     s, v = api("POST", METADATA_SVC[0] + "/internal/v1/videos", body={
         "owner_id": creator["id"], "kind": "upload", "title": "before", "visibility": "public",
-        "status": "uploading",
     })
     expect(s in (200, 201), f"create: {s} {v}")
     vid = v["id"]
@@ -288,8 +287,13 @@ def one_publisher_per_key():
        "recording is complete")
 def garage_node_lost():
     v = broadcast["video"]
-    s, d = api("GET", f"{BFF}/v1/videos/{v['id']}")
-    expect(s == 200 and d.get("playback"), f"video detail: {s} {d}")
+    deadline = time.time() + 30
+    while True:
+        s, d = api("GET", f"{BFF}/v1/videos/{v['id']}")
+        if s == 200 and d.get("playback"):
+            break
+        expect(time.time() < deadline, f"no playback URL 30 s into the broadcast: {s} {d}")
+        time.sleep(0.5)
     rung = first_rung(d["playback"]["url"])
     # let it run, then take a node away
     while time.time() - broadcast["started"] < 12:
@@ -350,7 +354,8 @@ def kill_instances_under_load():
     viewers = [signup(f"Viewer{i}") for i in range(40)]
     secs, kill_at = 24, 8
     lock = threading.Lock()
-    stats = {"requests": 0, "errors": 0, "retried_ok": 0, "latencies": []}
+    stats = {"requests": 0, "errors": 0, "retried_ok": 0, "latencies": [], "after_kill": 0}
+    killed = [False]
     failures = []
     bought = {}
     stop = time.time() + secs
@@ -359,6 +364,7 @@ def kill_instances_under_load():
     def record(status, what, dt):
         with lock:
             stats["requests"] += 1
+            stats["after_kill"] += killed[0]
             stats["latencies"].append(dt)
             if status == 0 or status >= 500:
                 stats["errors"] += 1
@@ -408,6 +414,7 @@ def kill_instances_under_load():
     bff_pid, user_pid = int(E["CAUDAL_PID_bff_1"]), int(E["CAUDAL_PID_user_svc_1"])
     kill(bff_pid)
     kill(user_pid)
+    killed[0] = True
     print(f"  killed bff 1 (pid {bff_pid}) and user-svc 1 (pid {user_pid}) {kill_at} s into the load")
     for t in threads:
         t.join()
@@ -417,10 +424,11 @@ def kill_instances_under_load():
     rate = stats["errors"] / max(1, stats["requests"])
     print(f"  {stats['requests']} requests in {secs} s, {stats['errors']} errors ({rate * 100:.3f} %, goal under 0.1 %), "
           f"p50 {lat[len(lat) // 2] * 1000:.0f} ms, p99 {lat[int(len(lat) * 0.99)] * 1000:.0f} ms; "
-          f"{stats['retried_ok']} purchases succeeded on the client's retry")
+          f"{stats['after_kill']} after the kill; {stats['retried_ok']} purchases succeeded on the client's retry")
     if failures:
         print("  errors: " + "; ".join(failures[:10]))
     expect(rate < 0.001, f"error rate {rate * 100:.3f} % (goal under 0.1 %)")
+    expect(stats["after_kill"] > stats["requests"] / 4, f"only {stats['after_kill']} requests after the kill")
     charged = 0
     for viewer in viewers:
         s, b = api("GET", BFF + "/v1/me/purchases", viewer["token"])

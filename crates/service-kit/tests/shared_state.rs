@@ -107,11 +107,7 @@ async fn with_redis_gone_an_instance_limits_alone() {
     cut.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // a fresh local bucket: two tokens, then none
-    let answers = [
-        l.check("k").await,
-        l.check("k").await,
-        l.check("k").await,
-    ];
+    let answers = [l.check("k").await, l.check("k").await, l.check("k").await];
     assert_eq!(answers[..2], [Ok(()), Ok(())]);
     assert!(answers[2].is_err(), "the local bucket limits: {answers:?}");
 }
