@@ -269,8 +269,10 @@ CONF
   nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/logs/nginx.log" 2>&1 &
   CAUDAL_PIDS+=($!)
   export CAUDAL_BALANCER_PID=$!
+  # (not the RTMP port: a TCP proxy connects upstream at once, and an ingest instance not
+  # started yet would be marked down for fail_timeout)
   local port
-  for port in "$CAUDAL_BFF_PORT" "$CAUDAL_USER_PORT" "$CAUDAL_METADATA_PORT" "$CAUDAL_INGEST_HTTP_PORT" "$CAUDAL_RTMP_PORT" "$CAUDAL_S3_PORT"; do
+  for port in "$CAUDAL_BFF_PORT" "$CAUDAL_USER_PORT" "$CAUDAL_METADATA_PORT" "$CAUDAL_INGEST_HTTP_PORT" "$CAUDAL_S3_PORT"; do
     wait_port 127.0.0.1 "$port" 30 "the balancer"
   done
 }

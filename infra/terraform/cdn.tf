@@ -17,10 +17,16 @@
 #
 # The ALB accepts only CloudFront's origin-facing addresses (security_groups.tf) that also
 # carry the secret X-Caudal-Origin-Verify header (loadbalancers.tf).
+#
+# With cross_region_replication the S3 behaviours go to an origin group: the media bucket, then
+# its replica in replica_region (same OAC) when the media bucket answers 500/502/503/504 or
+# cannot be reached. The low-latency, API and page behaviours stay on the ALB (one region).
 
+# One OAC for both buckets: it only says how CloudFront signs; each bucket's policy admits this
+# distribution.
 resource "aws_cloudfront_origin_access_control" "media" {
   name                              = "${local.name}-media"
-  description                       = "CloudFront signs its requests to the private media bucket"
+  description                       = "CloudFront signs its requests to the private media bucket and its replica"
   origin_access_control_origin_type = "s3"
   signing_behavior                  = "always"
   signing_protocol                  = "sigv4"
@@ -220,6 +226,11 @@ resource "aws_cloudfront_function" "playback_token" {
   key_value_store_associations = [aws_cloudfront_key_value_store.playback_keys.arn]
 }
 
+# Where the S3 behaviours go: the failover group with a replica, else the media bucket itself.
+locals {
+  media_origin_id = var.cross_region_replication ? "media-failover" : "media"
+}
+
 data "aws_cloudfront_cache_policy" "caching_disabled" {
   name = "Managed-CachingDisabled"
 }
@@ -236,7 +247,6 @@ resource "random_password" "origin_verify" {
 }
 
 resource "aws_cloudfront_distribution" "main" {
-  #checkov:skip=CKV_AWS_310:Origin failover needs a second copy of the media bucket (replication) and of the API; out of scope for one region.
   #checkov:skip=CKV2_AWS_47:The web ACL is optional and managed outside this stack (cloudfront_web_acl_arn), so its rule groups (Log4j included) cannot be checked here; media is static objects and the API has bff's own rate limits.
   #checkov:skip=CKV_AWS_174:TLSv1.2_2021 is set whenever cloudfront_certificate_arn is given; with the default *.cloudfront.net certificate CloudFront only accepts TLSv1 as the setting.
   #checkov:skip=CKV2_AWS_42:A custom certificate is optional (site_aliases + cloudfront_certificate_arn); without one the *.cloudfront.net certificate is used.
@@ -255,11 +265,53 @@ resource "aws_cloudfront_distribution" "main" {
     domain_name              = aws_s3_bucket.media.bucket_regional_domain_name
     origin_access_control_id = aws_cloudfront_origin_access_control.media.id
 
+    # With a replica to fall back to, give up on an unreachable bucket after 2 x 3 s instead of
+    # CloudFront's 3 x 10 s: a live player holds only a few segments.
+    connection_attempts = var.cross_region_replication ? 2 : 3
+    connection_timeout  = var.cross_region_replication ? 3 : 10
+
     dynamic "origin_shield" {
       for_each = var.origin_shield_region == "" ? [] : [var.origin_shield_region]
       content {
         enabled              = true
         origin_shield_region = origin_shield.value
+      }
+    }
+  }
+
+  # The replica bucket: reached only on failover, so no Origin Shield (its region would be the
+  # media bucket's, where the trouble is).
+  dynamic "origin" {
+    for_each = var.cross_region_replication ? [1] : []
+    content {
+      origin_id                = "media-replica"
+      domain_name              = aws_s3_bucket.media_replica[0].bucket_regional_domain_name
+      origin_access_control_id = aws_cloudfront_origin_access_control.media.id
+    }
+  }
+
+  # Failover on the 5xx answers of an S3 outage only. Not on 403/404: the media bucket is the
+  # one ingest writes, so it is always ahead of the replica (replication is asynchronous). A key
+  # it does not have is a segment asked for before it exists, or a deleted video; the replica,
+  # lagging, has the first no sooner and may still hold the second until its delete marker
+  # arrives. Failing over on them would double every such miss and could serve deleted media.
+  # (The group's id comes from for_each: checkov 3.3.30 reads the members of a dynamic origin
+  # group only then, and CKV_AWS_310 checks this failover.)
+  dynamic "origin_group" {
+    for_each = var.cross_region_replication ? ["media-failover"] : []
+    content {
+      origin_id = origin_group.value
+
+      failover_criteria {
+        status_codes = [500, 502, 503, 504]
+      }
+
+      member {
+        origin_id = "media"
+      }
+
+      member {
+        origin_id = "media-replica"
       }
     }
   }
@@ -342,10 +394,12 @@ resource "aws_cloudfront_distribution" "main" {
   }
 
   # Media under a playback token. The behaviour is chosen on the viewer's path (/p/...); the
-  # cache key and the S3 request use the path the function rewrote (/{key}).
+  # cache key and the S3 request use the path the function rewrote (/{key}). The S3 behaviours
+  # allow no more than GET, HEAD and OPTIONS, the methods an origin group fails over (OPTIONS is
+  # answered by the function at the edge anyway).
   ordered_cache_behavior {
     path_pattern               = "/p/*.m3u8"
-    target_origin_id           = "media"
+    target_origin_id           = local.media_origin_id
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
     cached_methods             = ["GET", "HEAD"]
@@ -361,7 +415,7 @@ resource "aws_cloudfront_distribution" "main" {
 
   ordered_cache_behavior {
     path_pattern               = "/p/*.ts"
-    target_origin_id           = "media"
+    target_origin_id           = local.media_origin_id
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
     cached_methods             = ["GET", "HEAD"]
@@ -377,7 +431,7 @@ resource "aws_cloudfront_distribution" "main" {
 
   ordered_cache_behavior {
     path_pattern               = "/p/*.m4s"
-    target_origin_id           = "media"
+    target_origin_id           = local.media_origin_id
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
     cached_methods             = ["GET", "HEAD"]
@@ -393,7 +447,7 @@ resource "aws_cloudfront_distribution" "main" {
 
   ordered_cache_behavior {
     path_pattern               = "/p/*"
-    target_origin_id           = "media"
+    target_origin_id           = local.media_origin_id
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
     cached_methods             = ["GET", "HEAD"]
@@ -411,7 +465,7 @@ resource "aws_cloudfront_distribution" "main" {
   # /{seg1}/{seg2}/poster.jpg|png and answers 403 to anything deeper.
   ordered_cache_behavior {
     path_pattern               = "/*/*/poster.jpg"
-    target_origin_id           = "media"
+    target_origin_id           = local.media_origin_id
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
     cached_methods             = ["GET", "HEAD"]
@@ -427,7 +481,7 @@ resource "aws_cloudfront_distribution" "main" {
 
   ordered_cache_behavior {
     path_pattern               = "/*/*/poster.png"
-    target_origin_id           = "media"
+    target_origin_id           = local.media_origin_id
     viewer_protocol_policy     = "https-only"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
     cached_methods             = ["GET", "HEAD"]

@@ -3,6 +3,8 @@
 #   ingest-rtmp task role: put/get/delete objects under live/ and list the media bucket (only
 #   under live/ when a listing names a prefix), nothing else.
 #   bff, user-svc, metadata-svc: no task role (they call no AWS API).
+# IAM for S3 replication (cross_region_replication): S3 reads the media bucket's new versions
+# and writes them into the replica bucket, nothing else.
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
   statement {
@@ -97,6 +99,60 @@ resource "aws_iam_role_policy" "ingest_media" {
         Condition = {
           StringLikeIfExists = { "s3:prefix" = ["${local.media_prefix}/*"] }
         }
+      },
+    ]
+  })
+}
+
+# --- S3 replication (storage.tf) -----------------------------------------------------------
+
+resource "aws_iam_role" "media_replication" {
+  count = var.cross_region_replication ? 1 : 0
+
+  name = "${local.name}-media-replication"
+
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "s3.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = {
+        StringEquals = { "aws:SourceAccount" = local.account_id }
+      }
+    }]
+  })
+}
+
+# What S3 replication needs and no more: read the configuration and list the source, read object
+# versions (with their ACLs and tags) for replication, and replicate objects, deletes and tags
+# into the replica.
+resource "aws_iam_role_policy" "media_replication" {
+  count = var.cross_region_replication ? 1 : 0
+
+  name = "replicate-media"
+  role = aws_iam_role.media_replication[0].id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ReadReplicationConfiguration"
+        Effect   = "Allow"
+        Action   = ["s3:GetReplicationConfiguration", "s3:ListBucket"]
+        Resource = aws_s3_bucket.media.arn
+      },
+      {
+        Sid      = "ReadSourceVersions"
+        Effect   = "Allow"
+        Action   = ["s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"]
+        Resource = "${aws_s3_bucket.media.arn}/*"
+      },
+      {
+        Sid      = "WriteReplicas"
+        Effect   = "Allow"
+        Action   = ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"]
+        Resource = "${aws_s3_bucket.media_replica[0].arn}/*"
       },
     ]
   })

@@ -70,6 +70,28 @@ output "docdb_endpoint" {
   value       = aws_docdb_cluster.metadata.endpoint
 }
 
+# The copies in replica_region (null without cross_region_replication).
+
+output "media_replica_bucket" {
+  description = "S3 bucket in replica_region holding the replica of the media bucket (CloudFront's failover origin)."
+  value       = one(aws_s3_bucket.media_replica[*].id)
+}
+
+output "mariadb_replica_endpoint" {
+  description = "Endpoint of the MariaDB cross-region read replica in replica_region (private; read-only until promoted)."
+  value       = one(aws_db_instance.user_replica[*].endpoint)
+}
+
+output "docdb_replica_endpoint" {
+  description = "Cluster endpoint of DocumentDB's secondary cluster in replica_region (private; read-only until the global cluster fails over to it)."
+  value       = one(aws_docdb_cluster.metadata_replica[*].endpoint)
+}
+
+output "docdb_global_cluster_id" {
+  description = "DocumentDB global cluster (failover-global-cluster / switchover-global-cluster take it)."
+  value       = one(aws_docdb_global_cluster.metadata[*].id)
+}
+
 output "secret_arns" {
   description = "Secrets Manager secrets handed to the services."
   value = {

@@ -7,6 +7,8 @@
 #   bff, ingest-rtmp --8082--> user-svc     --3306-->  rds        (MariaDB)
 #   bff, ingest-rtmp --8083--> metadata-svc --27017--> docdb      (DocumentDB)
 #   every task --443--> AWS APIs / image registry (through NAT; S3 through the gateway endpoint)
+#   replica region: replica_rds, replica_docdb admit nothing (no service runs there; the copies
+#   replicate over AWS's links). A failover that moves the services there adds their rules.
 
 data "aws_ec2_managed_prefix_list" "cloudfront" {
   name = "com.amazonaws.global.cloudfront.origin-facing"
@@ -379,4 +381,28 @@ resource "aws_vpc_security_group_ingress_rule" "docdb_from_metadata_svc" {
   from_port                    = 27017
   to_port                      = 27017
   referenced_security_group_id = aws_security_group.metadata_svc.id
+}
+
+# --- second region: the database copies, closed ------------------------------------------
+
+resource "aws_security_group" "replica_rds" {
+  provider = aws.replica
+  count    = var.cross_region_replication ? 1 : 0
+
+  name        = "${local.name}-replica-rds"
+  description = "MariaDB read replica: no ingress until services run in this region"
+  vpc_id      = aws_vpc.replica[0].id
+
+  tags = { Name = "${local.name}-replica-rds" }
+}
+
+resource "aws_security_group" "replica_docdb" {
+  provider = aws.replica
+  count    = var.cross_region_replication ? 1 : 0
+
+  name        = "${local.name}-replica-docdb"
+  description = "DocumentDB secondary cluster: no ingress until services run in this region"
+  vpc_id      = aws_vpc.replica[0].id
+
+  tags = { Name = "${local.name}-replica-docdb" }
 }

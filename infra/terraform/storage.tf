@@ -1,13 +1,15 @@
-# S3: the media bucket (HLS segments, playlists, recordings) and the access-logs bucket.
+# S3: the media bucket (HLS segments, playlists, recordings), its replica in the second region
+# and the access-logs bucket.
 #
 # The media bucket is private; viewers get objects only through CloudFront (Origin Access
 # Control, cdn.tf), ingest-rtmp writes with its task role (iam.tf). CloudFront adds the CORS
-# headers, so the bucket has no CORS configuration.
+# headers, so the bucket has no CORS configuration. With cross_region_replication, S3 copies
+# every new object and delete marker to the replica bucket (asynchronously), and CloudFront
+# reads from the replica when the media bucket answers 5xx (cdn.tf).
 
 # --- media ---------------------------------------------------------------------------------
 
 resource "aws_s3_bucket" "media" {
-  #checkov:skip=CKV_AWS_144:Cross-region replication would double the storage of every segment; versioning and the lifecycle rules cover deletes. Add a replication rule if recordings must survive the loss of a region.
   #checkov:skip=CKV_AWS_145:SSE-S3 on purpose. The objects are HLS media that CloudFront hands to any viewer; SSE-KMS would add a KMS request to every edge miss (every segment of every rung) for no confidentiality gain.
   #checkov:skip=CKV2_AWS_62:Nothing consumes object events: ingest-rtmp tells metadata-svc about renditions itself.
   bucket = "${local.name}-media-${local.account_id}"
@@ -132,6 +134,191 @@ resource "aws_s3_bucket_policy" "media" {
   })
 
   depends_on = [aws_s3_bucket_public_access_block.media]
+}
+
+# --- media replica (second region) -------------------------------------------------------
+# The same settings as the media bucket: private, owner-enforced, versioned (replication needs
+# versioning on both sides), SSE-S3, readable only by this distribution, the same lifecycle
+# (lifecycle actions are not replicated: each bucket expires its own old versions).
+
+resource "aws_s3_bucket" "media_replica" {
+  #checkov:skip=CKV_AWS_145:SSE-S3 like the media bucket, whose objects arrive here with their encryption unchanged: public HLS media, and SSE-KMS would add a KMS request to every edge miss after a failover.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes object events of the replica.
+  #checkov:skip=CKV_AWS_18:S3 server access logs can only go to a bucket in the same region, and only two principals touch this bucket: S3 replication (replication metrics, CloudTrail) and CloudFront, whose reads are in its standard logs in the logs bucket.
+  provider = aws.replica
+  count    = var.cross_region_replication ? 1 : 0
+
+  bucket = "${local.name}-media-${var.replica_region}-${local.account_id}"
+}
+
+resource "aws_s3_bucket_ownership_controls" "media_replica" {
+  provider = aws.replica
+  count    = var.cross_region_replication ? 1 : 0
+
+  bucket = aws_s3_bucket.media_replica[0].id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "media_replica" {
+  provider = aws.replica
+  count    = var.cross_region_replication ? 1 : 0
+
+  bucket = aws_s3_bucket.media_replica[0].id
+
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_versioning" "media_replica" {
+  provider = aws.replica
+  count    = var.cross_region_replication ? 1 : 0
+
+  bucket = aws_s3_bucket.media_replica[0].id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "media_replica" {
+  provider = aws.replica
+  count    = var.cross_region_replication ? 1 : 0
+
+  bucket = aws_s3_bucket.media_replica[0].id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "media_replica" {
+  provider = aws.replica
+  count    = var.cross_region_replication ? 1 : 0
+
+  bucket = aws_s3_bucket.media_replica[0].id
+
+  rule {
+    id     = "abort-incomplete-multipart-uploads"
+    status = "Enabled"
+
+    filter {}
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  # Every playlist rewrite and every replicated delete marker leaves a noncurrent version here too.
+  rule {
+    id     = "expire-replaced-versions"
+    status = "Enabled"
+
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.media_noncurrent_days
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  rule {
+    id     = "recordings-to-standard-ia"
+    status = var.recordings_ia_after_days > 0 ? "Enabled" : "Disabled"
+
+    filter {
+      prefix = "${local.media_prefix}/"
+    }
+
+    transition {
+      days          = max(var.recordings_ia_after_days, 30)
+      storage_class = "STANDARD_IA"
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.media_replica]
+}
+
+# Reads only by this account's CloudFront distribution (the failover origin); TLS only. S3
+# replication writes with its role's permissions (iam.tf): same account, no grant needed here.
+resource "aws_s3_bucket_policy" "media_replica" {
+  provider = aws.replica
+  count    = var.cross_region_replication ? 1 : 0
+
+  bucket = aws_s3_bucket.media_replica[0].id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "CloudFrontReadsThroughOriginAccessControl"
+        Effect    = "Allow"
+        Principal = { Service = "cloudfront.amazonaws.com" }
+        Action    = "s3:GetObject"
+        Resource  = "${aws_s3_bucket.media_replica[0].arn}/*"
+        Condition = {
+          StringEquals = { "AWS:SourceArn" = aws_cloudfront_distribution.main.arn }
+        }
+      },
+      {
+        Sid       = "DenyPlainHttp"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.media_replica[0].arn, "${aws_s3_bucket.media_replica[0].arn}/*"]
+        Condition = {
+          Bool = { "aws:SecureTransport" = "false" }
+        }
+      },
+    ]
+  })
+
+  depends_on = [aws_s3_bucket_public_access_block.media_replica]
+}
+
+# The whole bucket (ingest writes only under live/), delete markers included: a deleted video
+# goes from the replica too. Objects are SSE-S3, so there is no KMS-encrypted selection or replica key to
+# configure. Asynchronous: most objects arrive within seconds, without a time guarantee (S3
+# Replication Time Control would add a 15-minute SLA at a per-GB charge); the metrics
+# (ReplicationLatency, OperationsPendingReplication in CloudWatch) show the lag. Objects written
+# before replication was switched on need a one-off S3 Batch Replication job (README).
+resource "aws_s3_bucket_replication_configuration" "media" {
+  count = var.cross_region_replication ? 1 : 0
+
+  bucket = aws_s3_bucket.media.id
+  role   = aws_iam_role.media_replication[0].arn
+
+  rule {
+    id     = "media-to-${var.replica_region}"
+    status = "Enabled"
+
+    filter {}
+
+    delete_marker_replication {
+      status = "Enabled"
+    }
+
+    destination {
+      bucket        = aws_s3_bucket.media_replica[0].arn
+      storage_class = "STANDARD"
+
+      metrics {
+        status = "Enabled"
+      }
+    }
+  }
+
+  # S3 refuses a replication configuration until both buckets are versioned.
+  depends_on = [aws_s3_bucket_versioning.media, aws_s3_bucket_versioning.media_replica]
 }
 
 # --- access logs (S3 server access logs, ALB access logs, CloudFront standard logs) --------

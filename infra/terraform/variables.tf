@@ -4,7 +4,7 @@
 # --- naming and placement -----------------------------------------------------------------
 
 variable "region" {
-  description = "AWS region of everything except CloudFront (global) and its certificate (us-east-1)."
+  description = "AWS region of everything except CloudFront (global), its certificate (us-east-1) and the copies in replica_region."
   type        = string
   default     = "eu-west-1"
 
@@ -70,6 +70,38 @@ variable "single_nat_gateway" {
   description = "One NAT gateway for both AZs (cheaper; the app subnets lose egress if that AZ fails) instead of one per AZ."
   type        = bool
   default     = false
+}
+
+# --- second region -------------------------------------------------------------------------
+
+variable "cross_region_replication" {
+  description = "Keep a copy of the data in replica_region: the media bucket replicates there (CloudFront falls back to the copy), MariaDB has a read replica there and DocumentDB a secondary cluster (global cluster). Needs DocumentDB instance classes of the r families (docdb_instance_class). See README, \"Second region\"."
+  type        = bool
+  default     = true
+}
+
+# Terraform 1.0 cannot compare two variables: replica_region must differ from region (a copy in
+# the same region does not outlive the region, and DocumentDB refuses a secondary cluster there).
+variable "replica_region" {
+  description = "Second AWS region, holding the copies (cross_region_replication); must differ from region."
+  type        = string
+  default     = "eu-central-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.replica_region))
+    error_message = "The replica_region must look like eu-central-1."
+  }
+}
+
+variable "replica_vpc_cidr" {
+  description = "CIDR of the replica region's VPC (database subnets only); /16 to /20. Keep it apart from vpc_cidr so that the two can be peered."
+  type        = string
+  default     = "10.41.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.replica_vpc_cidr, 0)) && tonumber(split("/", var.replica_vpc_cidr)[1]) >= 16 && tonumber(split("/", var.replica_vpc_cidr)[1]) <= 20
+    error_message = "The replica_vpc_cidr must be a valid IPv4 CIDR between /16 and /20."
+  }
 }
 
 # --- containers ----------------------------------------------------------------------------
@@ -431,9 +463,9 @@ variable "db_backup_retention_days" {
 }
 
 variable "docdb_instance_class" {
-  description = "Instance class of the DocumentDB instances (metadata-svc)."
+  description = "Instance class of the DocumentDB instances (metadata-svc), in both regions. A global cluster (cross_region_replication) takes only memory-optimised classes (db.r5, db.r6g, ...); the burstable db.t3/db.t4g classes work only without it."
   type        = string
-  default     = "db.t4g.medium"
+  default     = "db.r6g.large"
 }
 
 variable "docdb_instance_count" {

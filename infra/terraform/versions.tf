@@ -1,4 +1,5 @@
-# Terraform and provider versions, and the one AWS provider every resource uses.
+# Terraform and provider versions, the AWS provider of the deployment region and the one of the
+# second region (copies of the data, see cross_region_replication).
 
 terraform {
   required_version = ">= 1.0"
@@ -31,6 +32,17 @@ terraform {
 
 provider "aws" {
   region = var.region
+
+  default_tags {
+    tags = local.tags
+  }
+}
+
+# The second region: the media bucket's replica, the MariaDB read replica, DocumentDB's secondary
+# cluster and the small network and key they need (resources with provider = aws.replica).
+provider "aws" {
+  alias  = "replica"
+  region = var.replica_region
 
   default_tags {
     tags = local.tags

@@ -9,6 +9,8 @@ Prints one "PASS: <name>" or "FAIL: <name>: <why>" line per check; exits 1 if an
 Then a self-test: each of a list of deliberate breakages of the parsed configuration (a public
 database, a 60 s playlist TTL, unsigned media, ...) must make its check fail, so a check cannot silently turn
 into one that always passes.
+Resources of the second region (cross_region_replication) are counted (`count = var.... ? 1 : 0`)
+and use the aliased provider; the checks read them as written, i.e. with replication on.
 """
 
 import json
@@ -47,6 +49,7 @@ class Config:
         self.outputs = {}
         self.locals = {}
         self.terraform = []
+        self.providers = []  # aws provider blocks
         for fname, doc in files.items():
             if not fname.endswith(".tf"):
                 continue
@@ -63,6 +66,7 @@ class Config:
             for block in doc.get("locals", []):
                 self.locals.update(block)
             self.terraform.extend(doc.get("terraform", []))
+            self.providers.extend(doc.get("provider", {}).get("aws", []))
 
     def of_type(self, rtype):
         return {name: body for (t, name), body in self.resources.items() if t == rtype}
@@ -97,6 +101,38 @@ def for_bucket(cfg, rtype, bucket):
 def blocks(body, key):
     v = body.get(key, [])
     return v if isinstance(v, list) else [v]
+
+
+def dynamic_blocks(body, key):
+    """The blocks that body's `dynamic "key"` makes when its condition holds: one per value of a
+    for_each `cond ? ["a", ...] : []` (with ${key.value} replaced by the value), else one; each
+    carries its for_each."""
+    dyn = body.get("dynamic", {})
+    out = []
+    for d in (dyn.get(key, []) if isinstance(dyn, dict) else []):
+        m = re.fullmatch(r"\$\{.+\? \[(.*)\] : \[\]\}", d.get("for_each", ""), re.S)
+        values = re.findall(r'"([^"]*)"', m.group(1)) if m else []
+        for v in values or [None]:
+            text = json.dumps(blocks(d, "content")[0])
+            if v is not None:
+                text = text.replace(json.dumps("${%s.value}" % key), json.dumps(v))
+            out.append(dict(json.loads(text), for_each=d.get("for_each")))
+    return out
+
+
+def replica_provider(cfg):
+    """The provider expression of the second region's resources, e.g. ${aws.replica}."""
+    aliased = [p for p in cfg.providers if p.get("alias")]
+    expect(len(aliased) == 1, "expected one aliased aws provider (the replica region), found %d" % len(aliased))
+    expect(aliased[0].get("region") == "${var.replica_region}", "the aliased aws provider's region is not var.replica_region")
+    return "${aws.%s}" % aliased[0]["alias"]
+
+
+def named(rtype, value):
+    """Name of the rtype resource an expression such as ${aws_kms_key.replica[0].arn} refers to."""
+    m = re.search(r"\b%s\.([A-Za-z0-9_-]+)" % re.escape(rtype), value or "")
+    expect(m, "%r does not refer to an %s defined here" % (value, rtype))
+    return m.group(1)
 
 
 def as_number(v):
@@ -198,41 +234,61 @@ def _(cfg):
             expect(pabs[0].get(key) is True, "bucket %s: %s is not true" % (name, key))
 
 
+def sse_algorithm(cfg, bucket):
+    sse = for_bucket(cfg, "aws_s3_bucket_server_side_encryption_configuration", bucket)
+    expect(sse, "bucket %s has no encryption configuration" % bucket)
+    return blocks(blocks(sse[0], "rule")[0], "apply_server_side_encryption_by_default")[0].get("sse_algorithm")
+
+
 @check("s3: every bucket has default encryption")
 def _(cfg):
     for name in cfg.of_type("aws_s3_bucket"):
-        sse = for_bucket(cfg, "aws_s3_bucket_server_side_encryption_configuration", name)
-        expect(sse, "bucket %s has no encryption configuration" % name)
-        algo = blocks(blocks(sse[0], "rule")[0], "apply_server_side_encryption_by_default")[0].get("sse_algorithm")
+        algo = sse_algorithm(cfg, name)
         expect(algo in ("AES256", "aws:kms", "aws:kms:dsse"), "bucket %s: sse_algorithm is %r" % (name, algo))
+
+
+def versioned(cfg, bucket):
+    ver = for_bucket(cfg, "aws_s3_bucket_versioning", bucket)
+    return bool(ver) and blocks(ver[0], "versioning_configuration")[0].get("status") == "Enabled"
+
+
+def private_to_cloudfront(cfg, bucket):
+    """Owner-enforced (no ACLs), no CORS, a policy denying plain HTTP and letting only this
+    distribution's CloudFront read."""
+    own = for_bucket(cfg, "aws_s3_bucket_ownership_controls", bucket)
+    expect(own and blocks(own[0], "rule")[0].get("object_ownership") == "BucketOwnerEnforced", "%s: ACLs are not disabled" % bucket)
+    pol = for_bucket(cfg, "aws_s3_bucket_policy", bucket)
+    expect(pol, "%s has no bucket policy" % bucket)
+    text = pol[0].get("policy", "")
+    expect('"aws:SecureTransport" = "false"' in text, "%s: no deny of plain-HTTP requests" % bucket)
+    expect("cloudfront.amazonaws.com" in text and "AWS:SourceArn" in text, "%s: CloudFront read is not scoped to the distribution" % bucket)
+    expect(re.search(r"aws_s3_bucket\.%s\b" % bucket, text), "%s: the policy is about another bucket" % bucket)
+    expect(not for_bucket(cfg, "aws_s3_bucket_acl", bucket), "%s has an ACL resource" % bucket)
+    expect(not for_bucket(cfg, "aws_s3_bucket_cors_configuration", bucket), "%s has CORS (CloudFront adds it)" % bucket)
+
+
+def lifecycle_cleans_up(cfg, bucket):
+    """An enabled rule aborts incomplete multipart uploads within a week, one expires old versions."""
+    lc = for_bucket(cfg, "aws_s3_bucket_lifecycle_configuration", bucket)
+    expect(lc, "%s has no lifecycle configuration" % bucket)
+    rules = [r for r in blocks(lc[0], "rule") if r.get("status") == "Enabled"]
+    abort = [r for r in rules if r.get("abort_incomplete_multipart_upload")]
+    expect(abort, "%s: no enabled rule aborts incomplete multipart uploads" % bucket)
+    days = as_number(blocks(abort[0], "abort_incomplete_multipart_upload")[0].get("days_after_initiation"))
+    expect(days is not None and days <= 7, "%s: multipart uploads are aborted after %r days (want <= 7)" % (bucket, days))
+    expect(any(r.get("noncurrent_version_expiration") for r in rules), "%s: noncurrent versions never expire" % bucket)
 
 
 @check("s3: media bucket is versioned, owner-enforced and has a TLS-only policy")
 def _(cfg):
     expect(("aws_s3_bucket", "media") in cfg.resources, "no aws_s3_bucket.media")
-    ver = for_bucket(cfg, "aws_s3_bucket_versioning", "media")
-    expect(ver and blocks(ver[0], "versioning_configuration")[0].get("status") == "Enabled", "versioning is not Enabled")
-    own = for_bucket(cfg, "aws_s3_bucket_ownership_controls", "media")
-    expect(own and blocks(own[0], "rule")[0].get("object_ownership") == "BucketOwnerEnforced", "ACLs are not disabled")
-    pol = for_bucket(cfg, "aws_s3_bucket_policy", "media")
-    expect(pol, "no bucket policy")
-    text = pol[0].get("policy", "")
-    expect('"aws:SecureTransport" = "false"' in text, "no deny of plain-HTTP requests")
-    expect("cloudfront.amazonaws.com" in text and "AWS:SourceArn" in text, "CloudFront read is not scoped to the distribution")
-    expect(not for_bucket(cfg, "aws_s3_bucket_acl", "media"), "media bucket has an ACL resource")
-    expect(not for_bucket(cfg, "aws_s3_bucket_cors_configuration", "media"), "media bucket has CORS (CloudFront adds it)")
+    expect(versioned(cfg, "media"), "versioning is not Enabled")
+    private_to_cloudfront(cfg, "media")
 
 
 @check("s3: media lifecycle aborts incomplete multipart uploads and expires old versions")
 def _(cfg):
-    lc = for_bucket(cfg, "aws_s3_bucket_lifecycle_configuration", "media")
-    expect(lc, "no lifecycle configuration")
-    rules = [r for r in blocks(lc[0], "rule") if r.get("status") == "Enabled"]
-    abort = [r for r in rules if r.get("abort_incomplete_multipart_upload")]
-    expect(abort, "no enabled rule aborts incomplete multipart uploads")
-    days = as_number(blocks(abort[0], "abort_incomplete_multipart_upload")[0].get("days_after_initiation"))
-    expect(days is not None and days <= 7, "multipart uploads are aborted after %r days (want <= 7)" % days)
-    expect(any(r.get("noncurrent_version_expiration") for r in rules), "noncurrent versions never expire")
+    lifecycle_cleans_up(cfg, "media")
 
 
 # --- CloudFront -----------------------------------------------------------------------------
@@ -264,6 +320,39 @@ def media_origin_id(cfg):
     return s3[0]["origin_id"]
 
 
+def targets(cfg, behaviour):
+    """(origin id with cross_region_replication on, origin id with it off) of a behaviour: the same
+    id twice, unless target_origin_id is a local that picks by var.cross_region_replication."""
+    t = behaviour.get("target_origin_id", "")
+    m = re.fullmatch(r"\$\{local\.([A-Za-z0-9_]+)\}", t)
+    switch = m and re.fullmatch(r'\$\{var\.cross_region_replication \? "([^"]+)" : "([^"]+)"\}', str(cfg.locals.get(m.group(1), "")))
+    return (switch.group(1), switch.group(2)) if switch else (t, t)
+
+
+def origin_groups(cfg):
+    d = distribution(cfg)
+    return {g.get("origin_id"): g for g in blocks(d, "origin_group") + dynamic_blocks(d, "origin_group")}
+
+
+def media_ids(cfg):
+    """Origin ids serving the media bucket: its origin and the origin groups it is the primary of."""
+    primary = media_origin_id(cfg)
+    return {primary} | {gid for gid, g in origin_groups(cfg).items() if [m.get("origin_id") for m in blocks(g, "member")][:1] == [primary]}
+
+
+def serves_media(cfg, behaviour):
+    return any(t in media_ids(cfg) for t in targets(cfg, behaviour))
+
+
+def expect_oac(cfg, origin):
+    """The origin signs with an S3 Origin Access Control (sigv4, always), no legacy OAI."""
+    expect(refers_to(origin.get("origin_access_control_id"), "aws_cloudfront_origin_access_control"), "origin %s has no OAC" % origin.get("origin_id"))
+    expect(not origin.get("s3_origin_config"), "origin %s still uses a legacy origin access identity" % origin.get("origin_id"))
+    oac = cfg.resources[("aws_cloudfront_origin_access_control", named("aws_cloudfront_origin_access_control", origin["origin_access_control_id"]))]
+    expect(oac.get("origin_access_control_origin_type") == "s3", "OAC origin type is not s3")
+    expect(oac.get("signing_behavior") == "always" and oac.get("signing_protocol") == "sigv4", "OAC does not always sign with sigv4")
+
+
 def cache_policy(cfg, behaviour):
     m = re.fullmatch(r"\$\{aws_cloudfront_cache_policy\.([A-Za-z0-9_-]+)\.id\}", behaviour.get("cache_policy_id", ""))
     expect(m, "behaviour %s does not use a cache policy defined here" % behaviour.get("path_pattern"))
@@ -274,21 +363,13 @@ def cache_policy(cfg, behaviour):
 def _(cfg):
     d = distribution(cfg)
     origin_id = media_origin_id(cfg)
-    origin = [o for o in blocks(d, "origin") if o["origin_id"] == origin_id][0]
-    expect(refers_to(origin.get("origin_access_control_id"), "aws_cloudfront_origin_access_control"), "origin has no OAC")
-    expect(not origin.get("s3_origin_config"), "origin still uses a legacy origin access identity")
-    oacs = cfg.of_type("aws_cloudfront_origin_access_control")
-    name = re.search(r"aws_cloudfront_origin_access_control\.([A-Za-z0-9_-]+)", origin["origin_access_control_id"]).group(1)
-    oac = oacs[name]
-    expect(oac.get("origin_access_control_origin_type") == "s3", "OAC origin type is not s3")
-    expect(oac.get("signing_behavior") == "always" and oac.get("signing_protocol") == "sigv4", "OAC does not always sign with sigv4")
+    expect_oac(cfg, [o for o in blocks(d, "origin") if o["origin_id"] == origin_id][0])
 
 
 @check("cloudfront: *.m3u8 goes to the bucket with max TTL <= 1 s")
 def _(cfg):
-    origin_id = media_origin_id(cfg)
     for b in behaviours(cfg, ".m3u8"):
-        expect(b.get("target_origin_id") == origin_id, "*.m3u8 does not go to the media bucket")
+        expect(set(targets(cfg, b)) <= media_ids(cfg), "*.m3u8 does not go to the media bucket (or its failover group)")
         policy = cache_policy(cfg, b)
         for key in ("max_ttl", "default_ttl"):
             v = as_number(policy.get(key))
@@ -297,10 +378,9 @@ def _(cfg):
 
 @check("cloudfront: *.ts and *.m4s go to the bucket with a long TTL (>= 1 day)")
 def _(cfg):
-    origin_id = media_origin_id(cfg)
     for suffix in (".ts", ".m4s"):
         for b in behaviours(cfg, suffix):
-            expect(b.get("target_origin_id") == origin_id, "*%s does not go to the media bucket" % suffix)
+            expect(set(targets(cfg, b)) <= media_ids(cfg), "*%s does not go to the media bucket (or its failover group)" % suffix)
             policy = cache_policy(cfg, b)
             for key in ("default_ttl", "max_ttl"):
                 v = as_number(policy.get(key))
@@ -308,11 +388,9 @@ def _(cfg):
 
 
 def media_behaviours(cfg):
-    """Every cache behaviour (default included) that goes to the media bucket."""
+    """Every cache behaviour (default included) that goes to the media bucket (or its failover group)."""
     d = distribution(cfg)
-    origin_id = media_origin_id(cfg)
-    return [b for b in blocks(d, "default_cache_behavior") + blocks(d, "ordered_cache_behavior")
-            if b.get("target_origin_id") == origin_id]
+    return [b for b in blocks(d, "default_cache_behavior") + blocks(d, "ordered_cache_behavior") if serves_media(cfg, b)]
 
 
 def viewer_request_function(behaviour):
@@ -375,9 +453,7 @@ def _(cfg):
 @check("cloudfront: unsigned media: only posters are served without a token")
 def _(cfg):
     d = distribution(cfg)
-    origin_id = media_origin_id(cfg)
-    expect(all(b.get("target_origin_id") != origin_id for b in blocks(d, "default_cache_behavior")),
-           "the default behaviour serves the media bucket")
+    expect(not any(serves_media(cfg, b) for b in blocks(d, "default_cache_behavior")), "the default behaviour serves the media bucket")
     for b in media_behaviours(cfg):
         p = cfg.resolve(b.get("path_pattern", ""))
         expect(p.startswith("/p/") or POSTER_PATTERN.fullmatch(p),
@@ -513,20 +589,36 @@ def _(cfg):
 # --- databases ------------------------------------------------------------------------------
 
 
+def database_subnets(cfg, body):
+    """The subnet ids a database must use: the database tier of its own region."""
+    if body.get("provider") is None:
+        return "${aws_subnet.database[*].id}"
+    expect(body.get("provider") == replica_provider(cfg), "unexpected provider %r" % body.get("provider"))
+    return "${aws_subnet.replica_database[*].id}"
+
+
+def group_of(cfg, rtype, body, attr):
+    """The rtype resource that body's attr (${rtype.X.name} or ${rtype.X[0].name}) names, in body's region."""
+    m = re.fullmatch(r"\$\{%s\.([A-Za-z0-9_-]+)(?:\[0\])?\.name\}" % rtype, body.get(attr, ""))
+    expect(m, "%s is not an %s defined here" % (attr, rtype))
+    group = cfg.resources[(rtype, m.group(1))]
+    expect(group.get("provider") == body.get("provider"), "%s.%s is in another region" % (rtype, m.group(1)))
+    return group
+
+
 @check("rds: MariaDB is not publicly accessible, encrypted, backed up, in the database subnets")
 def _(cfg):
     dbs = cfg.of_type("aws_db_instance")
     expect(dbs, "no aws_db_instance")
     for name, db in dbs.items():
-        expect(db.get("engine") == "mariadb", "%s engine is %r" % (name, db.get("engine")))
+        # a read replica takes its engine from the source
+        expect(db.get("engine") == "mariadb" or db.get("replicate_source_db"), "%s engine is %r" % (name, db.get("engine")))
         expect(db.get("publicly_accessible") is False, "%s: publicly_accessible is not false" % name)
         expect(db.get("storage_encrypted") is True, "%s: storage_encrypted is not true" % name)
         expect(db.get("backup_retention_period") not in (None, 0, "0"), "%s: no backups" % name)
         expect(db.get("multi_az") == "${var.db_multi_az}", "%s: multi_az is not var.db_multi_az" % name)
-        m = re.fullmatch(r"\$\{aws_db_subnet_group\.([A-Za-z0-9_-]+)\.name\}", db.get("db_subnet_group_name", ""))
-        expect(m, "%s: no subnet group defined here" % name)
-        sg = cfg.resources[("aws_db_subnet_group", m.group(1))]
-        expect(sg.get("subnet_ids") == "${aws_subnet.database[*].id}", "%s: not in the database subnets" % name)
+        sg = group_of(cfg, "aws_db_subnet_group", db, "db_subnet_group_name")
+        expect(sg.get("subnet_ids") == database_subnets(cfg, db), "%s: not in its region's database subnets" % name)
 
 
 @check("docdb: DocumentDB is encrypted, TLS-only, backed up, in the database subnets")
@@ -536,24 +628,26 @@ def _(cfg):
     for name, c in clusters.items():
         expect(c.get("storage_encrypted") is True, "%s: storage_encrypted is not true" % name)
         expect(c.get("backup_retention_period") not in (None, 0, "0"), "%s: no backups" % name)
-        m = re.fullmatch(r"\$\{aws_docdb_subnet_group\.([A-Za-z0-9_-]+)\.name\}", c.get("db_subnet_group_name", ""))
-        expect(m, "%s: no subnet group defined here" % name)
-        sg = cfg.resources[("aws_docdb_subnet_group", m.group(1))]
-        expect(sg.get("subnet_ids") == "${aws_subnet.database[*].id}", "%s: not in the database subnets" % name)
-        m = re.fullmatch(r"\$\{aws_docdb_cluster_parameter_group\.([A-Za-z0-9_-]+)\.name\}", c.get("db_cluster_parameter_group_name", ""))
-        expect(m, "%s: no parameter group defined here" % name)
-        params = {p["name"]: p["value"] for p in blocks(cfg.resources[("aws_docdb_cluster_parameter_group", m.group(1))], "parameter")}
+        sg = group_of(cfg, "aws_docdb_subnet_group", c, "db_subnet_group_name")
+        expect(sg.get("subnet_ids") == database_subnets(cfg, c), "%s: not in its region's database subnets" % name)
+        pg = group_of(cfg, "aws_docdb_cluster_parameter_group", c, "db_cluster_parameter_group_name")
+        params = {p["name"]: p["value"] for p in blocks(pg, "parameter")}
         expect(params.get("tls") == "enabled", "%s: tls is not enabled" % name)
     for name, inst in cfg.of_type("aws_docdb_cluster_instance").items():
         expect(inst.get("publicly_accessible") in (None, False), "instance %s is publicly accessible" % name)
 
 
-@check("network: database subnets have no route out of the VPC")
+@check("network: database subnets (both regions) have no route out of the VPC")
 def _(cfg):
-    for name, rt in cfg.of_type("aws_route_table").items():
-        if any(refers_to(a.get("route_table_id"), "aws_route_table", name) and refers_to(a.get("subnet_id"), "aws_subnet", "database")
-               for a in cfg.of_type("aws_route_table_association").values()):
-            expect(not rt.get("route"), "route table %s of the database subnets has routes" % name)
+    tiers = [t for t in ("database", "replica_database") if ("aws_subnet", t) in cfg.resources]
+    expect("database" in tiers, "no aws_subnet.database")
+    for tier in tiers:
+        tables = [name for name in cfg.of_type("aws_route_table")
+                  if any(refers_to(a.get("route_table_id"), "aws_route_table", name) and refers_to(a.get("subnet_id"), "aws_subnet", tier)
+                         for a in cfg.of_type("aws_route_table_association").values())]
+        expect(tables, "the %s subnets have no route table of their own (they would get the VPC's main one)" % tier)
+        for name in tables:
+            expect(not cfg.resources[("aws_route_table", name)].get("route"), "route table %s of the %s subnets has routes" % (name, tier))
     for name, s in cfg.of_type("aws_subnet").items():
         expect(s.get("map_public_ip_on_launch") in (None, False), "subnet %s gives public IPs" % name)
 
@@ -814,6 +908,171 @@ def _(cfg):
         expect(g.get("kms_key_id"), "%s is not encrypted with a KMS key" % name)
 
 
+# --- second region (cross_region_replication) -----------------------------------------------
+
+
+@check("s3: replication: the media bucket replicates (delete markers too) to a versioned replica bucket in the replica region, on by default")
+def _(cfg):
+    expect(cfg.variables.get("cross_region_replication", {}).get("default") is True, "var.cross_region_replication does not default to true")
+    prov = replica_provider(cfg)
+    replica = cfg.resources.get(("aws_s3_bucket", "media_replica"))
+    expect(replica is not None, "no aws_s3_bucket.media_replica")
+    expect(replica.get("provider") == prov, "the replica bucket is not in the replica region (provider %r)" % replica.get("provider"))
+    confs = for_bucket(cfg, "aws_s3_bucket_replication_configuration", "media")
+    expect(len(confs) == 1, "expected one replication configuration on the media bucket, found %d" % len(confs))
+    conf = confs[0]
+    expect(conf.get("provider") is None, "the replication configuration is not in the media bucket's region")
+    named("aws_iam_role", conf.get("role"))
+    rules = blocks(conf, "rule")
+    expect(rules, "the replication configuration has no rule")
+    kms = sse_algorithm(cfg, "media").startswith("aws:kms")
+    for r in rules:
+        rid = r.get("id", "(no id)")
+        expect(r.get("status") == "Enabled", "rule %s is not Enabled" % rid)
+        f = blocks(r, "filter")
+        # a rule without filter is V1, which cannot replicate delete markers
+        expect(f, "rule %s has no filter" % rid)
+        expect(not f[0].get("tag") and not f[0].get("and") and cfg.resolve(f[0].get("prefix", "")) in ("", cfg.resolve("${local.media_prefix}/")),
+               "rule %s does not take every media object (filter %r)" % (rid, f[0]))
+        dm = blocks(r, "delete_marker_replication")
+        expect(dm and dm[0].get("status") == "Enabled", "rule %s does not replicate delete markers (deleted videos would stay in the replica)" % rid)
+        dest = blocks(r, "destination")[0]
+        expect(re.fullmatch(r"\$\{aws_s3_bucket\.media_replica(\[0\])?\.arn\}", dest.get("bucket", "")),
+               "rule %s replicates to %r, not the replica bucket" % (rid, dest.get("bucket")))
+        if kms:
+            ssc = blocks(r, "source_selection_criteria")
+            expect(ssc and blocks(ssc[0], "sse_kms_encrypted_objects") and blocks(ssc[0], "sse_kms_encrypted_objects")[0].get("status") == "Enabled",
+                   "the media bucket uses SSE-KMS but rule %s skips KMS-encrypted objects" % rid)
+            enc = blocks(dest, "encryption_configuration")
+            key = enc and cfg.resources.get(("aws_kms_key", named("aws_kms_key", enc[0].get("replica_kms_key_id"))))
+            expect(key and key.get("provider") == prov, "rule %s has no replica key in the replica region" % rid)
+    for bucket in ("media", "media_replica"):
+        expect(versioned(cfg, bucket), "%s is not versioned (replication needs versioning on both buckets)" % bucket)
+        expect(ref("aws_s3_bucket_versioning", bucket) in conf.get("depends_on", []),
+               "the replication configuration does not wait for %s's versioning" % bucket)
+
+
+@check("s3: replica bucket: in the replica region, encrypted, blocks public access, owner-enforced, TLS-only, readable only by this distribution, old versions expire")
+def _(cfg):
+    prov = replica_provider(cfg)
+    expect(("aws_s3_bucket", "media_replica") in cfg.resources, "no aws_s3_bucket.media_replica")
+    for rtype in ("aws_s3_bucket_ownership_controls", "aws_s3_bucket_public_access_block", "aws_s3_bucket_versioning",
+                  "aws_s3_bucket_server_side_encryption_configuration", "aws_s3_bucket_lifecycle_configuration", "aws_s3_bucket_policy"):
+        found = for_bucket(cfg, rtype, "media_replica")
+        expect(len(found) == 1, "the replica bucket has %d %s" % (len(found), rtype))
+        expect(found[0].get("provider") == prov, "the replica bucket's %s is not in the replica region" % rtype)
+    algo = sse_algorithm(cfg, "media_replica")
+    expect(algo in ("AES256", "aws:kms", "aws:kms:dsse"), "the replica's sse_algorithm is %r" % algo)
+    pab = for_bucket(cfg, "aws_s3_bucket_public_access_block", "media_replica")[0]
+    for key in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
+        expect(pab.get(key) is True, "the replica bucket: %s is not true" % key)
+    private_to_cloudfront(cfg, "media_replica")
+    lifecycle_cleans_up(cfg, "media_replica")
+
+
+REPLICATION_GRANTS = {
+    "aws_s3_bucket.media.arn": {"s3:GetReplicationConfiguration", "s3:ListBucket"},
+    '"${aws_s3_bucket.media.arn}/*"': {"s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"},
+    '"${aws_s3_bucket.media_replica[0].arn}/*"': {"s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"},
+}
+
+
+@check("iam: replication role: S3 (this account) may only read the media bucket's versions for replication and replicate into the replica bucket")
+def _(cfg):
+    confs = for_bucket(cfg, "aws_s3_bucket_replication_configuration", "media")
+    expect(confs, "no replication configuration on the media bucket")
+    role_name = named("aws_iam_role", confs[0].get("role"))
+    trust = cfg.resources[("aws_iam_role", role_name)].get("assume_role_policy", "")
+    expect('"s3.amazonaws.com"' in trust and '"aws:SourceAccount"' in trust, "the role is not for S3 of this account only")
+    attached = [a for a in cfg.of_type("aws_iam_role_policy_attachment").values() if refers_to(a.get("role"), "aws_iam_role", role_name)]
+    expect(not attached, "managed policies are attached to the replication role")
+    policies = [p for p in cfg.of_type("aws_iam_role_policy").values() if refers_to(p.get("role"), "aws_iam_role", role_name)]
+    expect(len(policies) == 1, "expected one inline policy on the replication role, found %d" % len(policies))
+    granted = {}
+    for st in policy_statements(policies[0]["policy"]):
+        expect('"Allow"' in st and "NotAction" not in st and "NotResource" not in st, "a statement is not a plain Allow")
+        granted.setdefault(statement_resource(st), set()).update(statement_actions(st))
+    expect(granted == REPLICATION_GRANTS, "the role may %s" % sorted((r, sorted(a)) for r, a in granted.items()))
+
+
+FAILOVER_CODES = [500, 502, 503, 504]
+
+
+@check("cloudfront: media failover: with replication on, every S3 behaviour goes to an origin group of the media bucket then its replica (OAC), failing over on 500/502/503/504 only, GET/HEAD/OPTIONS only")
+def _(cfg):
+    d = distribution(cfg)
+    primary = media_origin_id(cfg)
+    replicas = [o for o in blocks(d, "origin") + dynamic_blocks(d, "origin") if refers_to(o.get("domain_name"), "aws_s3_bucket", "media_replica")]
+    expect(len(replicas) == 1, "no single origin on aws_s3_bucket.media_replica")
+    replica = replicas[0]
+    expect("var.cross_region_replication" in replica.get("for_each", ""), "the replica origin is not there exactly when the bucket replicates")
+    expect_oac(cfg, replica)
+    groups = origin_groups(cfg)
+    s3 = [b for b in blocks(d, "default_cache_behavior") + blocks(d, "ordered_cache_behavior") if targets(cfg, b)[1] == primary]
+    patterns = {cfg.resolve(b.get("path_pattern", "")) for b in s3}
+    expect(set(TOKEN_PATTERNS) <= patterns and any(POSTER_PATTERN.fullmatch(p) for p in patterns),
+           "the media behaviours (/p/..., posters) do not all go to the media bucket without replication: %s" % sorted(patterns))
+    for b in s3:
+        where = b.get("path_pattern", "(default)")
+        group = groups.get(targets(cfg, b)[0])
+        expect(group, "%s does not go to an origin group with replication on" % where)
+        members = [m.get("origin_id") for m in blocks(group, "member")]
+        expect(members == [primary, replica["origin_id"]], "%s: the group's members are %s (want the media bucket, then its replica)" % (where, members))
+        fc = blocks(group, "failover_criteria")
+        codes = sorted(as_number(c) for c in (blocks(fc[0], "status_codes") if fc else []))
+        # not 403/404: the media bucket is ahead of the replica, which could still hold deleted media
+        expect(codes == FAILOVER_CODES, "%s fails over on %s (want %s)" % (where, codes, FAILOVER_CODES))
+        expect(set(b.get("allowed_methods", [])) <= {"GET", "HEAD", "OPTIONS"}, "%s allows %s (an origin group fails over only GET, HEAD and OPTIONS)" % (where, b.get("allowed_methods")))
+
+
+@check("rds: cross-region read replica: MariaDB replicates (by ARN) to an instance in the replica region, encrypted with that region's key, in its database subnets")
+def _(cfg):
+    prov = replica_provider(cfg)
+    replicas = {n: db for n, db in cfg.of_type("aws_db_instance").items() if db.get("replicate_source_db")}
+    expect(len(replicas) == 1, "expected one read replica (replicate_source_db), found %d" % len(replicas))
+    name, db = next(iter(replicas.items()))
+    expect(db.get("provider") == prov, "%s is not in the replica region (provider %r)" % (name, db.get("provider")))
+    expect(db["replicate_source_db"] == ref("aws_db_instance", "user", "arn"),
+           "%s replicates %r, not the primary's ARN (a cross-region replica names its source by ARN)" % (name, db["replicate_source_db"]))
+    expect(db.get("storage_encrypted") is True, "%s: storage_encrypted is not true" % name)
+    key = cfg.resources[("aws_kms_key", named("aws_kms_key", db.get("kms_key_id")))]
+    expect(key.get("provider") == prov, "%s is not encrypted with a key of the replica region" % name)
+    expect(not db.get("username") and not db.get("password"), "%s sets a user or password (a replica takes them from its source)" % name)
+    sg = group_of(cfg, "aws_db_subnet_group", db, "db_subnet_group_name")
+    expect(sg.get("subnet_ids") == "${aws_subnet.replica_database[*].id}", "%s is not in the replica region's database subnets" % name)
+    expect(cfg.resources[("aws_subnet", "replica_database")].get("provider") == prov, "the replica database subnets are not in the replica region")
+
+
+@check("docdb: global cluster: the metadata cluster is the primary of a global cluster whose secondary (encrypted with the replica region's key, with an instance) is in the replica region")
+def _(cfg):
+    prov = replica_provider(cfg)
+    globals_ = cfg.of_type("aws_docdb_global_cluster")
+    expect(len(globals_) == 1, "expected one aws_docdb_global_cluster, found %d" % len(globals_))
+    gname, gc = next(iter(globals_.items()))
+    expect(gc.get("provider") is None, "the global cluster is not made in the primary's region")
+    expect(gc.get("source_db_cluster_identifier") == ref("aws_docdb_cluster", "metadata", "arn"),
+           "the global cluster is made from %r, not aws_docdb_cluster.metadata" % gc.get("source_db_cluster_identifier"))
+    expect(gc.get("storage_encrypted") is True, "the global cluster is not encrypted")
+    primary = cfg.resources[("aws_docdb_cluster", "metadata")]
+    ignored = [i for lc in blocks(primary, "lifecycle") for i in lc.get("ignore_changes", [])]
+    expect("${global_cluster_identifier}" in ignored or "global_cluster_identifier" in ignored,
+           "the primary cluster does not ignore global_cluster_identifier (every plan would take it out of the global cluster)")
+    secondaries = {n: c for n, c in cfg.of_type("aws_docdb_cluster").items() if refers_to(c.get("global_cluster_identifier"), "aws_docdb_global_cluster", gname)}
+    expect(len(secondaries) == 1 and "metadata" not in secondaries, "the global cluster's secondaries are %s" % sorted(secondaries))
+    sname, sec = next(iter(secondaries.items()))
+    expect(sec.get("provider") == prov, "%s is not in the replica region (provider %r)" % (sname, sec.get("provider")))
+    expect(sec.get("storage_encrypted") is True, "%s: storage_encrypted is not true" % sname)
+    key = cfg.resources[("aws_kms_key", named("aws_kms_key", sec.get("kms_key_id")))]
+    expect(key.get("provider") == prov, "%s is not encrypted with a key of the replica region" % sname)
+    expect(not sec.get("master_username") and not sec.get("master_password"), "%s sets a master user (a secondary takes it from the global cluster)" % sname)
+    instances = [i for i in cfg.of_type("aws_docdb_cluster_instance").values() if refers_to(i.get("cluster_identifier"), "aws_docdb_cluster", sname)]
+    expect(instances and all(i.get("provider") == prov for i in instances), "%s has no instance in the replica region" % sname)
+    for inst in list(cfg.of_type("aws_docdb_cluster_instance").values()):
+        cls = inst.get("instance_class", "")
+        cls = cfg.variables.get("docdb_instance_class", {}).get("default", "") if cls == "${var.docdb_instance_class}" else cls
+        expect(re.match(r"db\.r\d", cls), "instance class %r: a global cluster takes only r-family classes (db.r5, db.r6g, ...)" % cls)
+
+
 def run(cfg, fn):
     """None when the check passes, else why it failed."""
     try:
@@ -861,6 +1120,21 @@ def _behaviour(files, pattern):
     return [b for b in _ordered(files) if b["path_pattern"] == pattern][0]
 
 
+def _dynamic(files, key):
+    return res(files, "cdn.tf", "aws_cloudfront_distribution", "main")["dynamic"][key][0]["content"][0]
+
+
+def _replication_rule(files):
+    return res(files, "storage.tf", "aws_s3_bucket_replication_configuration", "media")["rule"][0]
+
+
+def _policy_replace(files, fname, name, old, new):
+    policy = res(files, fname, "aws_iam_role_policy" if fname == "iam.tf" else "aws_s3_bucket_policy", name)
+    if old not in policy["policy"]:
+        raise KeyError("%r is not in the policy" % old)
+    policy["policy"] = policy["policy"].replace(old, new)
+
+
 def _ingest_policy_replace(files, old, new):
     policy = res(files, "iam.tf", "aws_iam_role_policy", "ingest_media")
     if old not in policy["policy"]:
@@ -880,13 +1154,13 @@ MUTATIONS = [
      lambda f: res(f, "loadbalancers.tf", "aws_lb_listener_rule", "live_origin_from_cloudfront")["condition"].pop(0)),
     ("alb: low-latency HLS", "the live-origin rule after bff's",
      lambda f: res(f, "loadbalancers.tf", "aws_lb_listener_rule", "live_origin_from_cloudfront").update(priority=20)),
-    ("rds:", "a public MariaDB",
+    ("rds: MariaDB", "a public MariaDB",
      lambda f: res(f, "database.tf", "aws_db_instance", "user").update(publicly_accessible=True)),
-    ("rds:", "an unencrypted MariaDB",
+    ("rds: MariaDB", "an unencrypted MariaDB",
      lambda f: res(f, "database.tf", "aws_db_instance", "user").update(storage_encrypted=False)),
-    ("docdb:", "an unencrypted DocumentDB",
+    ("docdb: DocumentDB", "an unencrypted DocumentDB",
      lambda f: res(f, "database.tf", "aws_docdb_cluster", "metadata").update(storage_encrypted=False)),
-    ("docdb:", "DocumentDB without TLS",
+    ("docdb: DocumentDB", "DocumentDB without TLS",
      lambda f: res(f, "database.tf", "aws_docdb_cluster_parameter_group", "metadata")["parameter"][0].update(value="disabled")),
     ("s3: every bucket blocks", "a media bucket allowing public policies",
      lambda f: res(f, "storage.tf", "aws_s3_bucket_public_access_block", "media").update(block_public_policy=False)),
@@ -957,6 +1231,85 @@ MUTATIONS = [
      lambda f: _service_env(f, "user-svc").update(CAUDAL_USER_JWT_SECRET="x")),
     ("references:", "an undeclared variable",
      lambda f: res(f, "network.tf", "aws_vpc", "main").update(cidr_block="${var.nope}")),
+    # second region
+    ("s3: replication:", "replication off by default",
+     lambda f: f["variables.tf"]["variable"]["cross_region_replication"][0].update(default=False)),
+    ("s3: replication:", "a disabled replication rule",
+     lambda f: _replication_rule(f).update(status="Disabled")),
+    ("s3: replication:", "replication into the media bucket itself",
+     lambda f: _replication_rule(f)["destination"][0].update(bucket="${aws_s3_bucket.media.arn}")),
+    ("s3: replication:", "delete markers left behind",
+     lambda f: _replication_rule(f)["delete_marker_replication"][0].update(status="Disabled")),
+    ("s3: replication:", "a V1 rule (no filter)",
+     lambda f: _replication_rule(f).pop("filter")),
+    ("s3: replication:", "an unversioned replica bucket",
+     lambda f: f["storage.tf"]["resource"]["aws_s3_bucket_versioning"].pop("media_replica")),
+    ("s3: replication:", "replication not waiting for versioning",
+     lambda f: res(f, "storage.tf", "aws_s3_bucket_replication_configuration", "media").pop("depends_on")),
+    ("s3: replication:", "the replica bucket in the media bucket's region",
+     lambda f: res(f, "storage.tf", "aws_s3_bucket", "media_replica").pop("provider")),
+    ("s3: replication:", "an SSE-KMS media bucket replicated without a replica key",
+     lambda f: res(f, "storage.tf", "aws_s3_bucket_server_side_encryption_configuration", "media")["rule"][0]
+     ["apply_server_side_encryption_by_default"][0].update(sse_algorithm="aws:kms")),
+    ("s3: replica bucket:", "an unencrypted replica bucket",
+     lambda f: f["storage.tf"]["resource"]["aws_s3_bucket_server_side_encryption_configuration"].pop("media_replica")),
+    ("s3: replica bucket:", "a replica bucket honouring public ACLs",
+     lambda f: res(f, "storage.tf", "aws_s3_bucket_public_access_block", "media_replica").update(ignore_public_acls=False)),
+    ("s3: replica bucket:", "a replica bucket anyone may read",
+     lambda f: _policy_replace(f, "storage.tf", "media_replica", 'Principal = { Service = "cloudfront.amazonaws.com" }', 'Principal = "*"')),
+    ("s3: replica bucket:", "the replica's public access block in the media bucket's region",
+     lambda f: res(f, "storage.tf", "aws_s3_bucket_public_access_block", "media_replica").pop("provider")),
+    ("s3: replica bucket:", "replica versions that never expire",
+     lambda f: res(f, "storage.tf", "aws_s3_bucket_lifecycle_configuration", "media_replica")["rule"][1].pop("noncurrent_version_expiration")),
+    ("iam: replication role", "s3:* for replication",
+     lambda f: _policy_replace(f, "iam.tf", "media_replication", '"s3:ReplicateObject"', '"s3:*"')),
+    ("iam: replication role", "replicas written into the media bucket",
+     lambda f: _policy_replace(f, "iam.tf", "media_replication", "${aws_s3_bucket.media_replica[0].arn}/*", "${aws_s3_bucket.media.arn}/*")),
+    ("iam: replication role", "a role any account's S3 may assume",
+     lambda f: res(f, "iam.tf", "aws_iam_role", "media_replication").update(
+         assume_role_policy=res(f, "iam.tf", "aws_iam_role", "media_replication")["assume_role_policy"].replace("aws:SourceAccount", "aws:SourceIp"))),
+    ("cloudfront: media failover", "a segment behaviour straight to the bucket",
+     lambda f: _behaviour(f, "/p/*.ts").update(target_origin_id="media")),
+    ("cloudfront: media failover", "a failover group whose secondary is the media bucket",
+     lambda f: _dynamic(f, "origin_group")["member"][1].update(origin_id="media")),
+    ("cloudfront: media failover", "the replica as the group's primary",
+     lambda f: _dynamic(f, "origin_group")["member"].reverse()),
+    ("cloudfront: media failover", "no failover on 503",
+     lambda f: _dynamic(f, "origin_group")["failover_criteria"][0]["status_codes"].remove(503)),
+    ("cloudfront: media failover", "failover on 404 (deleted media from the lagging replica)",
+     lambda f: _dynamic(f, "origin_group")["failover_criteria"][0]["status_codes"].append(404)),
+    ("cloudfront: media failover", "a replica origin without OAC",
+     lambda f: _dynamic(f, "origin").pop("origin_access_control_id")),
+    ("cloudfront: media failover", "a playlist behaviour allowing POST",
+     lambda f: _behaviour(f, "/p/*.m3u8").update(allowed_methods=["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"])),
+    ("rds: cross-region", "an unencrypted read replica",
+     lambda f: res(f, "database.tf", "aws_db_instance", "user_replica").update(storage_encrypted=False)),
+    ("rds: cross-region", "a replica naming its source by identifier",
+     lambda f: res(f, "database.tf", "aws_db_instance", "user_replica").update(replicate_source_db="${aws_db_instance.user.identifier}")),
+    ("rds: cross-region", "the read replica in the primary's region",
+     lambda f: res(f, "database.tf", "aws_db_instance", "user_replica").pop("provider")),
+    ("rds: cross-region", "a replica encrypted with the primary region's key",
+     lambda f: res(f, "database.tf", "aws_db_instance", "user_replica").update(kms_key_id="${aws_kms_key.main.arn}")),
+    ("rds: MariaDB", "a public read replica",
+     lambda f: res(f, "database.tf", "aws_db_instance", "user_replica").update(publicly_accessible=True)),
+    ("docdb: global cluster", "an unencrypted secondary cluster",
+     lambda f: res(f, "database.tf", "aws_docdb_cluster", "metadata_replica").update(storage_encrypted=False)),
+    ("docdb: global cluster", "a global cluster made from another cluster",
+     lambda f: res(f, "database.tf", "aws_docdb_global_cluster", "metadata").update(source_db_cluster_identifier="${aws_docdb_cluster.other.arn}")),
+    ("docdb: global cluster", "a secondary cluster outside the global cluster",
+     lambda f: res(f, "database.tf", "aws_docdb_cluster", "metadata_replica").pop("global_cluster_identifier")),
+    ("docdb: global cluster", "the secondary cluster in the primary's region",
+     lambda f: res(f, "database.tf", "aws_docdb_cluster", "metadata_replica").pop("provider")),
+    ("docdb: global cluster", "a secondary encrypted with the primary region's key",
+     lambda f: res(f, "database.tf", "aws_docdb_cluster", "metadata_replica").update(kms_key_id="${aws_kms_key.main.arn}")),
+    ("docdb: global cluster", "a primary that does not ignore its global_cluster_identifier",
+     lambda f: res(f, "database.tf", "aws_docdb_cluster", "metadata").pop("lifecycle")),
+    ("docdb: global cluster", "burstable instances (no global cluster on db.t4g)",
+     lambda f: f["variables.tf"]["variable"]["docdb_instance_class"][0].update(default="db.t4g.medium")),
+    ("docdb: DocumentDB", "a secondary cluster in the primary's database subnets",
+     lambda f: res(f, "database.tf", "aws_docdb_subnet_group", "replica").update(subnet_ids="${aws_subnet.database[*].id}")),
+    ("network:", "a replica database subnet routed to the internet",
+     lambda f: res(f, "network.tf", "aws_route_table", "replica_database").update(route=[{"cidr_block": "0.0.0.0/0", "gateway_id": "x"}])),
 ]
 
 
