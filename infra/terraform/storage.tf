@@ -286,11 +286,11 @@ resource "aws_s3_bucket_policy" "media_replica" {
 }
 
 # The whole bucket (ingest writes only under live/), delete markers included: a deleted video
-# goes from the replica too. Objects are SSE-S3, so there is no KMS-encrypted selection or replica key to
-# configure. Asynchronous: most objects arrive within seconds, without a time guarantee (S3
-# Replication Time Control would add a 15-minute SLA at a per-GB charge); the metrics
-# (ReplicationLatency, OperationsPendingReplication in CloudWatch) show the lag. Objects written
-# before replication was switched on need a one-off S3 Batch Replication job (README).
+# goes from the replica too. Objects are SSE-S3, so there is no KMS-encrypted object selection
+# or replica key to set. Asynchronous: most objects arrive within seconds, without a time
+# guarantee (S3 Replication Time Control would add a 15-minute SLA at a per-GB charge); the
+# metrics (ReplicationLatency, OperationsPendingReplication in CloudWatch) show the lag. Objects
+# written before replication was switched on need a one-off S3 Batch Replication job (README).
 resource "aws_s3_bucket_replication_configuration" "media" {
   count = var.cross_region_replication ? 1 : 0
 
