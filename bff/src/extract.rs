@@ -1,35 +1,13 @@
 //! Extractors whose rejections are bff's JSON errors.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::AppState;
 
-/// A JSON object body. Anything else (an array, `null`, bad JSON, a wrong field) is a 400
-/// `invalid_field` (field `body`), a body over `max_body_bytes` a 413 and a wrong content
-/// type a 415.
-pub struct AppJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
-    type Rejection = Error;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
-        if !value.is_object() {
-            return Err(Error::invalid("body", "must be a JSON object"));
-        }
-        serde_json::from_value(value)
-            .map(AppJson)
-            .map_err(|e| Error::invalid("body", e.to_string()))
-    }
-}
-
-/// Query parameters answering a bad one with 400 `invalid_field`.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(Error))]
-pub struct AppQuery<T>(pub T);
+pub use service_kit::extract::{ClientAddr, Json as AppJson, Query as AppQuery};
 
 /// Path parameters; ones that cannot be parsed are simply not found.
 #[derive(FromRequestParts)]
@@ -75,19 +53,10 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeBearer {
     }
 }
 
-/// The client's address: see [`service_kit::client_addr`] (`rate_limit.forwarded_hops`).
-#[derive(Debug, Clone)]
-pub struct ClientAddr(pub String);
-
 pub use service_kit::client_addr;
 
-impl FromRequestParts<AppState> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(client_addr(
-            &parts.headers,
-            &parts.extensions,
-            st.config.rate_limit.forwarded_hops,
-        )))
+impl service_kit::extract::ForwardedHops for AppState {
+    fn forwarded_hops(&self) -> usize {
+        self.config.rate_limit.forwarded_hops
     }
 }

@@ -366,9 +366,6 @@ pub async fn start(
 
 /// Serves the API and the metrics port until `shutdown`, then waits for both to stop.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let metrics_listen = config.metrics_listen;
     service_kit::run_with_metrics(
         "bff",

@@ -17,7 +17,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use service_clients::metadata::{NewVideo, StatusChange, VideoKind, VideoStatus, Visibility};
-use service_kit::error::ApiError;
 
 use crate::cache::{Change, Space};
 use crate::error::Error;
@@ -52,14 +51,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .nest("/internal/v1", v1)
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
+        .fallback(service_kit::extract::no_route)
+        .method_not_allowed_fallback(service_kit::extract::method_not_allowed)
         .layer(middleware::from_fn_with_state(
             "metadata",
             service_kit::track_http,

@@ -7,7 +7,8 @@
 #   3. infra/terraform/tests/check_terraform.py: named checks of the important properties
 #      (private encrypted bucket, OAC, playlist/segment TTLs, RTMP on NLB TCP 1935, private
 #      encrypted databases, no database port open to the internet, playback tokens on every
-#      media behaviour, ...) and a self-test that each check still catches a deliberate
+#      media behaviour, the copies in the second region and CloudFront's failover to the
+#      replica bucket, ...) and a self-test that each check still catches a deliberate
 #      breakage; the CloudFront playback-token function (token check, uri rewrite, posters,
 #      CORS preflight) run in node against sample requests
 #   4. checkov (pinned): no finding that is not skipped inline with a reason, and no stale skip

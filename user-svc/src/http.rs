@@ -1,9 +1,6 @@
 //! The HTTP API: routes, extractors and thin handlers over the domain modules.
 
-use std::convert::Infallible;
-
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
@@ -12,7 +9,6 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
-use service_kit::error::ApiError;
 use tower_http::trace::TraceLayer;
 
 use crate::config::PaymentMode;
@@ -65,40 +61,18 @@ pub fn app(state: AppState) -> Router {
             "user_svc",
             service_kit::track_http,
         ))
-        .fallback(|| async { ApiError::not_found("route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
+        .fallback(service_kit::extract::no_route)
+        .method_not_allowed_fallback(service_kit::extract::method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
         .merge(service_kit::health_router())
 }
 
-/// `axum::Json` whose rejection is our JSON error.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(Error))]
-pub struct AppJson<T>(pub T);
+pub use service_kit::extract::{ClientAddr, Json as AppJson, Query as AppQuery};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
     pub limit: Option<u32>,
-}
-
-/// Query parameters whose rejection is our JSON error.
-pub struct AppQuery<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
-    type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| AppQuery(q.0))
-            .map_err(|e: QueryRejection| Error::invalid("query", e.body_text()))
-    }
 }
 
 /// The signed-in user, from `Authorization: Bearer <access token>`.
@@ -129,20 +103,9 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The client's address: see [`service_kit::client_addr`] (`rate_limit.forwarded_hops`).
-pub struct ClientAddr(pub String);
-
-impl FromRequestParts<AppState> for ClientAddr {
-    type Rejection = Infallible;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Infallible> {
-        Ok(ClientAddr(service_kit::client_addr(
-            &parts.headers,
-            &parts.extensions,
-            state.config.rate_limit.forwarded_hops,
-        )))
+impl service_kit::extract::ForwardedHops for AppState {
+    fn forwarded_hops(&self) -> usize {
+        self.config.rate_limit.forwarded_hops
     }
 }
 

@@ -61,7 +61,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<MySqlPool> {
         })
 }
 
-/// Connects, runs the migrations, seeds the demo creator (when enabled), starts the
+/// Checks the config (the one place it is checked), connects, runs the migrations, seeds the demo creator (when enabled), starts the
 /// background maintenance task and serves the API on `config.listen`. Returns the bound
 /// address and a task that ends after `shutdown` is cancelled and everything stopped.
 pub async fn start(

@@ -66,7 +66,6 @@ impl AppState {
         payments: Arc<dyn PaymentProvider>,
         local_provider: Option<Arc<LocalProvider>>,
     ) -> Result<Self> {
-        config.validate().map_err(Error::Internal)?;
         let jwt = Jwt::new(
             &config.jwt_secret,
             Duration::from_secs(config.access_token_ttl_secs),

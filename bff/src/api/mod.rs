@@ -11,13 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderName, Method, StatusCode};
+use axum::http::{header, HeaderName, Method};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use chrono::TimeZone;
-use service_kit::error::ApiError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::middleware::{self as mw, Deprecation};
@@ -86,18 +85,6 @@ async fn openapi_json(State(st): State<AppState>) -> Response {
         st.openapi.clone(),
     )
         .into_response()
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("route")
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
 }
 
 #[allow(deprecated)] // routes the deprecated playback alias
@@ -195,8 +182,8 @@ pub fn router(state: AppState) -> Router {
         .route("/vendor/hls.min.js", get(web::hls_js))
         .route("/healthz", get(|| async { "ok" }))
         .route_layer(from_fn_with_state("bff", service_kit::track_http))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(service_kit::extract::no_route)
+        .method_not_allowed_fallback(service_kit::extract::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(max_body, mw::body_limit))
         // upload bodies are streamed and bounded by Upload-Length, not by max_body_bytes

@@ -7,11 +7,15 @@
 //! - [`metrics`]: a process-wide Prometheus recorder and a router that serves it.
 //! - [`shutdown_token`]: one cancellation token cancelled on SIGINT or SIGTERM.
 //! - [`error`]: the one JSON error shape every HTTP API answers with.
+//! - [`extract`]: JSON body, query and client-address extractors rejecting with it, and the
+//!   fallbacks for unknown routes and methods.
+//! - [`service_main`]: the whole `main` of a service binary.
 //! - [`shared`]: state several instances agree on (rate-limit buckets, cache invalidation),
 //!   in Redis.
 //! - [`redact_url`]: a connection string fit for logs.
 
 pub mod error;
+pub mod extract;
 pub mod shared;
 
 use std::net::SocketAddr;
@@ -23,6 +27,36 @@ use figment::Figment;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_util::sync::CancellationToken;
+
+/// The whole `main` of a service binary: tracing, the config (`--config PATH` or the
+/// `config_env` variable, then `env_prefix` variables), then `run` until SIGINT/SIGTERM. Any
+/// error, a bad config included (each service checks its config once, where it starts), is
+/// one line on stderr prefixed with `name`, and exit code 1.
+pub async fn service_main<C, F, Fut>(
+    name: &str,
+    config_env: &str,
+    env_prefix: &str,
+    run: F,
+) -> std::process::ExitCode
+where
+    C: DeserializeOwned + Serialize + Default,
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    init_tracing();
+    let path = config_path_from_args(config_env);
+    let outcome = match load_config::<C>(path.as_deref(), env_prefix) {
+        Ok(config) => run(config, shutdown_token()).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
 /// Loads a service config: defaults, then the TOML file (when given and present), then
 /// environment variables with `env_prefix` (e.g. `CAUDAL_INGEST_`). `*_FILE` variables

@@ -9,8 +9,9 @@ Prints one "PASS: <name>" or "FAIL: <name>: <why>" line per check; exits 1 if an
 Then a self-test: each of a list of deliberate breakages of the parsed configuration (a public
 database, a 60 s playlist TTL, unsigned media, ...) must make its check fail, so a check cannot silently turn
 into one that always passes.
-Resources of the second region (cross_region_replication) are counted (`count = var.... ? 1 : 0`)
-and use the aliased provider; the checks read them as written, i.e. with replication on.
+The second region's resources exist only with var.cross_region_replication (count 0 or 1) and
+use the aliased aws provider; the checks read them as written, i.e. as with replication on (its
+default), and check what the S3 behaviours do with it off.
 """
 
 import json
