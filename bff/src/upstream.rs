@@ -26,39 +26,9 @@ tokio::task_local! {
     pub static REQUEST_ID: String;
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    /// Not reachable, no answer in time, or the service said it is unavailable itself.
-    #[error("{service} is unavailable: {detail}")]
-    Unavailable {
-        service: &'static str,
-        detail: String,
-    },
-    /// The service answered with an error body.
-    #[error("{service} answered {status} {code}: {message}")]
-    Api {
-        service: &'static str,
-        status: u16,
-        code: String,
-        message: String,
-        field: Option<String>,
-        retry_after: Option<u64>,
-    },
-    #[error("{service} sent an unexpected answer: {detail}")]
-    Decode {
-        service: &'static str,
-        detail: String,
-    },
-}
-
-impl UpstreamError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            UpstreamError::Api { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
+/// How a call to user-svc or metadata-svc failed: service-clients' error, the one every
+/// service uses.
+pub use service_clients::ClientError as UpstreamError;
 
 /// Which timeout bounds a call.
 #[derive(Debug, Clone, Copy)]

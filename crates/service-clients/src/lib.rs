@@ -11,7 +11,9 @@ pub mod users;
 
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+/// How a call to another service failed: one type for every caller (bff, ingest, the
+/// transcoder).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// The service could not be reached or did not answer in time.
     #[error("{service} is unavailable: {detail}")]
@@ -26,6 +28,10 @@ pub enum ClientError {
         status: u16,
         code: String,
         message: String,
+        /// The field the error is about, when the body names one.
+        field: Option<String>,
+        /// `Retry-After`, in seconds, when the service sent one.
+        retry_after: Option<u64>,
     },
     #[error("{service} sent an unexpected response: {detail}")]
     Decode {
@@ -60,6 +66,8 @@ struct Envelope {
 struct Body {
     code: String,
     message: String,
+    #[serde(default)]
+    field: Option<String>,
 }
 
 pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
@@ -81,6 +89,11 @@ pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(
         detail: e.to_string(),
     })?;
     let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let bytes = resp.bytes().await.map_err(|e| ClientError::Unavailable {
         service,
         detail: e.to_string(),
@@ -96,11 +109,12 @@ pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(
             detail: format!("status {status}"),
         })
     } else {
-        let (code, message) = match serde_json::from_slice::<Envelope>(&bytes) {
-            Ok(env) => (env.error.code, env.error.message),
+        let (code, message, field) = match serde_json::from_slice::<Envelope>(&bytes) {
+            Ok(env) => (env.error.code, env.error.message, env.error.field),
             Err(_) => (
                 "unknown".into(),
                 String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                None,
             ),
         };
         Err(ClientError::Api {
@@ -108,6 +122,8 @@ pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(
             status: status.as_u16(),
             code,
             message,
+            field,
+            retry_after,
         })
     }
 }

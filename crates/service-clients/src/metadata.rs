@@ -289,6 +289,8 @@ impl MetadataClient {
                 status: s,
                 code: "unexpected_status".into(),
                 message: format!("cleanup/{video_id}/done answered {s}"),
+                field: None,
+                retry_after: None,
             }),
         }
     }
