@@ -1,7 +1,9 @@
 # ECS on Fargate: one service per Caudal process, all in the app subnets without public IPs.
-#   bff           <- ALB (target group bff)
-#   ingest-rtmp   <- NLB (target group rtmp); runs the transcoder in-process
+#   bff           <- ALB (target group bff); takes uploads (tus) into uploads/<id>/, queues jobs
+#   ingest-rtmp   <- NLB (target group rtmp); runs the live transcoder in-process
 #   user-svc, metadata-svc: internal only, found through Cloud Map DNS (<name>.<project>.internal)
+#   transcoder-worker: `transcoder worker`, pulls jobs from the queue (NATS JetStream, queue.tf):
+#                 uploads into vod/<id>/, posters and storyboards of recordings; nothing calls it
 #
 # Configuration is the services' own CAUDAL_* environment variables (README "Configuration");
 # secrets come from Secrets Manager through the task definitions' `secrets`.
@@ -65,6 +67,22 @@ locals {
     RUST_LOG        = "info"
   }
 
+  # CPU, memory and task count of every service: var.service_sizes, and the worker's own.
+  service_sizes = merge(var.service_sizes, {
+    "transcoder-worker" = {
+      cpu           = var.worker_size.cpu
+      memory        = var.worker_size.memory
+      desired_count = var.worker_size.desired_count
+    }
+  })
+
+  # The services that call AWS (S3) and their task roles (iam.tf); the others get none.
+  task_roles = {
+    "bff"               = aws_iam_role.bff_task.arn
+    "ingest-rtmp"       = aws_iam_role.ingest_task.arn
+    "transcoder-worker" = aws_iam_role.worker_task.arn
+  }
+
   # Keys (not ARNs) so that which services sit behind a load balancer is known at plan time.
   target_groups = {
     bff  = aws_lb_target_group.bff.arn
@@ -85,6 +103,10 @@ locals {
       discovery          = false
       stop_timeout       = 30
       ephemeral_gib      = 0
+      # writable folders on the task's ephemeral storage, mounted at /<name>
+      volumes = []
+      # fields of the container definition beyond the common ones (e.g. command)
+      container_overrides = {}
       env = {
         CAUDAL_BFF_LISTEN                     = "0.0.0.0:8080"
         CAUDAL_BFF_METRICS_LISTEN             = "0.0.0.0:9080"
@@ -96,6 +118,14 @@ locals {
         CAUDAL_BFF_RATE_LIMIT__FORWARDED_HOPS = tostring(var.bff_forwarded_hops)
         CAUDAL_BFF_PLAYBACK__SIGNING_KEY_ID   = var.playback_keys.signing_key_id
         CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS   = tostring(var.playback_token_ttl_secs)
+        # resumable uploads (tus, /v1/uploads): on with the job queue's URL; originals go to
+        # uploads/<id>/ in the media bucket (task role: that prefix only)
+        CAUDAL_BFF_UPLOADS__JOBS__URL              = local.nats_url
+        CAUDAL_BFF_UPLOADS__STORAGE__BACKEND       = "s3"
+        CAUDAL_BFF_UPLOADS__STORAGE__BUCKET        = aws_s3_bucket.media.id
+        CAUDAL_BFF_UPLOADS__STORAGE__REGION        = var.region
+        CAUDAL_BFF_UPLOADS__STORAGE__PATH_STYLE    = "false"
+        CAUDAL_BFF_UPLOADS__STORAGE__CREATE_BUCKET = "false"
       }
       secrets = {
         # Pinned to the secret's version: a changed key list changes the task definition, so
@@ -111,11 +141,13 @@ locals {
       security_group = aws_security_group.user_svc.id
       target_group   = ""
       # a second target group (and container port) the tasks register in
-      extra_target_group = ""
-      extra_target_port  = 0
-      discovery          = true
-      stop_timeout       = 30
-      ephemeral_gib      = 0
+      extra_target_group  = ""
+      extra_target_port   = 0
+      discovery           = true
+      stop_timeout        = 30
+      ephemeral_gib       = 0
+      volumes             = []
+      container_overrides = {}
       env = {
         CAUDAL_USER_LISTEN         = "0.0.0.0:8082"
         CAUDAL_USER_METRICS_LISTEN = "0.0.0.0:9082"
@@ -138,11 +170,13 @@ locals {
       security_group = aws_security_group.metadata_svc.id
       target_group   = ""
       # a second target group (and container port) the tasks register in
-      extra_target_group = ""
-      extra_target_port  = 0
-      discovery          = true
-      stop_timeout       = 30
-      ephemeral_gib      = 0
+      extra_target_group  = ""
+      extra_target_port   = 0
+      discovery           = true
+      stop_timeout        = 30
+      ephemeral_gib       = 0
+      volumes             = []
+      container_overrides = {}
       env = {
         CAUDAL_METADATA_LISTEN         = "0.0.0.0:8083"
         CAUDAL_METADATA_METRICS_LISTEN = "0.0.0.0:9083"
@@ -164,8 +198,10 @@ locals {
       extra_target_port  = 8081
       discovery          = false
       # Fargate's maximum: a stopping task flushes every rung and writes the VOD playlists.
-      stop_timeout  = 120
-      ephemeral_gib = 50
+      stop_timeout        = 120
+      ephemeral_gib       = 50
+      volumes             = ["spool"]
+      container_overrides = {}
       env = {
         CAUDAL_INGEST_RTMP_LISTEN             = "0.0.0.0:1935"
         CAUDAL_INGEST_HTTP_LISTEN             = "0.0.0.0:8081"
@@ -186,8 +222,48 @@ locals {
         CAUDAL_INGEST_TRANSCODE__PART_SECS      = tostring(var.ll_part_secs)
         CAUDAL_INGEST_TRANSCODE__SEGMENT_FORMAT = var.ll_part_secs > 0 ? "fmp4" : "ts"
         CAUDAL_INGEST_TRANSCODE__SPOOL_DIR      = "/spool"
+        # a recorded broadcast queues a job for its poster and storyboard (the worker makes them)
+        CAUDAL_INGEST_JOBS__URL = local.nats_url
       }
       # No secrets: S3 credentials come from the task role (empty access_key_id -> AWS chain).
+      secrets = {}
+    }
+
+    # `transcoder worker` (the ENTRYPOINT is /usr/local/bin/transcoder; the command picks the
+    # worker). One job at a time per task: an upload copied to /work, transcoded into
+    # vod/<id>/ through the /spool, or a recording's poster and storyboard. Nothing may connect
+    # to it (its metrics and /healthz on 9087 stay inside the task); like user-svc and
+    # metadata-svc it has no health check: ECS replaces a task that exits.
+    "transcoder-worker" = {
+      image              = var.container_images.transcoder
+      port               = 9087
+      extra_ports        = []
+      security_group     = aws_security_group.worker.id
+      target_group       = ""
+      extra_target_group = ""
+      extra_target_port  = 0
+      discovery          = false
+      # Fargate's maximum: a stopping worker finishes the job in hand first; one that needs
+      # longer is killed, and another worker takes the job when its lease lapses
+      stop_timeout        = 120
+      ephemeral_gib       = var.worker_size.ephemeral_gib
+      volumes             = ["spool", "work"]
+      container_overrides = { command = ["worker"] }
+      env = {
+        CAUDAL_WORKER_METRICS_LISTEN          = "0.0.0.0:9087"
+        CAUDAL_WORKER_METADATA_SVC_URL        = local.metadata_svc_url
+        CAUDAL_WORKER_JOBS__URL               = local.nats_url
+        CAUDAL_WORKER_STORAGE__BACKEND        = "s3"
+        CAUDAL_WORKER_STORAGE__BUCKET         = aws_s3_bucket.media.id
+        CAUDAL_WORKER_STORAGE__REGION         = var.region
+        CAUDAL_WORKER_STORAGE__PATH_STYLE     = "false"
+        CAUDAL_WORKER_STORAGE__CREATE_BUCKET  = "false"
+        CAUDAL_WORKER_OUTPUT_PREFIX           = local.vod_prefix
+        CAUDAL_WORKER_WORK_DIR                = "/work"
+        CAUDAL_WORKER_TRANSCODE__SPOOL_DIR    = "/spool"
+        CAUDAL_WORKER_TRANSCODE__SEGMENT_SECS = tostring(var.hls_segment_secs)
+      }
+      # S3 through the task role, like ingest-rtmp.
       secrets = {}
     }
   }
@@ -199,11 +275,11 @@ resource "aws_ecs_task_definition" "service" {
   family                   = "${local.name}-${each.key}"
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
-  cpu                      = var.service_sizes[each.key].cpu
-  memory                   = var.service_sizes[each.key].memory
+  cpu                      = local.service_sizes[each.key].cpu
+  memory                   = local.service_sizes[each.key].memory
   execution_role_arn       = aws_iam_role.execution.arn
-  # Only ingest-rtmp calls AWS (S3); the others get no task role at all.
-  task_role_arn = each.key == "ingest-rtmp" ? aws_iam_role.ingest_task.arn : null
+  # bff, ingest-rtmp and the worker call S3; user-svc and metadata-svc get no task role at all.
+  task_role_arn = lookup(local.task_roles, each.key, null)
 
   runtime_platform {
     operating_system_family = "LINUX"
@@ -223,13 +299,13 @@ resource "aws_ecs_task_definition" "service" {
   }
 
   dynamic "volume" {
-    for_each = each.key == "ingest-rtmp" ? ["spool"] : []
+    for_each = each.value.volumes
     content {
       name = volume.value
     }
   }
 
-  container_definitions = jsonencode([{
+  container_definitions = jsonencode([merge({
     name                   = each.key
     image                  = each.value.image
     essential              = true
@@ -247,7 +323,7 @@ resource "aws_ecs_task_definition" "service" {
 
     mountPoints = concat(
       [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }],
-      each.key == "ingest-rtmp" ? [{ sourceVolume = "spool", containerPath = "/spool", readOnly = false }] : [],
+      [for v in each.value.volumes : { sourceVolume = v, containerPath = "/${v}", readOnly = false }],
     )
 
     ulimits = [{ name = "nofile", softLimit = 65536, hardLimit = 65536 }]
@@ -260,7 +336,7 @@ resource "aws_ecs_task_definition" "service" {
         awslogs-stream-prefix = each.key
       }
     }
-  }])
+  }, each.value.container_overrides)])
 }
 
 resource "aws_ecs_service" "service" {
@@ -269,7 +345,7 @@ resource "aws_ecs_service" "service" {
   name                   = each.key
   cluster                = aws_ecs_cluster.main.id
   task_definition        = aws_ecs_task_definition.service[each.key].arn
-  desired_count          = var.service_sizes[each.key].desired_count
+  desired_count          = local.service_sizes[each.key].desired_count
   launch_type            = "FARGATE"
   platform_version       = "LATEST"
   propagate_tags         = "SERVICE"

@@ -1,5 +1,7 @@
 # One customer-managed key for data at rest that is not public video: the databases,
-# Performance Insights, Secrets Manager secrets and CloudWatch log groups. A KMS key never leaves
+# Performance Insights, Secrets Manager secrets, CloudWatch log groups and the job queue's EFS
+# (EFS uses it through grants made for the principal that creates the file system, which the
+# account-wide statement allows). A KMS key never leaves
 # its region, so the replica region has its own for the database copies and their logs there.
 # (Media in S3 uses SSE-S3 in both regions: see storage.tf.)
 

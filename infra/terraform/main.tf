@@ -27,13 +27,23 @@ locals {
     ManagedBy   = "terraform"
   })
 
-  # Storage key prefix of broadcasts (CAUDAL_INGEST_MEDIA_PREFIX); CloudFront routes it to S3.
-  media_prefix = "live"
+  # Storage key prefixes in the media bucket. Broadcasts (CAUDAL_INGEST_MEDIA_PREFIX) and the
+  # uploads' VOD ladders (CAUDAL_WORKER_OUTPUT_PREFIX) are served under playback tokens;
+  # originals of uploads are written by bff under uploads/<id>/ (fixed in bff's code) and never
+  # served (the media bucket policy denies CloudFront that prefix).
+  media_prefix   = "live"
+  vod_prefix     = "vod"
+  uploads_prefix = "uploads"
 
   # Internal service discovery (Cloud Map private DNS): <service>.<namespace>
   namespace        = "${var.project}.internal"
   user_svc_url     = "http://user-svc.${local.namespace}:8082"
   metadata_svc_url = "http://metadata-svc.${local.namespace}:8083"
+  # The job queue (NATS JetStream, queue.tf). ONE server URL: the jobs crate's client
+  # (async-nats 0.51, connect(&str)) parses its URL as a single server, so a comma-separated
+  # list would not parse. nats-1 is the seed; once connected the client learns every server of
+  # the cluster from it (each advertises its own Cloud Map name) and reconnects to any of them.
+  nats_url = "nats://nats-1.${local.namespace}:4222"
 
   # Public URLs: the site (pages, /v1 API, media) is served by CloudFront.
   site_domain = length(var.site_aliases) > 0 ? var.site_aliases[0] : aws_cloudfront_distribution.main.domain_name

@@ -56,8 +56,13 @@ output "logs_bucket" {
 }
 
 output "ecs_cluster_name" {
-  description = "ECS cluster running the four services."
+  description = "ECS cluster running the five services and the three NATS servers."
   value       = aws_ecs_cluster.main.name
+}
+
+output "job_queue_url" {
+  description = "NATS URL (JetStream job queue) bff, ingest-rtmp and the transcode worker connect to; reachable only from their security groups."
+  value       = local.nats_url
 }
 
 output "mariadb_endpoint" {

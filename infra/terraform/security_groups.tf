@@ -5,7 +5,10 @@
 #                           --8081--> ingest-rtmp (live origin of low-latency HLS)
 #   ingest-rtmp --8081--> ingest-rtmp (a request for another instance's broadcast is forwarded)
 #   bff, ingest-rtmp --8082--> user-svc     --3306-->  rds        (MariaDB)
-#   bff, ingest-rtmp --8083--> metadata-svc --27017--> docdb      (DocumentDB)
+#   bff, ingest-rtmp, worker --8083--> metadata-svc --27017--> docdb      (DocumentDB)
+#   bff, ingest-rtmp, worker --4222--> nats (job queue); nats --6222--> nats (routes),
+#                            nats --8222--> nats (monitoring: nothing else reaches it)
+#   nats --2049--> efs (JetStream files)
 #   every task --443--> AWS APIs / image registry (through NAT; S3 through the gateway endpoint)
 #   replica region: replica_rds, replica_docdb admit nothing (no service runs there; the copies
 #   replicate over AWS's links). A failover that moves the services there adds their rules.
@@ -60,6 +63,30 @@ resource "aws_security_group" "ingest" {
   vpc_id      = aws_vpc.main.id
 
   tags = { Name = "${local.name}-ingest-rtmp" }
+}
+
+resource "aws_security_group" "worker" {
+  name        = "${local.name}-transcoder-worker"
+  description = "transcode worker tasks: no ingress"
+  vpc_id      = aws_vpc.main.id
+
+  tags = { Name = "${local.name}-transcoder-worker" }
+}
+
+resource "aws_security_group" "nats" {
+  name        = "${local.name}-nats"
+  description = "NATS job queue: 4222 from bff, ingest-rtmp and the worker; 6222 and 8222 between the servers"
+  vpc_id      = aws_vpc.main.id
+
+  tags = { Name = "${local.name}-nats" }
+}
+
+resource "aws_security_group" "efs" {
+  name        = "${local.name}-nats-efs"
+  description = "EFS of the NATS servers: 2049 from them only"
+  vpc_id      = aws_vpc.main.id
+
+  tags = { Name = "${local.name}-nats-efs" }
 }
 
 resource "aws_security_group" "rds" {
@@ -327,6 +354,15 @@ resource "aws_vpc_security_group_ingress_rule" "metadata_svc_from_bff" {
   referenced_security_group_id = aws_security_group.bff.id
 }
 
+resource "aws_vpc_security_group_ingress_rule" "metadata_svc_from_worker" {
+  security_group_id            = aws_security_group.metadata_svc.id
+  description                  = "Video status, renditions and pictures from the transcode worker"
+  ip_protocol                  = "tcp"
+  from_port                    = 8083
+  to_port                      = 8083
+  referenced_security_group_id = aws_security_group.worker.id
+}
+
 resource "aws_vpc_security_group_ingress_rule" "metadata_svc_from_ingest" {
   security_group_id            = aws_security_group.metadata_svc.id
   description                  = "Broadcast records from ingest-rtmp"
@@ -345,14 +381,113 @@ resource "aws_vpc_security_group_egress_rule" "metadata_svc_to_docdb" {
   referenced_security_group_id = aws_security_group.docdb.id
 }
 
-# --- every task: HTTPS out (image pulls, Secrets Manager, CloudWatch Logs, S3) --------------
+# --- transcode worker: no ingress; calls metadata-svc and the queue -------------------------
+
+resource "aws_vpc_security_group_egress_rule" "worker_to_metadata_svc" {
+  security_group_id            = aws_security_group.worker.id
+  description                  = "Video status, renditions and pictures at metadata-svc"
+  ip_protocol                  = "tcp"
+  from_port                    = 8083
+  to_port                      = 8083
+  referenced_security_group_id = aws_security_group.metadata_svc.id
+}
+
+# --- job queue (NATS): clients on 4222, the servers among themselves on 6222 and 8222 ---------
+
+locals {
+  nats_clients = {
+    bff               = aws_security_group.bff.id
+    ingest-rtmp       = aws_security_group.ingest.id
+    transcoder-worker = aws_security_group.worker.id
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "nats_from_clients" {
+  for_each = local.nats_clients
+
+  security_group_id            = aws_security_group.nats.id
+  description                  = "NATS clients: ${each.key}"
+  ip_protocol                  = "tcp"
+  from_port                    = 4222
+  to_port                      = 4222
+  referenced_security_group_id = each.value
+}
+
+resource "aws_vpc_security_group_egress_rule" "clients_to_nats" {
+  for_each = local.nats_clients
+
+  security_group_id            = each.value
+  description                  = "Job queue (NATS)"
+  ip_protocol                  = "tcp"
+  from_port                    = 4222
+  to_port                      = 4222
+  referenced_security_group_id = aws_security_group.nats.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "nats_routes" {
+  security_group_id            = aws_security_group.nats.id
+  description                  = "Cluster routes from the other NATS servers"
+  ip_protocol                  = "tcp"
+  from_port                    = 6222
+  to_port                      = 6222
+  referenced_security_group_id = aws_security_group.nats.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "nats_routes" {
+  security_group_id            = aws_security_group.nats.id
+  description                  = "Cluster routes to the other NATS servers"
+  ip_protocol                  = "tcp"
+  from_port                    = 6222
+  to_port                      = 6222
+  referenced_security_group_id = aws_security_group.nats.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "nats_monitoring" {
+  security_group_id            = aws_security_group.nats.id
+  description                  = "NATS monitoring (/healthz, /jsz) from the NATS servers only"
+  ip_protocol                  = "tcp"
+  from_port                    = 8222
+  to_port                      = 8222
+  referenced_security_group_id = aws_security_group.nats.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "nats_monitoring" {
+  security_group_id            = aws_security_group.nats.id
+  description                  = "NATS monitoring of the other servers"
+  ip_protocol                  = "tcp"
+  from_port                    = 8222
+  to_port                      = 8222
+  referenced_security_group_id = aws_security_group.nats.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "nats_to_efs" {
+  security_group_id            = aws_security_group.nats.id
+  description                  = "JetStream files on EFS (NFS over TLS)"
+  ip_protocol                  = "tcp"
+  from_port                    = 2049
+  to_port                      = 2049
+  referenced_security_group_id = aws_security_group.efs.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "efs_from_nats" {
+  security_group_id            = aws_security_group.efs.id
+  description                  = "NFS from the NATS servers"
+  ip_protocol                  = "tcp"
+  from_port                    = 2049
+  to_port                      = 2049
+  referenced_security_group_id = aws_security_group.nats.id
+}
+
+# --- every task: HTTPS out (image pulls, Secrets Manager, CloudWatch Logs, S3, EFS IAM) ------
 
 resource "aws_vpc_security_group_egress_rule" "tasks_https" {
   for_each = {
-    bff          = aws_security_group.bff.id
-    user-svc     = aws_security_group.user_svc.id
-    metadata-svc = aws_security_group.metadata_svc.id
-    ingest-rtmp  = aws_security_group.ingest.id
+    bff               = aws_security_group.bff.id
+    user-svc          = aws_security_group.user_svc.id
+    metadata-svc      = aws_security_group.metadata_svc.id
+    ingest-rtmp       = aws_security_group.ingest.id
+    transcoder-worker = aws_security_group.worker.id
+    nats              = aws_security_group.nats.id
   }
 
   security_group_id = each.value

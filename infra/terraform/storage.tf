@@ -2,7 +2,9 @@
 # and the access-logs bucket.
 #
 # The media bucket is private; viewers get objects only through CloudFront (Origin Access
-# Control, cdn.tf), ingest-rtmp writes with its task role (iam.tf). CloudFront adds the CORS
+# Control, cdn.tf), ingest-rtmp, bff and the transcode worker write with their task roles
+# (iam.tf). Originals of uploads (uploads/<id>/, bff) are never served: the bucket policy denies
+# CloudFront that prefix, whatever a playback token opens. CloudFront adds the CORS
 # headers, so the bucket has no CORS configuration. With cross_region_replication, S3 copies
 # every new object and delete marker to the replica bucket (asynchronously), and CloudFront
 # reads from the replica when the media bucket answers 5xx (cdn.tf).
@@ -103,7 +105,7 @@ resource "aws_s3_bucket_logging" "media" {
   target_prefix = "s3/media/"
 }
 
-# Reads only by this account's CloudFront distribution; TLS only.
+# Reads only by this account's CloudFront distribution, never of uploaded originals; TLS only.
 resource "aws_s3_bucket_policy" "media" {
   bucket = aws_s3_bucket.media.id
 
@@ -119,6 +121,13 @@ resource "aws_s3_bucket_policy" "media" {
         Condition = {
           StringEquals = { "AWS:SourceArn" = aws_cloudfront_distribution.main.arn }
         }
+      },
+      {
+        Sid       = "OriginalsAreNeverServed"
+        Effect    = "Deny"
+        Principal = { Service = "cloudfront.amazonaws.com" }
+        Action    = "s3:GetObject"
+        Resource  = "${aws_s3_bucket.media.arn}/${local.uploads_prefix}/*"
       },
       {
         Sid       = "DenyPlainHttp"
@@ -248,7 +257,8 @@ resource "aws_s3_bucket_lifecycle_configuration" "media_replica" {
   depends_on = [aws_s3_bucket_versioning.media_replica]
 }
 
-# Reads only by this account's CloudFront distribution (the failover origin); TLS only. S3
+# Reads only by this account's CloudFront distribution (the failover origin), never of uploaded
+# originals (replicated like every object); TLS only. S3
 # replication writes with its role's permissions (iam.tf): same account, no grant needed here.
 resource "aws_s3_bucket_policy" "media_replica" {
   provider = aws.replica
@@ -270,6 +280,13 @@ resource "aws_s3_bucket_policy" "media_replica" {
         }
       },
       {
+        Sid       = "OriginalsAreNeverServed"
+        Effect    = "Deny"
+        Principal = { Service = "cloudfront.amazonaws.com" }
+        Action    = "s3:GetObject"
+        Resource  = "${aws_s3_bucket.media_replica[0].arn}/${local.uploads_prefix}/*"
+      },
+      {
         Sid       = "DenyPlainHttp"
         Effect    = "Deny"
         Principal = "*"
@@ -285,7 +302,7 @@ resource "aws_s3_bucket_policy" "media_replica" {
   depends_on = [aws_s3_bucket_public_access_block.media_replica]
 }
 
-# The whole bucket (ingest writes only under live/), delete markers included: a deleted video
+# The whole bucket (live/, vod/ and the uploads' originals), delete markers included: a deleted video
 # goes from the replica too. Objects are SSE-S3, so there is no KMS-encrypted object selection
 # or replica key to set. Asynchronous: most objects arrive within seconds, without a time
 # guarantee (S3 Replication Time Control would add a 15-minute SLA at a per-GB charge); the

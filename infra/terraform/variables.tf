@@ -107,17 +107,18 @@ variable "replica_vpc_cidr" {
 # --- containers ----------------------------------------------------------------------------
 
 variable "container_images" {
-  description = "Image of each service (registry/repo:tag or @sha256 digest). The ingest-rtmp image also runs the transcoder (ffmpeg libraries inside)."
+  description = "Image of each service (registry/repo:tag or @sha256 digest). The ingest-rtmp image also runs the live transcoder (ffmpeg libraries inside); transcoder is the transcode worker's image (infra/containers/transcoder.Containerfile, run as `transcoder worker`)."
   type = object({
     bff          = string
     user_svc     = string
     metadata_svc = string
     ingest_rtmp  = string
+    transcoder   = string
   })
 
   validation {
     condition = alltrue([
-      for image in [var.container_images.bff, var.container_images.user_svc, var.container_images.metadata_svc, var.container_images.ingest_rtmp] :
+      for image in [var.container_images.bff, var.container_images.user_svc, var.container_images.metadata_svc, var.container_images.ingest_rtmp, var.container_images.transcoder] :
       length(trimspace(image)) > 0 && !can(regex("\\s", image))
     ])
     error_message = "Every container image must be a non-empty image reference without spaces."
@@ -156,6 +157,59 @@ variable "service_sizes" {
       alltrue([for s in values(var.service_sizes) : contains([256, 512, 1024, 2048, 4096, 8192, 16384], s.cpu) && s.memory >= 512 && s.desired_count >= 0])
     )
     error_message = "The service_sizes must have exactly bff, user-svc, metadata-svc and ingest-rtmp, each with a Fargate cpu value (256..16384), memory >= 512 and desired_count >= 0."
+  }
+}
+
+variable "worker_size" {
+  description = "The transcode worker (`transcoder worker`): Fargate CPU units, memory (MiB), task count, and ephemeral storage (GiB, 21-200) for the original it copies (up to bff's 20 GiB upload limit) and its segment spool. Each task transcodes one upload at a time, as fast as its CPUs allow."
+  type = object({
+    cpu           = number
+    memory        = number
+    desired_count = number
+    ephemeral_gib = number
+  })
+  default = {
+    cpu           = 2048
+    memory        = 4096
+    desired_count = 2
+    ephemeral_gib = 100
+  }
+
+  validation {
+    condition = (
+      contains([1024, 2048, 4096, 8192, 16384], var.worker_size.cpu) &&
+      var.worker_size.memory >= 2 * var.worker_size.cpu && var.worker_size.desired_count >= 0 &&
+      var.worker_size.ephemeral_gib >= 21 && var.worker_size.ephemeral_gib <= 200
+    )
+    error_message = "The worker_size needs a Fargate cpu value of 1024..16384, memory of at least 2 MiB per CPU unit, desired_count >= 0 and ephemeral_gib between 21 and 200."
+  }
+}
+
+variable "nats_image" {
+  description = "Image of the job queue's NATS servers (JetStream). Pin a tag or digest; mirroring it into ECR avoids Docker Hub's pull limits on the NAT gateways' addresses. Default: the nats-server version crates/jobs is tested with (scripts/lib.sh)."
+  type        = string
+  default     = "nats:2.15.1-alpine"
+
+  validation {
+    condition     = length(trimspace(var.nats_image)) > 0 && !can(regex("\\s", var.nats_image)) && !can(regex(":latest$", var.nats_image))
+    error_message = "The nats_image must be a pinned image reference (a tag other than latest, or a digest) without spaces."
+  }
+}
+
+variable "nats_size" {
+  description = "Fargate CPU units and memory (MiB) of each of the three NATS servers. The queue holds a few small messages per upload and recording."
+  type = object({
+    cpu    = number
+    memory = number
+  })
+  default = {
+    cpu    = 256
+    memory = 512
+  }
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096], var.nats_size.cpu) && var.nats_size.memory >= 512
+    error_message = "The nats_size needs a Fargate cpu value (256..4096) and memory >= 512."
   }
 }
 

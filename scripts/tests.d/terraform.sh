@@ -8,7 +8,9 @@
 #      (private encrypted bucket, OAC, playlist/segment TTLs, RTMP on NLB TCP 1935, private
 #      encrypted databases, no database port open to the internet, playback tokens on every
 #      media behaviour, the copies in the second region and CloudFront's failover to the
-#      replica bucket, ...) and a self-test that each check still catches a deliberate
+#      replica bucket, the job queue (three NATS servers on encrypted EFS, port 4222 only for
+#      bff, ingest and the worker), the transcode worker and the S3 reach of each task role,
+#      ...) and a self-test that each check still catches a deliberate
 #      breakage; the CloudFront playback-token function (token check, uri rewrite, posters,
 #      CORS preflight) run in node against sample requests
 #   4. checkov (pinned): no finding that is not skipped inline with a reason, and no stale skip

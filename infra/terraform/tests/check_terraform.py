@@ -734,7 +734,7 @@ def _(cfg):
 def services(cfg):
     svcs = cfg.locals.get("services")
     expect(isinstance(svcs, dict), "local.services is missing")
-    expect(set(svcs) == {"bff", "user-svc", "metadata-svc", "ingest-rtmp"}, "services are %s" % sorted(svcs))
+    expect(set(svcs) == {"bff", "user-svc", "metadata-svc", "ingest-rtmp", "transcoder-worker"}, "services are %s" % sorted(svcs))
     return svcs
 
 
@@ -753,7 +753,8 @@ def _(cfg):
 @check("ecs: task configuration mirrors the CAUDAL_* settings (s3 storage, service URLs, secrets)")
 def _(cfg):
     svcs = services(cfg)
-    prefixes = {"bff": "CAUDAL_BFF_", "user-svc": "CAUDAL_USER_", "metadata-svc": "CAUDAL_METADATA_", "ingest-rtmp": "CAUDAL_INGEST_"}
+    prefixes = {"bff": "CAUDAL_BFF_", "user-svc": "CAUDAL_USER_", "metadata-svc": "CAUDAL_METADATA_", "ingest-rtmp": "CAUDAL_INGEST_",
+                "transcoder-worker": "CAUDAL_WORKER_"}
     for name, svc in svcs.items():
         for var in list(svc.get("env", {})) + list(svc.get("secrets", {})):
             expect(var.startswith(prefixes[name]), "%s: %s does not start with %s" % (name, var, prefixes[name]))
@@ -851,53 +852,304 @@ def statement_resource(st):
     return m.group(1) if m else ""
 
 
-def ingest_policy(cfg):
-    policies = [p for p in cfg.of_type("aws_iam_role_policy").values() if refers_to(p.get("role"), "aws_iam_role", "ingest_task")]
-    expect(len(policies) == 1, "expected one inline policy on the ingest task role")
+def statement_resources(st):
+    """Every resource of a statement, quotes removed: ${...} strings or bare references."""
+    res = statement_resource(st)
+    items = re.findall(r'"[^"]*"|[^\s,\[\]]+', res[1:-1]) if res.startswith("[") else [res]
+    return [r.strip('"') for r in items]
+
+
+def role_grants(cfg, role):
+    """{resource: actions} of the one inline policy on aws_iam_role.<role>, every statement a
+    plain Allow; no managed policy may be attached."""
+    attached = [a for a in cfg.of_type("aws_iam_role_policy_attachment").values() if refers_to(a.get("role"), "aws_iam_role", role)]
+    expect(not attached, "managed policies are attached to the %s role" % role)
+    policies = [p for p in cfg.of_type("aws_iam_role_policy").values() if refers_to(p.get("role"), "aws_iam_role", role)]
+    expect(len(policies) == 1, "expected one inline policy on the %s role, found %d" % (role, len(policies)))
     statements = policy_statements(policies[0]["policy"])
-    expect(statements, "the ingest policy has no statements")
-    return policies[0]["policy"], statements
+    expect(statements, "the %s policy has no statements" % role)
+    granted = {}
+    for st in statements:
+        expect('"Allow"' in st and "NotAction" not in st and "NotResource" not in st, "a statement of %s is not a plain Allow" % role)
+        acts = statement_actions(st)
+        expect(acts, "a statement of %s has no Action" % role)
+        for r in statement_resources(st):
+            granted.setdefault(r, set()).update(acts)
+    return granted, statements
 
 
-MEDIA_OBJECTS = '"${aws_s3_bucket.media.arn}/${local.media_prefix}/*"'
+def list_prefixes(statements):
+    """The s3:prefix values s3:ListBucket is limited to, or None when a listing statement has no
+    such condition (or there is none)."""
+    listing = [st for st in statements if "s3:ListBucket" in statement_actions(st)]
+    out = []
+    for st in listing:
+        m = re.search(r'(StringLike(?:IfExists)?)\s*=\s*\{\s*"s3:prefix"\s*=\s*(\[[^\]]*\]|"[^"]*")', st)
+        if not m:
+            return None
+        out.extend(re.findall(r'"([^"]+)"', m.group(2)))
+    return out if listing else None
 
 
-@check("iam: ingest task role may only put/get/delete under the media prefix and list the media bucket")
+def media_objects(prefix_local):
+    return "${aws_s3_bucket.media.arn}/${local.%s}/*" % prefix_local
+
+
+MEDIA_BUCKET = "aws_s3_bucket.media.arn"
+MEDIA_OBJECTS = media_objects("media_prefix")
+# a deleted video's folders: a broadcast's live/<id>/, an upload's uploads/<id>/ and vod/<id>/
+CLEANUP_PREFIXES = ["${local.media_prefix}/*", "${local.vod_prefix}/*", "${local.uploads_prefix}/*"]
+INGEST_GRANTS = {
+    MEDIA_OBJECTS: {"s3:PutObject", "s3:GetObject", "s3:DeleteObject"},
+    media_objects("vod_prefix"): {"s3:DeleteObject"},
+    media_objects("uploads_prefix"): {"s3:DeleteObject"},
+    MEDIA_BUCKET: {"s3:ListBucket"},
+}
+
+
+@check("iam: ingest task role may only put/get under the media prefix, delete a deleted video's folders (live/, vod/, uploads/) and list the media bucket")
 def _(cfg):
     td = cfg.of_type("aws_ecs_task_definition")
     expect(td, "no task definition")
-    attached = [a for a in cfg.of_type("aws_iam_role_policy_attachment").values() if refers_to(a.get("role"), "aws_iam_role", "ingest_task")]
-    expect(not attached, "managed policies are attached to the ingest task role")
-    text, statements = ingest_policy(cfg)
-    actions = set()
-    for st in statements:
-        expect('"Allow"' in st and "NotAction" not in st and "NotResource" not in st, "a statement is not a plain Allow")
-        acts = statement_actions(st)
-        expect(acts, "a statement has no Action")
-        actions |= acts
-        res = statement_resource(st)
-        expect("aws_s3_bucket.media.arn" in res, "resource %s is not the media bucket" % res)
-        if acts - {"s3:ListBucket"}:
-            expect(res == MEDIA_OBJECTS, "object actions %s on %s, not under the media prefix" % (sorted(acts), res))
-    expect(actions == {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}, "actions are %s" % sorted(actions))
-    expect('"Deny"' not in text and '"*"' not in text, "policy has a wildcard")
+    granted, _statements = role_grants(cfg, "ingest_task")
+    expect(granted == INGEST_GRANTS, "the ingest role may %s" % sorted((r, sorted(a)) for r, a in granted.items()))
 
 
-@check("iam: video deletion: the ingest task role (cleanup worker) may delete media objects and lists only the media prefix")
+@check("iam: video deletion: the ingest task role (cleanup worker) may delete the objects of live/, vod/ and uploads/ and lists only those prefixes")
 def _(cfg):
-    roles = [t.get("task_role_arn", "") for t in cfg.of_type("aws_ecs_task_definition").values()]
-    expect(any(re.search(r'"ingest-rtmp"\s*\?\s*aws_iam_role\.ingest_task\.arn\b', r) for r in roles),
-           "ingest-rtmp does not run with the ingest task role")
-    _text, statements = ingest_policy(cfg)
-    delete = [st for st in statements if "s3:DeleteObject" in statement_actions(st)]
-    expect(delete, "no statement allows s3:DeleteObject")
-    expect(all(statement_resource(st) == MEDIA_OBJECTS for st in delete), "s3:DeleteObject is not on the media prefix")
-    listing = [st for st in statements if "s3:ListBucket" in statement_actions(st)]
-    expect(listing, "no statement allows s3:ListBucket (the cleanup lists a video's prefix)")
-    for st in listing:
-        m = re.search(r'(StringLike(?:IfExists)?)\s*=\s*\{\s*"s3:prefix"\s*=\s*(\[[^\]]*\]|"[^"]*")', st)
-        expect(m, "s3:ListBucket is not limited by s3:prefix")
-        expect(re.findall(r'"([^"]+)"', m.group(2)) == ["${local.media_prefix}/*"], "s3:prefix is %s" % m.group(2))
+    roles = cfg.locals.get("task_roles", {})
+    expect(roles.get("ingest-rtmp") == ref("aws_iam_role", "ingest_task", "arn"), "ingest-rtmp does not run with the ingest task role")
+    td = cfg.resources.get(("aws_ecs_task_definition", "service"), {})
+    expect(td.get("task_role_arn") == "${lookup(local.task_roles, each.key, null)}", "the task definitions do not take their role from local.task_roles")
+    granted, statements = role_grants(cfg, "ingest_task")
+    for prefix in ("media_prefix", "vod_prefix", "uploads_prefix"):
+        expect("s3:DeleteObject" in granted.get(media_objects(prefix), set()), "the cleanup cannot delete under local.%s" % prefix)
+    expect(all(r.startswith("${aws_s3_bucket.media.arn}/${local.") for r, a in granted.items() if "s3:DeleteObject" in a),
+           "s3:DeleteObject reaches beyond the video folders")
+    prefixes = list_prefixes(statements)
+    expect(prefixes is not None, "s3:ListBucket is missing or not limited by s3:prefix (the cleanup lists a video's folders)")
+    expect(sorted(prefixes) == sorted(CLEANUP_PREFIXES), "s3:prefix is %s" % prefixes)
+
+
+BFF_GRANTS = {
+    media_objects("uploads_prefix"): {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
+    MEDIA_BUCKET: {"s3:ListBucket"},
+}
+
+
+@check("iam: bff task role: uploads/ only (originals as multipart writes, tail and state), listing only under uploads/")
+def _(cfg):
+    expect(cfg.locals.get("task_roles", {}).get("bff") == ref("aws_iam_role", "bff_task", "arn"), "bff does not run with the bff task role")
+    granted, statements = role_grants(cfg, "bff_task")
+    expect(granted == BFF_GRANTS, "the bff role may %s" % sorted((r, sorted(a)) for r, a in granted.items()))
+    expect(list_prefixes(statements) == ["${local.uploads_prefix}/*"], "bff's listings are not limited to uploads/")
+    expect(cfg.locals.get("uploads_prefix") == "uploads", "local.uploads_prefix is not bff's fixed uploads/ folder")
+
+
+MEDIA_KEY_PREFIX = "${aws_s3_bucket.media.arn}/${local.media_prefix}/"
+WORKER_GRANTS = {
+    media_objects("uploads_prefix"): {"s3:GetObject"},
+    media_objects("vod_prefix"): {"s3:PutObject", "s3:GetObject"},
+    # artwork jobs of recordings: read the recording, write only its pictures, drop the on-air poster
+    MEDIA_OBJECTS: {"s3:GetObject"},
+    MEDIA_KEY_PREFIX + "*/poster.jpg": {"s3:PutObject"},
+    MEDIA_KEY_PREFIX + "*/storyboard-*.jpg": {"s3:PutObject"},
+    MEDIA_KEY_PREFIX + "*/storyboard.vtt": {"s3:PutObject"},
+    MEDIA_KEY_PREFIX + "*-live/poster.jpg": {"s3:DeleteObject"},
+}
+
+
+@check("iam: transcode worker role: reads uploads/, writes vod/, and under live/ reads recordings and writes only their pictures")
+def _(cfg):
+    expect(cfg.locals.get("task_roles", {}).get("transcoder-worker") == ref("aws_iam_role", "worker_task", "arn"),
+           "the worker does not run with the worker task role")
+    granted, _statements = role_grants(cfg, "worker_task")
+    expect(granted == WORKER_GRANTS, "the worker role may %s" % sorted((r, sorted(a)) for r, a in granted.items()))
+    expect(cfg.locals.get("vod_prefix") == "vod" and cfg.locals.get("media_prefix") == "live", "the media prefixes are not live/ and vod/")
+
+
+@check("ecs: transcode worker: `transcoder worker` from the transcoder image, a service in the app subnets without public IP, room for originals, no ingress")
+def _(cfg):
+    svc = services(cfg)["transcoder-worker"]
+    expect(svc.get("image") == "${var.container_images.transcoder}", "the worker runs %r, not the transcoder image" % svc.get("image"))
+    expect(svc.get("container_overrides", {}).get("command") == ["worker"], "the worker's command is %r, not [\"worker\"]" % svc.get("container_overrides"))
+    td = cfg.resources.get(("aws_ecs_task_definition", "service"), {})
+    expect(td.get("for_each") == "${local.services}", "the task definitions are not one per local.services")
+    expect(re.search(r"\},\s*each\.value\.container_overrides\)\]\)\}$", td.get("container_definitions", "")),
+           "the container definition does not take each service's container_overrides (the worker's command)")
+    ecs = cfg.resources.get(("aws_ecs_service", "service"), {})
+    expect(ecs.get("for_each") == "${local.services}", "the ECS services are not one per local.services")
+    net = blocks(ecs, "network_configuration")[0]
+    expect(net.get("assign_public_ip") is False and net.get("subnets") == "${aws_subnet.app[*].id}",
+           "the services (the worker's too) are not in the app subnets without public IPs")
+    expect(net.get("security_groups") == ["${each.value.security_group}"] and svc.get("security_group") == ref("aws_security_group", "worker", "id"),
+           "the worker does not run in its own security group")
+    expect(not [r for r in ingress_rules(cfg) if r[1] == ref("aws_security_group", "worker", "id")], "something may connect to the worker")
+    size = cfg.variables.get("worker_size", {}).get("default", {})
+    expect(as_number(size.get("desired_count")) and as_number(size.get("desired_count")) >= 1, "no worker runs by default")
+    expect(re.search(r"desired_count\s*=\s*var\.worker_size\.desired_count", cfg.locals.get("service_sizes", "")),
+           "the worker's task count is not var.worker_size.desired_count")
+    # an original (bff's uploads.max_bytes: 20 GiB) plus the spool (4 GiB) and the ladder in flight
+    expect(svc.get("ephemeral_gib") == "${var.worker_size.ephemeral_gib}" and (as_number(size.get("ephemeral_gib")) or 0) >= 50,
+           "the worker has no room for a 20 GiB original (ephemeral_gib %r)" % size.get("ephemeral_gib"))
+    env = svc.get("env", {})
+    mounted = {"/" + v for v in svc.get("volumes", [])}
+    for var in ("CAUDAL_WORKER_WORK_DIR", "CAUDAL_WORKER_TRANSCODE__SPOOL_DIR"):
+        expect(env.get(var) in mounted, "%s (%r) is not on the task's ephemeral storage %s" % (var, env.get(var), sorted(mounted)))
+    expect(env.get("CAUDAL_WORKER_STORAGE__BACKEND") == "s3" and env.get("CAUDAL_WORKER_STORAGE__BUCKET") == ref("aws_s3_bucket", "media", "id")
+           and env.get("CAUDAL_WORKER_STORAGE__REGION") == "${var.region}", "the worker does not use the media bucket")
+    expect(not any("ACCESS_KEY" in k for k in env), "the worker has static S3 keys (use the task role)")
+    expect(env.get("CAUDAL_WORKER_OUTPUT_PREFIX") == "${local.vod_prefix}", "the worker does not write under local.vod_prefix")
+    expect(env.get("CAUDAL_WORKER_METADATA_SVC_URL") == "${local.metadata_svc_url}", "the worker does not find metadata-svc")
+
+
+def rule_sources(cfg, rtype, name, src):
+    """The security groups a rule names: for a for_each over a local map, every value."""
+    if src != "${each.value}":
+        return [src]
+    m = re.fullmatch(r"\$\{local\.([A-Za-z0-9_]+)\}", cfg.resources[(rtype, name)].get("for_each", ""))
+    expect(m and isinstance(cfg.locals.get(m.group(1)), dict), "%s: for_each is not a local map" % name)
+    return list(cfg.locals[m.group(1)].values())
+
+
+NATS_CLIENTS = {ref("aws_security_group", g, "id") for g in ("bff", "ingest", "worker")}
+
+
+@check("security groups: NATS: 4222 only from bff, ingest-rtmp and the worker; 6222 (routes) and 8222 (monitoring) only between the NATS servers")
+def _(cfg):
+    nats = ref("aws_security_group", "nats", "id")
+    expect(("aws_security_group", "nats") in cfg.resources, "no aws_security_group.nats")
+    rules = [r for r in ingress_rules(cfg) if r[1] == nats]
+    by_port = {}
+    for name, _sg, frm, to, proto, cidrs, src in rules:
+        expect(not cidrs, "%s admits addresses %s" % (name, cidrs))
+        expect(proto == "tcp" and as_number(frm) == as_number(to), "%s is not one tcp port (%s-%s/%s)" % (name, frm, to, proto))
+        expect(as_number(frm) in (4222, 6222, 8222), "%s opens port %s" % (name, frm))
+        rtype = "aws_vpc_security_group_ingress_rule" if ("aws_vpc_security_group_ingress_rule", name) in cfg.resources else None
+        srcs = rule_sources(cfg, rtype, name, src) if rtype else ([src] if isinstance(src, str) else list(src or []))
+        by_port.setdefault(int(as_number(frm)), set()).update(srcs)
+    expect(by_port.get(4222) == NATS_CLIENTS, "4222 admits %s (want bff, ingest and the worker)" % sorted(by_port.get(4222, [])))
+    expect(by_port.get(6222) == {nats}, "6222 admits %s (want the NATS servers only)" % sorted(by_port.get(6222, [])))
+    expect(by_port.get(8222, {nats}) == {nats}, "8222 admits %s (want the NATS servers only)" % sorted(by_port.get(8222, [])))
+
+
+def nats_task(cfg):
+    td = cfg.resources.get(("aws_ecs_task_definition", "nats"))
+    expect(td is not None, "no aws_ecs_task_definition.nats")
+    return td
+
+
+@check("nats: three JetStream servers, each its own ECS service (one task, old stopped first), name, Cloud Map name and routes to all")
+def _(cfg):
+    nodes = re.findall(r'"([^"]+)"', cfg.locals.get("nats_nodes", ""))
+    expect(len(nodes) == 3 and len(set(nodes)) == 3, "the NATS servers are %s (want three)" % nodes)
+    expect(cfg.locals.get("nats_nodes", "").startswith("${toset(["), "local.nats_nodes is not a set of names")
+    svc = cfg.resources.get(("aws_ecs_service", "nats"))
+    expect(svc is not None, "no aws_ecs_service.nats")
+    expect(svc.get("for_each") == "${local.nats_nodes}" and as_number(svc.get("desired_count")) == 1, "not one single-task service per NATS server")
+    expect(svc.get("task_definition") == "${aws_ecs_task_definition.nats[each.key].arn}", "a NATS service does not run its own task definition")
+    expect((as_number(svc.get("deployment_maximum_percent")) or 200) <= 100,
+           "a deployment may start a second server on the same store directory (deployment_maximum_percent %r)" % svc.get("deployment_maximum_percent"))
+    net = blocks(svc, "network_configuration")[0]
+    expect(net.get("assign_public_ip") is False and net.get("subnets") == "${aws_subnet.app[*].id}", "the NATS servers are not private")
+    expect(net.get("security_groups") == [ref("aws_security_group", "nats", "id")], "the NATS servers are not in the nats security group")
+    reg = blocks(svc, "service_registries")
+    expect(reg and reg[0].get("registry_arn") == "${aws_service_discovery_service.nats[each.key].arn}", "a NATS server has no Cloud Map name of its own")
+    sd = cfg.resources.get(("aws_service_discovery_service", "nats"), {})
+    expect(sd.get("for_each") == "${local.nats_nodes}" and sd.get("name") == "${each.key}", "the Cloud Map names are not the server names")
+    expect(blocks(sd, "dns_config")[0].get("namespace_id") == "${aws_service_discovery_private_dns_namespace.internal.id}",
+           "the NATS names are not in the internal namespace")
+    td = nats_task(cfg)
+    expect(td.get("for_each") == "${local.nats_nodes}", "not one task definition per server")
+    cd = td.get("container_definitions", "")
+    expect(re.search(r"\bimage\s*=\s*var\.nats_image\b", cd), "the servers do not run var.nats_image")
+    for flag in ('"--name", each.key', '"--jetstream"', '"--cluster_name", "${local.name}-jobs"', '"--cluster", "nats://0.0.0.0:6222"',
+                 '"--routes", local.nats_routes', '"--client_advertise", "${each.key}.${local.namespace}:4222"'):
+        expect(flag in cd, "the servers do not run with %s" % flag)
+    routes = cfg.locals.get("nats_routes", "")
+    expect("for n in sort(local.nats_nodes)" in routes and "nats-route://${n}.${local.namespace}:6222" in routes,
+           "the routes do not name every server (%r)" % routes)
+    image = cfg.variables.get("nats_image", {}).get("default", "")
+    expect(re.fullmatch(r"nats:\d+\.\d+\.\d+(-alpine)?|nats@sha256:[0-9a-f]{64}", image), "nats_image default %r is not a pinned nats release" % image)
+
+
+@check("nats: JetStream storage on encrypted EFS: one access point per server, TLS and IAM on the mount, mount targets in the app subnets, EFS open to NATS only")
+def _(cfg):
+    td = nats_task(cfg)
+    cd = td.get("container_definitions", "")
+    m = re.search(r'"--store_dir",\s*"([^"]+)"', cd)
+    expect(m, "the servers have no --store_dir")
+    mounts = re.findall(r'sourceVolume\s*=\s*"([^"]+)",\s*containerPath\s*=\s*"([^"]+)"', cd)
+    on = [v for v, path in mounts if m.group(1) == path or m.group(1).startswith(path.rstrip("/") + "/")]
+    expect(on, "the store directory %s is not on a mounted volume" % m.group(1))
+    vols = [v for v in blocks(td, "volume") if v.get("name") == on[0]]
+    expect(vols, "no volume %s" % on[0])
+    efs = blocks(vols[0], "efs_volume_configuration")
+    expect(efs, "the JetStream volume is not EFS")
+    efs = efs[0]
+    expect(efs.get("transit_encryption") == "ENABLED", "the EFS mount is not encrypted in transit")
+    auth = blocks(efs, "authorization_config")
+    expect(auth and auth[0].get("access_point_id") == "${aws_efs_access_point.nats[each.key].id}",
+           "a server does not mount its own access point (servers would share a store directory)")
+    expect(auth[0].get("iam") == "ENABLED", "the EFS mount is not authorised with the task role")
+    fs_name = named("aws_efs_file_system", efs.get("file_system_id"))
+    fs = cfg.resources[("aws_efs_file_system", fs_name)]
+    expect(fs.get("encrypted") is True, "the EFS file system is not encrypted")
+    named("aws_kms_key", fs.get("kms_key_id"))
+    ap = cfg.resources.get(("aws_efs_access_point", "nats"), {})
+    expect(ap.get("for_each") == "${local.nats_nodes}" and refers_to(ap.get("file_system_id"), "aws_efs_file_system", fs_name),
+           "not one access point per server on the file system")
+    expect(blocks(ap, "root_directory") and blocks(ap, "root_directory")[0].get("path") == "/${each.key}" and blocks(ap, "posix_user"),
+           "the access points do not pin a directory of their own and a user")
+    mts = [mt for mt in cfg.of_type("aws_efs_mount_target").values() if refers_to(mt.get("file_system_id"), "aws_efs_file_system", fs_name)]
+    expect(mts, "the file system has no mount target")
+    for mt in mts:
+        expect(mt.get("subnet_id") == "${aws_subnet.app[count.index].id}" and mt.get("count") == "${length(aws_subnet.app)}",
+               "the mount targets are not one per app subnet")
+        expect(mt.get("security_groups") == [ref("aws_security_group", "efs", "id")], "a mount target is not in the efs security group")
+    rules = [r for r in ingress_rules(cfg) if r[1] == ref("aws_security_group", "efs", "id")]
+    expect(rules, "nothing may reach the EFS mount targets")
+    for name, _sg, frm, to, proto, cidrs, src in rules:
+        expect(not cidrs and src == ref("aws_security_group", "nats", "id") and as_number(frm) == 2049 and as_number(to) == 2049 and proto == "tcp",
+               "%s admits more than the NATS servers on 2049" % name)
+    pol = [p for p in cfg.of_type("aws_efs_file_system_policy").values() if refers_to(p.get("file_system_id"), "aws_efs_file_system", fs_name)]
+    expect(pol and '"aws:SecureTransport" = "false"' in pol[0].get("policy", "") and "aws_iam_role.nats_task.arn" in pol[0].get("policy", ""),
+           "the file system policy does not deny plain NFS and admit the NATS task role")
+    expect(td.get("task_role_arn") == ref("aws_iam_role", "nats_task", "arn"), "the servers do not run with the NATS task role")
+
+
+@check("ecs: job queue wiring: bff (uploads into the media bucket), ingest-rtmp and the worker use one NATS URL on a NATS server's Cloud Map name")
+def _(cfg):
+    url = cfg.locals.get("nats_url", "")
+    nodes = re.findall(r'"([^"]+)"', cfg.locals.get("nats_nodes", ""))
+    # the jobs crate's client parses its URL as one server: a comma list would never connect
+    expect("," not in url, "local.nats_url %r is a list (the jobs crate's client takes one server URL)" % url)
+    m = re.fullmatch(r"nats://([a-z0-9-]+)\.\$\{local\.namespace\}:4222", url)
+    expect(m and m.group(1) in nodes, "local.nats_url %r is not nats://<a NATS server>.<namespace>:4222" % url)
+    svcs = services(cfg)
+    for svc, var in (("bff", "CAUDAL_BFF_UPLOADS__JOBS__URL"), ("ingest-rtmp", "CAUDAL_INGEST_JOBS__URL"),
+                     ("transcoder-worker", "CAUDAL_WORKER_JOBS__URL")):
+        expect(svcs[svc]["env"].get(var) == "${local.nats_url}", "%s: %s is not local.nats_url" % (svc, var))
+    env = svcs["bff"]["env"]
+    expect(env.get("CAUDAL_BFF_UPLOADS__STORAGE__BACKEND") == "s3", "bff stores uploads with backend %r" % env.get("CAUDAL_BFF_UPLOADS__STORAGE__BACKEND"))
+    expect(env.get("CAUDAL_BFF_UPLOADS__STORAGE__BUCKET") == ref("aws_s3_bucket", "media", "id")
+           and env.get("CAUDAL_BFF_UPLOADS__STORAGE__REGION") == "${var.region}", "bff does not store uploads in the media bucket")
+    expect(not any("ACCESS_KEY" in k for k in env), "bff has static S3 keys (use the task role)")
+
+
+@check("s3: uploaded originals (uploads/) are never served: both media buckets deny CloudFront that prefix, no behaviour names it")
+def _(cfg):
+    for bucket in ("media", "media_replica"):
+        pol = for_bucket(cfg, "aws_s3_bucket_policy", bucket)
+        expect(pol, "%s has no bucket policy" % bucket)
+        denies = [st for st in policy_statements(pol[0]["policy"])
+                  if '"Deny"' in st and '"cloudfront.amazonaws.com"' in st and statement_actions(st) & {"s3:GetObject", "s3:*"}
+                  and any(r.endswith("/${local.uploads_prefix}/*") and re.search(r"aws_s3_bucket\.%s\b" % bucket, r) for r in statement_resources(st))]
+        expect(denies, "%s does not deny CloudFront the uploads/ prefix" % bucket)
+    d = distribution(cfg)
+    for b in blocks(d, "ordered_cache_behavior"):
+        p = cfg.resolve(b.get("path_pattern", ""))
+        expect(not p.lstrip("/").startswith(cfg.resolve("${local.uploads_prefix}")), "behaviour %s serves uploads/" % p)
 
 
 @check("logs: every CloudWatch log group has a retention and a KMS key")
@@ -1103,6 +1355,11 @@ def _add_world_all_ports_inline(files):
         "from_port": 0, "to_port": 0, "protocol": "-1", "cidr_blocks": ["0.0.0.0/0"]}]
 
 
+def _service(files, service):
+    block = [b for b in files["ecs.tf"]["locals"] if "services" in b][0]
+    return block["services"][service]
+
+
 def _service_env(files, service):
     block = [b for b in files["ecs.tf"]["locals"] if "services" in b][0]
     return block["services"][service]["env"]
@@ -1190,13 +1447,113 @@ MUTATIONS = [
      .update(referenced_security_group_id="${aws_security_group.bff.id}")),
     ("iam: ingest", "s3:* for ingest",
      lambda f: _ingest_policy_replace(f, '"s3:GetObject"', '"s3:*"')),
-    ("iam: ingest", "deletes outside the media prefix",
-     lambda f: _ingest_policy_replace(f, 'Action   = "s3:DeleteObject"\n        Resource = "${aws_s3_bucket.media.arn}/${local.media_prefix}/*"',
-                                      'Action   = "s3:DeleteObject"\n        Resource = "${aws_s3_bucket.media.arn}/*"')),
+    ("iam: ingest", "deletes outside the video folders",
+     lambda f: _ingest_policy_replace(f, '"${aws_s3_bucket.media.arn}/${local.vod_prefix}/*",', '"${aws_s3_bucket.media.arn}/*",')),
+    ("iam: ingest", "ingest writing uploaded originals",
+     lambda f: _ingest_policy_replace(f, 'Action   = ["s3:PutObject", "s3:GetObject"]\n        Resource = "${aws_s3_bucket.media.arn}/${local.media_prefix}/*"',
+                                      'Action   = ["s3:PutObject", "s3:GetObject"]\n        Resource = "${aws_s3_bucket.media.arn}/${local.uploads_prefix}/*"')),
     ("iam: video deletion", "an ingest role that cannot delete",
      lambda f: _ingest_policy_replace(f, '"s3:DeleteObject"', '"s3:GetObject"')),
+    ("iam: video deletion", "a cleanup that cannot delete an upload's original",
+     lambda f: _ingest_policy_replace(f, '          "${aws_s3_bucket.media.arn}/${local.uploads_prefix}/*",\n', '')),
     ("iam: video deletion", "listing the whole bucket",
-     lambda f: _ingest_policy_replace(f, '"s3:prefix" = ["${local.media_prefix}/*"]', '"s3:prefix" = ["*"]')),
+     lambda f: _ingest_policy_replace(f, '"s3:prefix" = ["${local.media_prefix}/*", ', '"s3:prefix" = ["*", ')),
+    ("iam: video deletion", "ingest-rtmp without its task role",
+     lambda f: [b for b in f["ecs.tf"]["locals"] if "task_roles" in b][0]["task_roles"].pop("ingest-rtmp")),
+    # uploads: bff, the transcode worker, the job queue
+    ("iam: bff task role", "bff writing anywhere in the media bucket",
+     lambda f: _policy_replace(f, "iam.tf", "bff_uploads", '"${aws_s3_bucket.media.arn}/${local.uploads_prefix}/*"', '"${aws_s3_bucket.media.arn}/*"')),
+    ("iam: bff task role", "bff listing the whole bucket",
+     lambda f: _policy_replace(f, "iam.tf", "bff_uploads", '"s3:prefix" = ["${local.uploads_prefix}/*"]', '"s3:prefix" = ["*"]')),
+    ("iam: transcode worker role", "s3:* for the worker",
+     lambda f: _policy_replace(f, "iam.tf", "worker_media", '["s3:PutObject", "s3:GetObject"]', '["s3:*"]')),
+    ("iam: transcode worker role", "a worker that may overwrite live segments",
+     lambda f: _policy_replace(f, "iam.tf", "worker_media", '"${aws_s3_bucket.media.arn}/${local.media_prefix}/*/poster.jpg"',
+                               '"${aws_s3_bucket.media.arn}/${local.media_prefix}/*"')),
+    ("iam: transcode worker role", "a worker that may delete originals",
+     lambda f: _policy_replace(f, "iam.tf", "worker_media", 'Action   = "s3:GetObject"\n        Resource = "${aws_s3_bucket.media.arn}/${local.uploads_prefix}/*"',
+                               'Action   = ["s3:GetObject", "s3:DeleteObject"]\n        Resource = "${aws_s3_bucket.media.arn}/${local.uploads_prefix}/*"')),
+    ("iam: transcode worker role", "a worker that may list the bucket",
+     lambda f: _policy_replace(f, "iam.tf", "worker_media", 'Sid      = "ReadOriginals"\n        Effect   = "Allow"\n        Action   = "s3:GetObject"',
+                               'Sid      = "ReadOriginals"\n        Effect   = "Allow"\n        Action   = ["s3:GetObject", "s3:ListBucket"]')),
+    ("ecs: transcode worker", "the worker running ingest-rtmp's image",
+     lambda f: _service(f, "transcoder-worker").update(image="${var.container_images.ingest_rtmp}")),
+    ("ecs: transcode worker", "the worker without its command",
+     lambda f: _service(f, "transcoder-worker").update(container_overrides={})),
+    ("ecs: transcode worker", "a container definition ignoring container_overrides",
+     lambda f: res(f, "ecs.tf", "aws_ecs_task_definition", "service").update(
+         container_definitions=res(f, "ecs.tf", "aws_ecs_task_definition", "service")["container_definitions"].replace(", each.value.container_overrides)", ", {})"))),
+    ("ecs: transcode worker", "services with public IPs",
+     lambda f: res(f, "ecs.tf", "aws_ecs_service", "service")["network_configuration"][0].update(assign_public_ip=True)),
+    ("ecs: transcode worker", "20 GiB of ephemeral storage",
+     lambda f: f["variables.tf"]["variable"]["worker_size"][0]["default"].update(ephemeral_gib=20)),
+    ("ecs: transcode worker", "the work dir on the read-only root file system",
+     lambda f: _service_env(f, "transcoder-worker").update(CAUDAL_WORKER_WORK_DIR="/var/tmp/work")),
+    ("ecs: transcode worker", "an ingress rule to the worker",
+     lambda f: f["security_groups.tf"]["resource"]["aws_vpc_security_group_ingress_rule"].update(worker_from_alb=[{
+         "security_group_id": "${aws_security_group.worker.id}", "ip_protocol": "tcp", "from_port": 9087, "to_port": 9087,
+         "referenced_security_group_id": "${aws_security_group.alb.id}", "description": "x"}])),
+    ("ecs: job queue wiring", "bff without the job queue (uploads off)",
+     lambda f: _service_env(f, "bff").pop("CAUDAL_BFF_UPLOADS__JOBS__URL")),
+    ("ecs: job queue wiring", "ingest-rtmp without the job queue (no pictures for recordings)",
+     lambda f: _service_env(f, "ingest-rtmp").pop("CAUDAL_INGEST_JOBS__URL")),
+    ("ecs: job queue wiring", "a comma-separated server list (one URL only for the jobs crate)",
+     lambda f: [b for b in f["main.tf"]["locals"] if "nats_url" in b][0].update(
+         nats_url="nats://nats-1.${local.namespace}:4222,nats://nats-2.${local.namespace}:4222")),
+    ("ecs: job queue wiring", "bff keeping uploads on its task's disk",
+     lambda f: _service_env(f, "bff").update(CAUDAL_BFF_UPLOADS__STORAGE__BACKEND="local")),
+    ("s3: uploaded originals", "CloudFront allowed to read originals",
+     lambda f: _policy_replace(f, "storage.tf", "media", 'Sid       = "OriginalsAreNeverServed"\n        Effect    = "Deny"',
+                               'Sid       = "OriginalsAreNeverServed"\n        Effect    = "Allow"')),
+    ("s3: uploaded originals", "originals readable from the replica after a failover",
+     lambda f: _policy_replace(f, "storage.tf", "media_replica", '"${aws_s3_bucket.media_replica[0].arn}/${local.uploads_prefix}/*"',
+                               '"${aws_s3_bucket.media_replica[0].arn}/${local.vod_prefix}/*"')),
+    ("s3: uploaded originals", "an /uploads/* behaviour",
+     lambda f: _ordered(f).append(dict(_behaviour(f, "/p/*"), path_pattern="/${local.uploads_prefix}/*"))),
+    ("security groups: NATS", "4222 open to user-svc",
+     lambda f: f["security_groups.tf"]["locals"][0]["nats_clients"].update({"user-svc": "${aws_security_group.user_svc.id}"})),
+    ("security groups: NATS", "4222 open to the VPC",
+     lambda f: f["security_groups.tf"]["resource"]["aws_vpc_security_group_ingress_rule"].update(nats_from_vpc=[{
+         "security_group_id": "${aws_security_group.nats.id}", "ip_protocol": "tcp", "from_port": 4222, "to_port": 4222,
+         "cidr_ipv4": "${var.vpc_cidr}", "description": "x"}])),
+    ("security groups: NATS", "routes (6222) open to bff",
+     lambda f: res(f, "security_groups.tf", "aws_vpc_security_group_ingress_rule", "nats_routes").update(referenced_security_group_id="${aws_security_group.bff.id}")),
+    ("security groups: NATS", "the clients' rule widened to 4222-8222",
+     lambda f: res(f, "security_groups.tf", "aws_vpc_security_group_ingress_rule", "nats_from_clients").update(to_port=8222)),
+    ("security groups: NATS", "monitoring (8222) open to the worker",
+     lambda f: res(f, "security_groups.tf", "aws_vpc_security_group_ingress_rule", "nats_monitoring").update(referenced_security_group_id="${aws_security_group.worker.id}")),
+    ("nats: three", "two NATS servers",
+     lambda f: f["queue.tf"]["locals"][0].update(nats_nodes='${toset(["nats-1", "nats-2"])}')),
+    ("nats: three", "one service of three interchangeable tasks",
+     lambda f: res(f, "queue.tf", "aws_ecs_service", "nats").update(desired_count=3)),
+    ("nats: three", "deployments starting a second server on the same store",
+     lambda f: res(f, "queue.tf", "aws_ecs_service", "nats").update(deployment_maximum_percent=200)),
+    ("nats: three", "servers without JetStream",
+     lambda f: res(f, "queue.tf", "aws_ecs_task_definition", "nats").update(
+         container_definitions=res(f, "queue.tf", "aws_ecs_task_definition", "nats")["container_definitions"].replace('"--jetstream",', ""))),
+    ("nats: three", "routes naming one server",
+     lambda f: f["queue.tf"]["locals"][0].update(nats_routes='${"nats-route://nats-1.${local.namespace}:6222"}')),
+    ("nats: three", "an unpinned NATS image",
+     lambda f: f["variables.tf"]["variable"]["nats_image"][0].update(default="nats:latest")),
+    ("nats: three", "a NATS server with a public IP",
+     lambda f: res(f, "queue.tf", "aws_ecs_service", "nats")["network_configuration"][0].update(assign_public_ip=True)),
+    ("nats: JetStream", "an unencrypted EFS",
+     lambda f: res(f, "queue.tf", "aws_efs_file_system", "nats").update(encrypted=False)),
+    ("nats: JetStream", "plain NFS (no transit encryption)",
+     lambda f: res(f, "queue.tf", "aws_ecs_task_definition", "nats")["volume"][0]["efs_volume_configuration"][0].update(transit_encryption="DISABLED")),
+    ("nats: JetStream", "every server on one access point",
+     lambda f: res(f, "queue.tf", "aws_ecs_task_definition", "nats")["volume"][0]["efs_volume_configuration"][0]["authorization_config"][0]
+     .update(access_point_id='${aws_efs_access_point.nats["nats-1"].id}')),
+    ("nats: JetStream", "the store directory on the container's own disk",
+     lambda f: res(f, "queue.tf", "aws_ecs_task_definition", "nats").update(
+         container_definitions=res(f, "queue.tf", "aws_ecs_task_definition", "nats")["container_definitions"].replace('"--store_dir", "/data"', '"--store_dir", "/tmp/js"'))),
+    ("nats: JetStream", "EFS open to bff",
+     lambda f: res(f, "security_groups.tf", "aws_vpc_security_group_ingress_rule", "efs_from_nats").update(referenced_security_group_id="${aws_security_group.bff.id}")),
+    ("nats: JetStream", "EFS mount targets in the database subnets",
+     lambda f: res(f, "queue.tf", "aws_efs_mount_target", "nats").update(subnet_id="${aws_subnet.database[count.index].id}")),
+    ("nats: JetStream", "a file system policy allowing plain NFS",
+     lambda f: res(f, "queue.tf", "aws_efs_file_system_policy", "nats").update(
+         policy=res(f, "queue.tf", "aws_efs_file_system_policy", "nats")["policy"].replace('"aws:SecureTransport" = "false"', '"aws:SecureTransport" = "true"'))),
     ("cloudfront: playback tokens", "a segment behaviour without the token function",
      lambda f: _behaviour(f, "/p/*.ts").pop("function_association")),
     ("cloudfront: playback tokens", "another function on a media behaviour",
