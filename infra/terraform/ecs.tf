@@ -118,9 +118,11 @@ locals {
         CAUDAL_BFF_RATE_LIMIT__FORWARDED_HOPS = tostring(var.bff_forwarded_hops)
         CAUDAL_BFF_PLAYBACK__SIGNING_KEY_ID   = var.playback_keys.signing_key_id
         CAUDAL_BFF_PLAYBACK__TOKEN_TTL_SECS   = tostring(var.playback_token_ttl_secs)
-        # resumable uploads (tus, /v1/uploads): on with the job queue's URL; originals go to
-        # uploads/<id>/ in the media bucket (task role: that prefix only)
+        # resumable uploads (tus, /v1/uploads): on with the job queue's URL (its three servers);
+        # originals go to uploads/<id>/ in the media bucket (task role: that prefix only). The
+        # streams' replica count is the same for bff, ingest-rtmp and the worker (main.tf).
         CAUDAL_BFF_UPLOADS__JOBS__URL              = local.nats_url
+        CAUDAL_BFF_UPLOADS__JOBS__REPLICAS         = tostring(local.nats_replicas)
         CAUDAL_BFF_UPLOADS__STORAGE__BACKEND       = "s3"
         CAUDAL_BFF_UPLOADS__STORAGE__BUCKET        = aws_s3_bucket.media.id
         CAUDAL_BFF_UPLOADS__STORAGE__REGION        = var.region
@@ -223,7 +225,8 @@ locals {
         CAUDAL_INGEST_TRANSCODE__SEGMENT_FORMAT = var.ll_part_secs > 0 ? "fmp4" : "ts"
         CAUDAL_INGEST_TRANSCODE__SPOOL_DIR      = "/spool"
         # a recorded broadcast queues a job for its poster and storyboard (the worker makes them)
-        CAUDAL_INGEST_JOBS__URL = local.nats_url
+        CAUDAL_INGEST_JOBS__URL      = local.nats_url
+        CAUDAL_INGEST_JOBS__REPLICAS = tostring(local.nats_replicas)
       }
       # No secrets: S3 credentials come from the task role (empty access_key_id -> AWS chain).
       secrets = {}
@@ -253,6 +256,7 @@ locals {
         CAUDAL_WORKER_METRICS_LISTEN          = "0.0.0.0:9087"
         CAUDAL_WORKER_METADATA_SVC_URL        = local.metadata_svc_url
         CAUDAL_WORKER_JOBS__URL               = local.nats_url
+        CAUDAL_WORKER_JOBS__REPLICAS          = tostring(local.nats_replicas)
         CAUDAL_WORKER_STORAGE__BACKEND        = "s3"
         CAUDAL_WORKER_STORAGE__BUCKET         = aws_s3_bucket.media.id
         CAUDAL_WORKER_STORAGE__REGION         = var.region

@@ -39,11 +39,15 @@ locals {
   namespace        = "${var.project}.internal"
   user_svc_url     = "http://user-svc.${local.namespace}:8082"
   metadata_svc_url = "http://metadata-svc.${local.namespace}:8083"
-  # The job queue (NATS JetStream, queue.tf). ONE server URL: the jobs crate's client
-  # (async-nats 0.51, connect(&str)) parses its URL as a single server, so a comma-separated
-  # list would not parse. nats-1 is the seed; once connected the client learns every server of
-  # the cluster from it (each advertises its own Cloud Map name) and reconnects to any of them.
-  nats_url = "nats://nats-1.${local.namespace}:4222"
+  # The job queue (NATS JetStream, queue.tf): the URLs of all three servers, comma-separated,
+  # built from the names queue.tf registers in Cloud Map. The jobs crate's client connects to
+  # any of them that answers (a task starting while nats-1 is down no longer waits for it),
+  # learns the cluster from it and reconnects to whichever server is up.
+  nats_url = join(",", [for n in sort(local.nats_nodes) : "nats://${n}.${local.namespace}:4222"])
+  # JetStream replicas of the work and dead-letter streams: a copy on each of the three servers,
+  # so losing one loses no job. bff, ingest-rtmp and the worker all get this one value: each
+  # creates or updates the streams with its own configuration.
+  nats_replicas = 3
 
   # Public URLs: the site (pages, /v1 API, media) is served by CloudFront.
   site_domain = length(var.site_aliases) > 0 ? var.site_aliases[0] : aws_cloudfront_distribution.main.domain_name

@@ -61,7 +61,7 @@ output "ecs_cluster_name" {
 }
 
 output "job_queue_url" {
-  description = "NATS URL (JetStream job queue) bff, ingest-rtmp and the transcode worker connect to; reachable only from their security groups."
+  description = "NATS URLs of the three servers, comma-separated (JetStream job queue), bff, ingest-rtmp and the transcode worker connect to; reachable only from their security groups."
   value       = local.nats_url
 }
 

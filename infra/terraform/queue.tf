@@ -15,12 +15,11 @@
 #     all three; the entry naming itself is ignored) and advertised to clients,
 #   - deployments that stop the old task before starting the new one (maximum 100 %), so two
 #     processes never share a store directory.
-# Clients get local.nats_url (nats-1 as the seed, see main.tf) and learn the other servers
-# from it. JetStream keeps its meta data in a RAFT group of the three servers (one may be down).
-# Streams: the jobs crate creates CAUDAL_JOBS and CAUDAL_JOBS_DEAD itself without a replica
-# count, i.e. with 1 replica (README "The job queue"): each stream lives on one server, and is
-# unavailable while that server restarts (its files wait on EFS); replicas = 3 would need the
-# application to ask for them.
+# Clients get local.nats_url (all three servers, see main.tf) and connect to any that answers.
+# JetStream keeps its meta data in a RAFT group of the three servers (one may be down).
+# Streams: the jobs crate creates CAUDAL_JOBS and CAUDAL_JOBS_DEAD itself with the replica
+# count bff, ingest-rtmp and the worker are given (local.nats_replicas = 3, README "The job
+# queue"): each stream has a copy on every server and stays available while one is down.
 
 locals {
   nats_nodes = toset(["nats-1", "nats-2", "nats-3"])

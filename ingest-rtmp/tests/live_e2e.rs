@@ -1995,6 +1995,7 @@ fn recording_jobs() -> jobs::JobsConfig {
         dead_letter_subject: "recartwork.dead".into(),
         ack_wait_secs: 10,
         max_deliver: 3,
+        replicas: 1,
     }
 }
 

@@ -9,7 +9,8 @@
 #      encrypted databases, no database port open to the internet, playback tokens on every
 #      media behaviour, the copies in the second region and CloudFront's failover to the
 #      replica bucket, the job queue (three NATS servers on encrypted EFS, port 4222 only for
-#      bff, ingest and the worker), the transcode worker and the S3 reach of each task role,
+#      bff, ingest and the worker, which name all three and keep 3 stream replicas), the
+#      transcode worker and the S3 reach of each task role,
 #      ...) and a self-test that each check still catches a deliberate
 #      breakage; the CloudFront playback-token function (token check, uri rewrite, posters,
 #      CORS preflight) run in node against sample requests

@@ -75,7 +75,8 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct JobsConfig {
-    /// NATS server URL (JetStream enabled).
+    /// NATS server URL (JetStream enabled), or several separated by commas (the servers of
+    /// one cluster: the client connects to any that answers and learns the others from it).
     pub url: String,
     /// Name of the work stream (WorkQueue retention).
     pub stream: String,
@@ -89,6 +90,9 @@ pub struct JobsConfig {
     pub max_deliver: i64,
     /// Subject of the dead letters, outside `<prefix>.>`; the stream `<stream>_DEAD` keeps them.
     pub dead_letter_subject: String,
+    /// Copies JetStream keeps of each stream (1 to 5): 1 on one server, 3 on a three-server
+    /// cluster, so that losing a server loses no job.
+    pub replicas: usize,
 }
 
 impl Default for JobsConfig {
@@ -101,6 +105,7 @@ impl Default for JobsConfig {
             ack_wait_secs: 30,
             max_deliver: 3,
             dead_letter_subject: "caudal.jobs_dead".into(),
+            replicas: 1,
         }
     }
 }
@@ -115,8 +120,23 @@ impl JobsConfig {
         Duration::from_secs(self.ack_wait_secs)
     }
 
+    /// The servers `url` names.
+    pub fn servers(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     fn validate(&self) -> Result<(), JobsError> {
         let bad = |why: String| Err(JobsError::Config(why));
+        if self.servers().is_empty() {
+            return bad("url names no NATS server".into());
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return bad(format!("replicas must be 1 to 5, not {}", self.replicas));
+        }
         for (field, name) in [("stream", &self.stream), ("consumer", &self.consumer)] {
             if name.is_empty() || name.contains(['.', '*', '>', '/', '\\']) || has_space(name) {
                 return bad(format!(
@@ -259,7 +279,7 @@ impl Queue {
         cfg.validate()?;
         let client = async_nats::ConnectOptions::new()
             .name("caudal-jobs")
-            .connect(cfg.url.as_str())
+            .connect(cfg.servers())
             .await
             .map_err(|source| JobsError::Connect {
                 url: cfg.url.clone(),
@@ -276,6 +296,7 @@ impl Queue {
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
                 duplicate_window: DUPLICATE_WINDOW,
+                num_replicas: cfg.replicas,
                 ..Default::default()
             },
         )
@@ -289,6 +310,7 @@ impl Queue {
                 retention: stream::RetentionPolicy::Limits,
                 storage: stream::StorageType::File,
                 duplicate_window: DUPLICATE_WINDOW,
+                num_replicas: cfg.replicas,
                 ..Default::default()
             },
         )
@@ -538,5 +560,32 @@ mod tests {
         assert_eq!(cfg.max_deliver, 5);
         assert_eq!(cfg.stream, "CAUDAL_JOBS");
         assert_eq!(cfg.ack_wait_secs, 30);
+        assert_eq!(cfg.replicas, 1);
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_servers_and_replicated_within_bounds() {
+        let cfg = JobsConfig {
+            url: "nats://nats-1:4222, nats://nats-2:4222,nats://nats-3:4222,".into(),
+            replicas: 3,
+            ..JobsConfig::default()
+        };
+        assert_eq!(
+            cfg.servers(),
+            [
+                "nats://nats-1:4222",
+                "nats://nats-2:4222",
+                "nats://nats-3:4222"
+            ]
+        );
+        assert!(cfg.validate().is_ok());
+        for (url, replicas) in [(" , ", 1), ("nats://a:4222", 0), ("nats://a:4222", 6)] {
+            let bad = JobsConfig {
+                url: url.into(),
+                replicas,
+                ..JobsConfig::default()
+            };
+            assert!(bad.validate().is_err(), "{url:?} x{replicas} accepted");
+        }
     }
 }

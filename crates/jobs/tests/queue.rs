@@ -41,6 +41,7 @@ fn config(ack_wait_secs: u64, max_deliver: i64) -> JobsConfig {
         ack_wait_secs,
         max_deliver,
         dead_letter_subject: format!("test.{suffix}.dead"),
+        ..JobsConfig::default()
     }
 }
 

@@ -1118,18 +1118,48 @@ def _(cfg):
     expect(td.get("task_role_arn") == ref("aws_iam_role", "nats_task", "arn"), "the servers do not run with the NATS task role")
 
 
-@check("ecs: job queue wiring: bff (uploads into the media bucket), ingest-rtmp and the worker use one NATS URL on a NATS server's Cloud Map name")
-def _(cfg):
+def nats_servers(cfg):
+    """The server URLs local.nats_url names: written out, comma-separated, or made by
+    join(",", [for n in sort(local.nats_nodes) : "<URL of ${n}>"]) (expanded here)."""
     url = cfg.locals.get("nats_url", "")
     nodes = re.findall(r'"([^"]+)"', cfg.locals.get("nats_nodes", ""))
-    # the jobs crate's client parses its URL as one server: a comma list would never connect
-    expect("," not in url, "local.nats_url %r is a list (the jobs crate's client takes one server URL)" % url)
-    m = re.fullmatch(r"nats://([a-z0-9-]+)\.\$\{local\.namespace\}:4222", url)
-    expect(m and m.group(1) in nodes, "local.nats_url %r is not nats://<a NATS server>.<namespace>:4222" % url)
+    m = re.fullmatch(r'\$\{join\(",", \[for (\w+) in sort\(local\.nats_nodes\) : "([^"]*)"\]\)\}', url)
+    if m:
+        return [m.group(2).replace("${%s}" % m.group(1), n) for n in sorted(nodes)]
+    expect(not re.search(r"\$\{(?!local\.namespace\})", url), "local.nats_url %r is neither a list of URLs nor a join over local.nats_nodes" % url)
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+def jobs_replicas(cfg, value):
+    """A JOBS__REPLICAS value as a number: "3", or local.X / tostring(local.X) of a number."""
+    m = re.fullmatch(r"\$\{tostring\(local\.(\w+)\)\}|\$\{local\.(\w+)\}", value or "")
+    return as_number(cfg.locals.get(m.group(1) or m.group(2)) if m else value)
+
+
+JOBS_SETTINGS = (("bff", "CAUDAL_BFF_UPLOADS__JOBS__"), ("ingest-rtmp", "CAUDAL_INGEST_JOBS__"), ("transcoder-worker", "CAUDAL_WORKER_JOBS__"))
+
+
+@check("ecs: job queue wiring: bff (uploads into the media bucket), ingest-rtmp and the worker name all three NATS servers (Cloud Map names, 4222) and keep a stream replica on each")
+def _(cfg):
+    nodes = re.findall(r'"([^"]+)"', cfg.locals.get("nats_nodes", ""))
+    expect(len(nodes) == 3 and len(set(nodes)) == 3, "the NATS servers are %s (want three)" % nodes)
+    # the client connects to any server of the list that answers: each must be one, none missing
+    hosts = []
+    for url in nats_servers(cfg):
+        m = re.fullmatch(r"nats://([a-z0-9-]+)\.\$\{local\.namespace\}:4222", url)
+        expect(m, "local.nats_url names %r, not nats://<a NATS server>.<namespace>:4222" % url)
+        hosts.append(m.group(1))
+    expect(sorted(hosts) == sorted(nodes), "local.nats_url names %s (want each NATS server of %s once)" % (hosts, sorted(nodes)))
     svcs = services(cfg)
-    for svc, var in (("bff", "CAUDAL_BFF_UPLOADS__JOBS__URL"), ("ingest-rtmp", "CAUDAL_INGEST_JOBS__URL"),
-                     ("transcoder-worker", "CAUDAL_WORKER_JOBS__URL")):
-        expect(svcs[svc]["env"].get(var) == "${local.nats_url}", "%s: %s is not local.nats_url" % (svc, var))
+    replicas = {}
+    for svc, prefix in JOBS_SETTINGS:
+        env = svcs[svc]["env"]
+        expect(env.get(prefix + "URL") == "${local.nats_url}", "%s: %sURL is not local.nats_url" % (svc, prefix))
+        expect(prefix + "REPLICAS" in env, "%s: %sREPLICAS is not set (the default is 1 replica)" % (svc, prefix))
+        replicas[svc] = jobs_replicas(cfg, env[prefix + "REPLICAS"])
+    # each creates or updates the streams with its own configuration: they must agree
+    expect(len(set(replicas.values())) == 1, "the services ask for different stream replicas: %s" % replicas)
+    expect(replicas["bff"] == len(nodes), "the streams' replica count is %r (want %d, one on each NATS server)" % (replicas["bff"], len(nodes)))
     env = svcs["bff"]["env"]
     expect(env.get("CAUDAL_BFF_UPLOADS__STORAGE__BACKEND") == "s3", "bff stores uploads with backend %r" % env.get("CAUDAL_BFF_UPLOADS__STORAGE__BACKEND"))
     expect(env.get("CAUDAL_BFF_UPLOADS__STORAGE__BUCKET") == ref("aws_s3_bucket", "media", "id")
@@ -1370,6 +1400,10 @@ def _service_secrets(files, service):
     return block["services"][service]["secrets"]
 
 
+def _nats_locals(files):
+    return [b for b in files["main.tf"]["locals"] if "nats_url" in b][0]
+
+
 def _ordered(files):
     return res(files, "cdn.tf", "aws_cloudfront_distribution", "main")["ordered_cache_behavior"]
 
@@ -1497,9 +1531,21 @@ MUTATIONS = [
      lambda f: _service_env(f, "bff").pop("CAUDAL_BFF_UPLOADS__JOBS__URL")),
     ("ecs: job queue wiring", "ingest-rtmp without the job queue (no pictures for recordings)",
      lambda f: _service_env(f, "ingest-rtmp").pop("CAUDAL_INGEST_JOBS__URL")),
-    ("ecs: job queue wiring", "a comma-separated server list (one URL only for the jobs crate)",
-     lambda f: [b for b in f["main.tf"]["locals"] if "nats_url" in b][0].update(
-         nats_url="nats://nats-1.${local.namespace}:4222,nats://nats-2.${local.namespace}:4222")),
+    ("ecs: job queue wiring", "a URL naming nats-1 only",
+     lambda f: _nats_locals(f).update(nats_url="nats://nats-1.${local.namespace}:4222")),
+    ("ecs: job queue wiring", "a URL naming an unknown host",
+     lambda f: _nats_locals(f).update(
+         nats_url="nats://nats-1.${local.namespace}:4222,nats://nats-2.${local.namespace}:4222,nats://nats-4.${local.namespace}:4222")),
+    ("ecs: job queue wiring", "URLs on the routes' port (6222)",
+     lambda f: _nats_locals(f).update(nats_url=_nats_locals(f)["nats_url"].replace(":4222", ":6222"))),
+    ("ecs: job queue wiring", "one stream replica on ingest-rtmp",
+     lambda f: _service_env(f, "ingest-rtmp").update(CAUDAL_INGEST_JOBS__REPLICAS="1")),
+    ("ecs: job queue wiring", "stream replicas differing between services (5 on the worker)",
+     lambda f: _service_env(f, "transcoder-worker").update(CAUDAL_WORKER_JOBS__REPLICAS="5")),
+    ("ecs: job queue wiring", "the worker without JOBS__REPLICAS (1 replica by default)",
+     lambda f: _service_env(f, "transcoder-worker").pop("CAUDAL_WORKER_JOBS__REPLICAS")),
+    ("ecs: job queue wiring", "one stream replica everywhere",
+     lambda f: _nats_locals(f).update(nats_replicas=1)),
     ("ecs: job queue wiring", "bff keeping uploads on its task's disk",
      lambda f: _service_env(f, "bff").update(CAUDAL_BFF_UPLOADS__STORAGE__BACKEND="local")),
     ("s3: uploaded originals", "CloudFront allowed to read originals",
