@@ -236,9 +236,10 @@ pub async fn track_http(
     resp
 }
 
-/// What a service's `run` does: serves `/metrics` on `metrics_listen`, starts the service with
-/// `start` (its `start(config, shutdown)`), and returns once `shutdown` fired and both stopped.
-/// If the service cannot start, the metrics server is stopped and the error returned.
+/// What a service's `run` does: starts the service with `start` (its `start(config,
+/// shutdown)`, which checks the config first), then serves `/metrics` on `metrics_listen`, and
+/// returns once `shutdown` fired and both stopped. If the metrics port cannot be bound, the
+/// service is stopped and the error returned.
 pub async fn run_with_metrics<F>(
     name: &str,
     metrics_listen: SocketAddr,
@@ -248,16 +249,18 @@ pub async fn run_with_metrics<F>(
 where
     F: std::future::Future<Output = anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)>>,
 {
-    let (metrics_addr, metrics_task) = serve_metrics(metrics_listen, shutdown.clone()).await?;
-    tracing::info!(addr = %metrics_addr, "metrics listening");
-    let (_, api_task) = match start.await {
+    // the service first: a bad configuration is reported as such, never hidden behind a
+    // metrics port that happens to be taken
+    let (_, api_task) = start.await?;
+    let (metrics_addr, metrics_task) = match serve_metrics(metrics_listen, shutdown.clone()).await {
         Ok(v) => v,
         Err(e) => {
             shutdown.cancel();
-            let _ = metrics_task.await;
+            let _ = api_task.await;
             return Err(e);
         }
     };
+    tracing::info!(addr = %metrics_addr, "metrics listening");
     let _ = api_task.await;
     let _ = metrics_task.await;
     tracing::info!("{name} stopped");

@@ -29,6 +29,20 @@ fn missing_settings_exit_non_zero() {
 }
 
 #[test]
+fn a_config_error_is_reported_before_any_port_is_bound() {
+    // the metrics port is taken: the answer is still what is wrong with the config
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = user_svc()
+        .env("CAUDAL_USER_METRICS_LISTEN", &addr)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let line = stderr_line(&out);
+    assert!(line.contains("CAUDAL_USER_DATABASE_URL"), "{line}");
+}
+
+#[test]
 fn unreachable_database_exits_non_zero_without_the_password() {
     let out = user_svc()
         .env(
