@@ -165,11 +165,39 @@ stop_all() {
     kill -9 "$pid" 2>/dev/null || true
   done
   CAUDAL_PIDS=()
+  rm -f "${TMPDIR:-/tmp}/caudal-ports.$$"
 }
 
-# free_port: prints a TCP port nothing listens on
+# free_port: prints a TCP port nothing listens on, below the kernel's ephemeral range (a port
+# from that range can be taken meanwhile by any process's outgoing connection, and a service
+# binding it later fails with "address in use"), and not one this shell handed out before
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  CAUDAL_PORTS_FILE="${CAUDAL_PORTS_FILE:-${TMPDIR:-/tmp}/caudal-ports.$$}" python3 - <<'PY'
+import os, random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+path = os.environ["CAUDAL_PORTS_FILE"]
+try:
+    given = set(open(path).read().split())
+except OSError:
+    given = set()
+for _ in range(500):
+    p = random.randrange(max(1024, lo - 12000), lo - 20)
+    if str(p) in given:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    with open(path, "a") as f:
+        f.write(f"{p}\n")
+    print(p)
+    break
+else:
+    raise SystemExit("no free port below the ephemeral range")
+PY
 }
 
 # start_bg NAME LOGFILE CMD...: runs a command in the background, remembered for stop_all; its
