@@ -38,7 +38,7 @@ pub use error::Error;
 use crate::cache::{Lookup, TtlCache};
 use crate::middleware::RateLimiter;
 use crate::model::{Creator, Reason};
-use crate::upstream::{MetadataSvc, Upstream, UpstreamError, UserSvc};
+use crate::upstream::{MetadataSvc, UpstreamError, UserSvc};
 use service_clients::metadata::Video;
 
 /// Builds URLs through the edge: posters at `{edge_url}/{key}`, playback at
@@ -110,8 +110,8 @@ pub struct Inner {
     pub purchase_limiter: Arc<RateLimiter>,
     /// The OpenAPI document, rendered once.
     pub openapi: bytes::Bytes,
-    /// Calls to ingest instances (broadcast health).
-    pub ingest_http: reqwest::Client,
+    /// Every ingest instance (`ingest_urls`): which one runs a broadcast, and its health.
+    pub ingest: Vec<service_clients::ingest::IngestClient>,
     /// Resumable uploads; `None` when no job queue is configured.
     pub uploads: Option<Arc<api::uploads::Uploads>>,
 }
@@ -135,13 +135,13 @@ impl AppState {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-        let users = UserSvc::new(Upstream::new(
+        let users = UserSvc::new(upstream::transport(
             "user-svc",
             &config.user_svc_url,
             config.upstream_timeout(),
             config.upstream_write_timeout(),
         )?);
-        let catalog = MetadataSvc::new(Upstream::new(
+        let catalog = MetadataSvc::with(upstream::transport(
             "metadata-svc",
             &config.metadata_svc_url,
             config.upstream_timeout(),
@@ -173,10 +173,19 @@ impl AppState {
                 rl.forwarded_hops,
             )),
             openapi: openapi::document_json(),
-            ingest_http: reqwest::Client::builder()
-                .timeout(Duration::from_millis(config.upstream_timeout_ms))
-                .build()
-                .map_err(|e| anyhow::anyhow!("http client: {e}"))?,
+            ingest: config
+                .ingest_urls
+                .iter()
+                .map(|url| {
+                    upstream::transport(
+                        "ingest",
+                        url,
+                        config.upstream_timeout(),
+                        config.upstream_timeout(),
+                    )
+                    .map(service_clients::ingest::IngestClient::with)
+                })
+                .collect::<Result<_, _>>()?,
             uploads,
             config,
         };
@@ -279,7 +288,7 @@ impl AppState {
     }
 
     async fn fetch_video(&self, id: &str) -> Result<Option<Arc<Video>>, Error> {
-        match self.catalog.video(id).await? {
+        match self.catalog.get_video(id).await? {
             Some(v) => {
                 let v = Arc::new(v);
                 self.videos.insert(id.to_string(), v.clone(), None);
@@ -341,7 +350,7 @@ pub async fn start(
         let catalog = service_clients::metadata::MetadataClient::new(
             &config.metadata_svc_url,
             config.upstream_write_timeout(),
-        );
+        )?;
         let up = api::uploads::Uploads::new(config.uploads.clone(), store, catalog);
         api::uploads::spawn_background(up.clone(), shutdown.clone());
         Some(up)

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::extract::client_addr;
-use crate::upstream::REQUEST_ID;
+use service_clients::REQUEST_ID;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -803,6 +803,51 @@ impl From<&WirePolicy> for AccessPolicy {
     }
 }
 
+impl From<service_clients::users::Reason> for Reason {
+    fn from(r: service_clients::users::Reason) -> Self {
+        use service_clients::users::Reason as R;
+        match r {
+            R::Free => Reason::Free,
+            R::Owner => Reason::Owner,
+            R::Subscribed => Reason::Subscribed,
+            R::Purchased => Reason::Purchased,
+            R::NotSubscribed => Reason::NotSubscribed,
+            R::NotPurchased => Reason::NotPurchased,
+            R::LoginRequired => Reason::LoginRequired,
+        }
+    }
+}
+
+impl From<service_clients::users::Offer> for Offer {
+    fn from(o: service_clients::users::Offer) -> Self {
+        use service_clients::users::Offer as O;
+        match o {
+            O::Subscription {
+                creator_id,
+                price_minor,
+                currency,
+                interval,
+            } => Offer::Subscription {
+                creator_id,
+                price_minor,
+                currency,
+                interval,
+            },
+            O::Purchase {
+                video_id,
+                creator_id,
+                price_minor,
+                currency,
+            } => Offer::Purchase {
+                video_id,
+                creator_id,
+                price_minor,
+                currency,
+            },
+        }
+    }
+}
+
 pub fn policy_kind(p: &WirePolicy) -> PolicyKind {
     match p {
         WirePolicy::Free => PolicyKind::Free,

@@ -174,9 +174,10 @@ async fn studio_video(api: &Api, token: &str, id: &str) -> Value {
 /// The video document as metadata-svc has it, once its status is `want`.
 async fn wait_status(stack: &Stack, id: &str, want: &str, within: Duration) -> Value {
     let catalog = service_clients::metadata::MetadataClient::new(
-        format!("http://{}", stack.metadata_addr),
+        &format!("http://{}", stack.metadata_addr),
         Duration::from_secs(5),
-    );
+    )
+    .unwrap();
     let t = Instant::now();
     loop {
         // a passing error (a slow answer on a busy machine) is polled again

@@ -232,7 +232,7 @@ impl Worker {
             .map_err(|e| anyhow::anyhow!("storage: {e}"))?;
         tokio::fs::create_dir_all(&cfg.work_dir).await?;
         Ok(Self {
-            catalog: MetadataClient::new(&cfg.metadata_svc_url, Duration::from_secs(10)),
+            catalog: MetadataClient::new(&cfg.metadata_svc_url, Duration::from_secs(10))?,
             ladder: Arc::new(cfg.transcode.clone()),
             store,
             cfg,

@@ -4,35 +4,60 @@
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use crate::entitlements::{Policy, PolicyKind};
+use service_clients::metadata::{AccessPolicy, Visibility};
+use service_clients::users::BroadcastDefaults as WireDefaults;
+
 use crate::error::{Error, Result};
 use crate::model::{now, validate_price};
 use crate::state::AppState;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Visibility {
-    #[default]
-    Public,
-    Unlisted,
-    Private,
+pub enum PolicyKind {
+    Free,
+    Subscribers,
+    Purchase,
 }
 
-impl Visibility {
-    fn as_str(self) -> &'static str {
-        match self {
-            Visibility::Public => "public",
-            Visibility::Unlisted => "unlisted",
-            Visibility::Private => "private",
-        }
-    }
+/// An access policy as creators write it: flat, so a purchase without a price is answered
+/// with a 400 naming `price_minor` (the wire's [`AccessPolicy`] is the checked form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub policy: PolicyKind,
+    /// Required for `purchase`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_minor: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
 
-    fn parse(s: &str) -> Self {
-        match s {
-            "unlisted" => Visibility::Unlisted,
-            "private" => Visibility::Private,
-            _ => Visibility::Public,
-        }
+impl Policy {
+    /// The wire form; `None` for a purchase without a price or currency.
+    pub fn to_access(&self) -> Option<AccessPolicy> {
+        Some(match self.policy {
+            PolicyKind::Free => AccessPolicy::Free,
+            PolicyKind::Subscribers => AccessPolicy::Subscribers,
+            PolicyKind::Purchase => AccessPolicy::Purchase {
+                price_minor: self.price_minor?,
+                currency: self.currency.clone()?,
+            },
+        })
+    }
+}
+
+fn visibility_str(v: Visibility) -> &'static str {
+    match v {
+        Visibility::Public => "public",
+        Visibility::Unlisted => "unlisted",
+        Visibility::Private => "private",
+    }
+}
+
+fn parse_visibility(s: &str) -> Visibility {
+    match s {
+        "unlisted" => Visibility::Unlisted,
+        "private" => Visibility::Private,
+        _ => Visibility::Public,
     }
 }
 
@@ -58,6 +83,17 @@ impl Default for BroadcastDefaults {
     }
 }
 
+impl BroadcastDefaults {
+    /// What ingest receives with the stream-key check; `None` if a purchase policy lacks its
+    /// price (never stored so: [`set`] refuses it).
+    pub fn to_wire(&self) -> Option<WireDefaults> {
+        Some(WireDefaults {
+            visibility: self.visibility,
+            access: self.access.to_access()?,
+        })
+    }
+}
+
 /// The row's columns, as the stream-key check selects them too (`d.` prefixed).
 pub type Row = (Option<String>, Option<String>, Option<i64>, Option<String>);
 
@@ -72,7 +108,7 @@ pub fn from_row((visibility, access, price, currency): Row) -> BroadcastDefaults
         _ => PolicyKind::Free,
     };
     BroadcastDefaults {
-        visibility: Visibility::parse(&visibility),
+        visibility: parse_visibility(&visibility),
         access: Policy {
             policy,
             price_minor: price.filter(|_| policy == PolicyKind::Purchase),
@@ -125,7 +161,7 @@ pub async fn set(
          updated_at = VALUES(updated_at)",
     )
     .bind(creator_id)
-    .bind(d.visibility.as_str())
+    .bind(visibility_str(d.visibility))
     .bind(access)
     .bind(price)
     .bind(&currency)
@@ -134,7 +170,7 @@ pub async fn set(
     .await?;
     info!(
         creator_id,
-        visibility = d.visibility.as_str(),
+        visibility = visibility_str(d.visibility),
         access,
         "broadcast defaults set"
     );

@@ -12,7 +12,7 @@ use serde_json::json;
 use tower_http::trace::TraceLayer;
 
 use crate::config::PaymentMode;
-use crate::entitlements::{self, CheckRequest};
+use crate::entitlements::{self, EntitlementCheck};
 use crate::error::{Error, Result};
 use crate::model::{parse_id, Role};
 use crate::purchases::{self, PurchaseInput};
@@ -435,7 +435,7 @@ async fn refund(
 
 async fn check_entitlement(
     State(st): State<AppState>,
-    AppJson(b): AppJson<CheckRequest>,
+    AppJson(b): AppJson<EntitlementCheck>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(entitlements::check(&st, b).await?))
 }

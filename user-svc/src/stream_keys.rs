@@ -1,11 +1,11 @@
 //! Stream keys: stored as sha256, shown whole only when created.
 
-use serde::{Deserialize, Serialize};
+use service_clients::users::StreamKeyOwner;
 use sqlx::MySqlConnection;
 use tracing::{info, warn};
 
 use crate::auth::{new_stream_key, sha256_hex};
-use crate::broadcast_defaults::{self, BroadcastDefaults};
+use crate::broadcast_defaults;
 use crate::error::{is_unique_violation, Error, Result};
 use crate::model::{new_id, now, NewStreamKey, StreamKeyInfo, StreamKeyRow};
 use crate::state::{retry_tx, AppState};
@@ -14,16 +14,6 @@ use crate::state::{retry_tx, AppState};
 pub const MAX_ACTIVE_KEYS: i64 = 20;
 
 const KEY_COLUMNS: &str = "id, user_id, key_last4, label, created_at, revoked_at";
-
-/// The owner of a valid key, as ingest expects it (`service_clients::users::StreamKeyOwner`),
-/// with what the new broadcast starts with.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StreamKeyOwner {
-    pub user_id: String,
-    pub display_name: String,
-    pub key_id: String,
-    pub defaults: BroadcastDefaults,
-}
 
 fn validate_label(label: Option<&str>) -> Result<Option<String>> {
     match label.map(str::trim) {
@@ -207,11 +197,18 @@ pub async fn validate(state: &AppState, key: &str) -> Result<StreamKeyOwner> {
     .await?;
     match owner {
         Some((user_id, display_name, key_id, visibility, access, price, currency)) => {
+            let defaults = broadcast_defaults::from_row((visibility, access, price, currency))
+                .to_wire()
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "the broadcast defaults of creator {user_id} are a purchase without a price"
+                    ))
+                })?;
             let o = StreamKeyOwner {
                 user_id,
                 display_name,
                 key_id,
-                defaults: broadcast_defaults::from_row((visibility, access, price, currency)),
+                defaults,
             };
             metrics::counter!("user_svc_stream_key_validations_total", "outcome" => "valid")
                 .increment(1);

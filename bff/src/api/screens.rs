@@ -11,6 +11,7 @@ use serde::Deserialize;
 use service_clients::metadata::{
     AccessPolicy as WirePolicy, Video, VideoKind, VideoStatus, Visibility as WireVisibility,
 };
+use service_clients::users::EntitlementCheck;
 use utoipa::IntoParams;
 
 use crate::cache::Lookup;
@@ -18,9 +19,9 @@ use crate::error::{Error, Result};
 use crate::extract::{AppPath, AppQuery, MaybeBearer};
 use crate::model::{
     policy_kind, Access, Card, CardPage, Creator, CreatorPage, CreatorPlan, ErrorEnvelope, Home,
-    Playback, PlaybackAnswer, Reason, VideoDetail, VideoInfo,
+    Offer, Playback, PlaybackAnswer, Reason, VideoDetail, VideoInfo,
 };
-use crate::upstream::{CheckRequest, UpstreamError};
+use crate::upstream::UpstreamError;
 use crate::{AppState, EdgeUrls};
 
 /// Creator profiles for a list of videos: `Ok(map)`, or `Err(())` when user-svc could not
@@ -353,23 +354,28 @@ async fn ask(
     v: &Video,
     cache_key: Option<&(String, String, String)>,
 ) -> Option<Access> {
-    let req = CheckRequest {
-        user_id: viewer,
-        owner_id: &v.owner_id,
-        video_id: &v.id,
-        policy: (&v.access).into(),
+    let req = EntitlementCheck {
+        user_id: viewer.map(str::to_string),
+        owner_id: v.owner_id.clone(),
+        video_id: v.id.clone(),
+        policy: v.access.clone(),
     };
     match st.users.check(&req).await {
         Ok(d) => {
+            let reason = Reason::from(d.reason);
             if d.allow {
                 if let Some(k) = cache_key {
-                    st.grants.insert(k.clone(), d.reason, None);
+                    st.grants.insert(k.clone(), reason, None);
                 }
             }
             Some(Access {
                 allowed: d.allow,
-                reason: d.reason,
-                offer: if d.allow { None } else { d.offer },
+                reason,
+                offer: if d.allow {
+                    None
+                } else {
+                    d.offer.map(Offer::from)
+                },
             })
         }
         Err(e) => {

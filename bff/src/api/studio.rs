@@ -18,6 +18,7 @@ use crate::model::{
 };
 use crate::upstream::CreatedKey;
 use crate::AppState;
+use service_clients::ingest::LiveEntry;
 
 use super::screens::{page_limit, valid_video_id};
 
@@ -85,7 +86,7 @@ pub async fn edit_video(
     if !valid_video_id(&id) {
         return Err(Error::NotFound("video"));
     }
-    let (me, video) = tokio::join!(st.user_id(&auth), st.catalog.video(&id));
+    let (me, video) = tokio::join!(st.user_id(&auth), st.catalog.get_video(&id));
     let me = me?;
     match video? {
         Some(v) if v.owner_id == me => {}
@@ -186,7 +187,7 @@ async fn my_video(st: &AppState, auth: &str, id: &str) -> Result<service_clients
     if !valid_video_id(id) {
         return Err(Error::NotFound("video"));
     }
-    let (me, video) = tokio::join!(st.user_id(auth), st.catalog.video(id));
+    let (me, video) = tokio::join!(st.user_id(auth), st.catalog.get_video(id));
     let me = me?;
     match video? {
         Some(v) if v.owner_id == me => Ok(v),
@@ -244,38 +245,30 @@ pub async fn broadcast_health(
         });
     }
     // the instance running it answers; the others say 404
-    let asks = st.config.ingest_urls.iter().map(|base| {
-        let url = format!("{}/v1/streams/{id}", base.trim_end_matches('/'));
-        let http = st.ingest_http.clone();
-        async move {
-            let r = http.get(&url).send().await.ok()?;
-            if !r.status().is_success() {
-                return Some(None);
-            }
-            Some(r.json::<serde_json::Value>().await.ok())
-        }
-    });
-    let answers = futures::future::join_all(asks).await;
+    let asks = st.ingest.iter().map(|ingest| ingest.stream(&id));
+    let answers: Vec<Option<Option<LiveEntry>>> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .map(|a| match a {
+            Ok(entry) => Some(entry),
+            Err(e) if e.is_unavailable() => None,
+            // an instance that answers with an error does not run it
+            Err(_) => Some(None),
+        })
+        .collect();
     if let Some(entry) = answers.iter().flatten().flatten().next() {
-        let h = &entry["health"];
+        let h = entry.health.as_ref();
         return Ok(Json(BroadcastHealth {
             video_id: id,
-            reconnecting: entry["reconnecting"].as_bool().unwrap_or(false),
-            at: h["at"].as_str().and_then(|t| t.parse().ok()),
-            input_kbps: h["input_kbps"].as_f64(),
-            frame_rate: h["frame_rate"].as_f64(),
-            declared_frame_rate: h["declared_frame_rate"].as_f64(),
-            keyframe_interval_secs: h["keyframe_interval_secs"].as_f64(),
-            av_drift_ms: h["av_drift_ms"].as_i64(),
-            dropped: h["dropped"].as_u64(),
-            advice: h["advice"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            reconnecting: entry.reconnecting,
+            at: h.map(|h| h.at),
+            input_kbps: h.map(|h| h.input_kbps),
+            frame_rate: h.map(|h| h.frame_rate),
+            declared_frame_rate: h.and_then(|h| h.declared_frame_rate),
+            keyframe_interval_secs: h.and_then(|h| h.keyframe_interval_secs),
+            av_drift_ms: h.and_then(|h| h.av_drift_ms),
+            dropped: h.map(|h| h.dropped),
+            advice: h.map(|h| h.advice.clone()).unwrap_or_default(),
         }));
     }
     if answers.iter().all(Option::is_none) {

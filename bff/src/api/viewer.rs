@@ -154,7 +154,7 @@ pub async fn purchase(
     if !valid_video_id(&body.video_id) {
         return Err(Error::NotFound("video"));
     }
-    let (buyer, v) = tokio::join!(st.user_id(&auth), st.catalog.video(&body.video_id));
+    let (buyer, v) = tokio::join!(st.user_id(&auth), st.catalog.get_video(&body.video_id));
     let buyer = buyer?;
     let v = v?.ok_or(Error::NotFound("video"))?;
     // nothing is charged for a video the buyer could not watch: a private one is not even
@@ -215,7 +215,7 @@ pub async fn my_purchases(
     // the catalog has no batch read; a few concurrent reads of its cached documents
     let catalog = &st.catalog;
     let videos: HashMap<String, Video> = futures::stream::iter(ids)
-        .map(|id: String| async move { catalog.video(&id).await.ok().flatten() })
+        .map(|id: String| async move { catalog.get_video(&id).await.ok().flatten() })
         .buffer_unordered(8)
         .filter_map(|v| async move { v.map(|v| (v.id.clone(), v)) })
         .collect()

@@ -5,7 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{send_json, ClientError};
+use crate::transport::{BadUrl, Budget, Transport};
+use crate::ClientError;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -205,29 +206,57 @@ struct CleanupPage {
     items: Vec<CleanupTask>,
 }
 
+/// One page of a catalog list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VideoPage {
+    pub items: Vec<Video>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Trending {
+    items: Vec<TrendingItem>,
+}
+
+#[derive(Deserialize)]
+struct TrendingItem {
+    video: Video,
+}
+
+/// metadata-svc's API: every call ingest, the transcoder and bff make to the catalog.
 #[derive(Clone)]
 pub struct MetadataClient {
-    base: String,
-    http: reqwest::Client,
+    t: Transport,
 }
 
 impl MetadataClient {
-    /// `base` is metadata-svc's root URL, e.g. `http://127.0.0.1:8083`.
-    pub fn new(base: impl Into<String>, timeout: Duration) -> Self {
-        Self {
-            base: base.into().trim_end_matches('/').to_string(),
-            http: crate::http_client(timeout),
-        }
+    /// `base` is metadata-svc's root URL, e.g. `http://127.0.0.1:8083`; one timeout for every
+    /// call.
+    pub fn new(base: &str, timeout: Duration) -> Result<Self, BadUrl> {
+        Ok(Self::with(Transport::new(
+            "metadata-svc",
+            base,
+            timeout,
+            timeout,
+        )?))
+    }
+
+    pub fn with(t: Transport) -> Self {
+        Self { t }
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.t
+    }
+
+    fn get(&self, segments: &[&str]) -> reqwest::RequestBuilder {
+        self.t.get(segments)
     }
 
     pub async fn create_video(&self, v: &NewVideo) -> Result<Video, ClientError> {
-        send_json(
-            "metadata-svc",
-            self.http
-                .post(format!("{}/internal/v1/videos", self.base))
-                .json(v),
-        )
-        .await
+        let req = self.t.post(&["internal", "v1", "videos"]).json(v);
+        self.t.json(req, Budget::Write).await
     }
 
     pub async fn change_status(
@@ -235,67 +264,146 @@ impl MetadataClient {
         id: &str,
         change: &StatusChange,
     ) -> Result<Video, ClientError> {
-        send_json(
-            "metadata-svc",
-            self.http
-                .post(format!("{}/internal/v1/videos/{id}/status", self.base))
-                .json(change),
-        )
-        .await
+        let req = self
+            .t
+            .post(&["internal", "v1", "videos", id, "status"])
+            .json(change);
+        self.t.json(req, Budget::Write).await
     }
 
+    /// `None` for an unknown (or deleted) video.
     pub async fn get_video(&self, id: &str) -> Result<Option<Video>, ClientError> {
-        match send_json(
-            "metadata-svc",
-            self.http
-                .get(format!("{}/internal/v1/videos/{id}", self.base)),
-        )
-        .await
-        {
-            Ok(v) => Ok(Some(v)),
-            Err(ClientError::Api { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.t
+            .json_or_none(self.get(&["internal", "v1", "videos", id]), Budget::Read)
+            .await
     }
 
     /// Deleted videos whose storage is not cleaned up yet, oldest first.
     pub async fn pending_cleanup(&self, limit: usize) -> Result<Vec<CleanupTask>, ClientError> {
-        let page: CleanupPage = send_json(
-            "metadata-svc",
-            self.http
-                .get(format!("{}/internal/v1/cleanup", self.base))
-                .query(&[("limit", limit)]),
-        )
-        .await?;
+        let req = self
+            .get(&["internal", "v1", "cleanup"])
+            .query(&[("limit", limit)]);
+        let page: CleanupPage = self.t.json(req, Budget::Read).await?;
         Ok(page.items)
     }
 
     /// Marks a video's storage as cleaned up. `Ok(false)`: it was not pending (done already).
     pub async fn complete_cleanup(&self, video_id: &str) -> Result<bool, ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}/internal/v1/cleanup/{video_id}/done", self.base))
-            .send()
-            .await
-            .map_err(|e| ClientError::Unavailable {
-                service: "metadata-svc",
-                detail: e.to_string(),
-            })?;
-        match resp.status().as_u16() {
-            200..=299 => Ok(true),
-            404 => Ok(false),
-            s => Err(ClientError::Api {
-                service: "metadata-svc",
-                status: s,
-                code: "unexpected_status".into(),
-                message: format!("cleanup/{video_id}/done answered {s}"),
-                field: None,
-                retry_after: None,
-            }),
+        let req = self
+            .t
+            .post(&["internal", "v1", "cleanup", video_id, "done"]);
+        match self.t.empty(req, Budget::Write).await {
+            Ok(()) => Ok(true),
+            Err(ClientError::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    /// Broadcasts on air, newest first.
+    pub async fn live(&self, limit: usize) -> Result<VideoPage, ClientError> {
+        let req = self
+            .get(&["internal", "v1", "videos", "live"])
+            .query(&[("limit", limit)]);
+        self.t.json(req, Budget::Read).await
+    }
+
+    /// Public recorded broadcasts and ready uploads, newest first.
+    pub async fn recent(&self, limit: usize) -> Result<VideoPage, ClientError> {
+        let req = self.get(&["internal", "v1", "videos"]).query(&[
+            ("status", "recorded,ready"),
+            ("visibility", "public"),
+            ("limit", &limit.to_string()),
+        ]);
+        self.t.json(req, Budget::Read).await
+    }
+
+    /// The most viewed public videos of the last days.
+    pub async fn trending(&self, limit: usize) -> Result<Vec<Video>, ClientError> {
+        let req = self
+            .get(&["internal", "v1", "videos", "trending"])
+            .query(&[("limit", limit)]);
+        let t: Trending = self.t.json(req, Budget::Read).await?;
+        Ok(t.items.into_iter().map(|i| i.video).collect())
+    }
+
+    pub async fn search(
+        &self,
+        q: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<VideoPage, ClientError> {
+        let mut query = vec![("q", q.to_string()), ("limit", limit.to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_string()));
+        }
+        let req = self.get(&["internal", "v1", "search"]).query(&query);
+        self.t.json(req, Budget::Read).await
+    }
+
+    /// Every video of `owner`, any status and visibility, newest first.
+    pub async fn creator_videos(
+        &self,
+        owner: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<VideoPage, ClientError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_string()));
+        }
+        let req = self
+            .get(&["internal", "v1", "creators", owner, "videos"])
+            .query(&query);
+        self.t.json(req, Budget::Read).await
+    }
+
+    /// `owner`'s public videos a viewer can watch or wait for (live, recorded, ready),
+    /// newest first.
+    pub async fn creator_public_videos(
+        &self,
+        owner: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<VideoPage, ClientError> {
+        let mut query = vec![
+            ("limit", limit.to_string()),
+            ("visibility", "public".to_string()),
+            ("status", "live,recorded,ready".to_string()),
+        ];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_string()));
+        }
+        let req = self
+            .get(&["internal", "v1", "creators", owner, "videos"])
+            .query(&query);
+        self.t.json(req, Budget::Read).await
+    }
+
+    /// Counts one view (`POST /internal/v1/videos/{id}/views`); trending ranks by these.
+    pub async fn add_view(&self, id: &str) -> Result<(), ClientError> {
+        let req = self.t.post(&["internal", "v1", "videos", id, "views"]);
+        self.t.empty(req, Budget::Read).await
+    }
+
+    /// `DELETE /internal/v1/videos/{id}`: soft delete; the catalog records the video's storage
+    /// for the cleanup worker. `false` when there was no such video.
+    pub async fn delete(&self, id: &str) -> Result<bool, ClientError> {
+        let req = self
+            .t
+            .request(reqwest::Method::DELETE, &["internal", "v1", "videos", id]);
+        match self.t.empty(req, Budget::Read).await {
+            Ok(()) => Ok(true),
+            Err(ClientError::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PATCH /internal/v1/videos/{id}` with `expected_version` and the fields to change.
+    pub async fn edit(&self, id: &str, body: &serde_json::Value) -> Result<Video, ClientError> {
+        let req = self
+            .t
+            .request(reqwest::Method::PATCH, &["internal", "v1", "videos", id])
+            .json(body);
+        self.t.json(req, Budget::Read).await
     }
 }

@@ -169,10 +169,12 @@ impl Stack {
             demo_email,
             demo_password,
             metadata: MetadataClient::new(
-                format!("http://{metadata_addr}"),
+                &format!("http://{metadata_addr}"),
                 Duration::from_secs(5),
-            ),
-            users: UserClient::new(format!("http://{users_addr}"), Duration::from_secs(5)),
+            )
+            .unwrap(),
+            users: UserClient::new(&format!("http://{users_addr}"), Duration::from_secs(5))
+                .unwrap(),
         }
     }
 

@@ -107,7 +107,7 @@ impl Svc {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
-        let client = MetadataClient::new(base.clone(), Duration::from_secs(20));
+        let client = MetadataClient::new(&base, Duration::from_secs(20)).unwrap();
         Self {
             base,
             http,

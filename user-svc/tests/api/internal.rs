@@ -69,6 +69,10 @@ async fn entitlement_decisions(db: MySqlPool) {
     for (body, field) in [
         (
             json!({"owner_id": c.id, "video_id": "v", "policy": {"policy": "purchase"}}),
+            "body",
+        ),
+        (
+            json!({"owner_id": c.id, "video_id": "v", "policy": {"policy": "purchase", "price_minor": -1, "currency": "USD"}}),
             "price_minor",
         ),
         (
@@ -189,9 +193,10 @@ async fn demo_seeding_is_idempotent(db: MySqlPool) {
             .await
             .unwrap();
         let client = service_clients::users::UserClient::new(
-            format!("http://{addr}"),
+            &format!("http://{addr}"),
             std::time::Duration::from_secs(5),
-        );
+        )
+        .unwrap();
         let owner = client
             .validate_stream_key("demo-stream-key-123")
             .await

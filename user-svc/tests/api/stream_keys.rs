@@ -292,7 +292,7 @@ async fn ingest_client_over_http(db: MySqlPool) {
     let (_, v) = app.post("/v1/stream-keys", Some(&c.token), json!({})).await;
     let key = v["key"].as_str().unwrap().to_string();
 
-    let client = UserClient::new(format!("http://{addr}"), Duration::from_secs(5));
+    let client = UserClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
     let owner = client
         .validate_stream_key(&key)
         .await
