@@ -159,6 +159,37 @@ impl Cluster {
         Ok(())
     }
 
+    /// The live origins of the other instances that heartbeat a broadcast within `within`:
+    /// where to ask for the broadcasts this instance does not run.
+    pub async fn other_origins(&self, within: Duration) -> Result<Vec<String>, ClusterError> {
+        let mut con = self.con.clone();
+        let recent: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(BROADCASTS)
+            .arg(now_ms() - within.as_millis() as i64)
+            .arg("+inf")
+            .query_async(&mut con)
+            .await?;
+        if recent.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for video_id in &recent {
+            pipe.cmd("HGET")
+                .arg(format!("{BROADCAST}{video_id}"))
+                .arg("origin");
+        }
+        let origins: Vec<Option<String>> = pipe.query_async(&mut con).await?;
+        let mine = self.origin.get().map(String::as_str).unwrap_or("");
+        let mut out: Vec<String> = origins
+            .into_iter()
+            .flatten()
+            .filter(|o| !o.is_empty() && o != mine)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Broadcasts whose heartbeat is older than `timeout`, claimed for this instance to
     /// finish (each is claimed by one instance at a time), with their markers.
     pub async fn claim_orphans(

@@ -4,27 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-/// A snapshot, refreshed every [`WINDOW`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Health {
-    /// When it was measured.
-    pub at: chrono::DateTime<chrono::Utc>,
-    /// Audio and video received, kbit/s.
-    pub input_kbps: f64,
-    /// Video frames per second received.
-    pub frame_rate: f64,
-    /// Seconds between the last two keyframes (None: fewer than two seen yet).
-    pub keyframe_interval_secs: Option<f64>,
-    /// Last audio timestamp minus last video timestamp, ms (None: no audio or no video).
-    pub av_drift_ms: Option<i64>,
-    /// Media the server dropped in this take (queue full, oversize, ...).
-    pub dropped: u64,
-    /// The frame rate the encoder announced (onMetaData), if any.
-    pub declared_frame_rate: Option<f64>,
-    pub advice: Vec<String>,
-}
+/// A snapshot, refreshed every [`WINDOW`] (service-clients' wire type).
+pub use service_clients::ingest::Health;
 
 pub const WINDOW: Duration = Duration::from_secs(2);
 

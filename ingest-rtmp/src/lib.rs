@@ -19,14 +19,13 @@ pub mod health;
 mod metadata;
 mod origin;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::{extract::State, routing::get, Json, Router};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use service_clients::{metadata::MetadataClient, users::UserClient};
+use service_clients::{ingest::IngestClient, metadata::MetadataClient, users::UserClient};
 use storage::DynStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -34,19 +33,8 @@ use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
-/// A broadcast in progress.
-#[derive(Debug, Clone, Serialize)]
-pub struct LiveEntry {
-    pub video_id: String,
-    pub owner_id: String,
-    pub started_at: DateTime<Utc>,
-    pub master_playlist: String,
-    /// The publisher dropped; the broadcast waits for it to reconnect.
-    pub reconnecting: bool,
-    /// The input's figures and advice, refreshed every 2 s while a publisher sends.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub health: Option<health::Health>,
-}
+/// A broadcast in progress, as `/v1/streams` lists it (service-clients' wire type).
+pub use service_clients::ingest::LiveEntry;
 
 pub(crate) struct Shared {
     pub cfg: Config,
@@ -62,6 +50,8 @@ pub(crate) struct Shared {
     pub jobs: Arc<std::sync::OnceLock<jobs::Queue>>,
     /// Live edges of low-latency broadcasts, served over HTTP ([`origin`]).
     pub origins: Arc<origin::Origins>,
+    /// Clients of the other instances, by live origin (cluster mode's `/v1/streams`).
+    pub peers: Mutex<HashMap<String, IngestClient>>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -118,12 +108,13 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let shared = Arc::new(Shared {
         transcode: Arc::new(cfg.transcode.clone()),
         store,
-        users: UserClient::new(cfg.user_svc_url.clone(), timeout),
-        metadata: MetadataClient::new(cfg.metadata_svc_url.clone(), timeout),
+        users: UserClient::new(&cfg.user_svc_url, timeout)?,
+        metadata: MetadataClient::new(&cfg.metadata_svc_url, timeout)?,
         registry: Mutex::new(broadcast::Registry::default()),
         cluster,
         jobs: Arc::new(std::sync::OnceLock::new()),
         origins: Arc::new(origin::Origins::default()),
+        peers: Mutex::new(HashMap::new()),
         tasks: TaskTracker::new(),
         shutdown: shutdown.clone(),
         cfg,
@@ -246,13 +237,91 @@ async fn one_stream(
         .ok_or(axum::http::StatusCode::NOT_FOUND)
 }
 
-async fn list_streams(State(shared): State<Arc<Shared>>) -> Json<Vec<LiveEntry>> {
+impl Shared {
+    /// The client of the instance at `origin`, made once.
+    fn peer(&self, origin: &str) -> Result<IngestClient, service_clients::BadUrl> {
+        let mut peers = self.peers.lock().expect("peers lock");
+        if let Some(p) = peers.get(origin) {
+            return Ok(p.clone());
+        }
+        if peers.len() >= 64 {
+            // instances came and went (new ports): start over rather than grow
+            peers.clear();
+        }
+        let p = IngestClient::new(origin, Duration::from_millis(self.cfg.service_timeout_ms))?;
+        peers.insert(origin.to_string(), p.clone());
+        Ok(p)
+    }
+}
+
+/// Which broadcasts `GET /v1/streams` lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Scope {
+    /// Every instance's (cluster mode asks the others; alone it is this one's).
+    #[default]
+    All,
+    /// This instance's only (what the others ask).
+    Local,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct StreamsQuery {
+    #[serde(default)]
+    scope: Scope,
+}
+
+fn local_streams(shared: &Shared) -> Vec<LiveEntry> {
     let reg = shared.registry.lock().expect("registry lock");
     let mut v: Vec<LiveEntry> = reg.live.values().map(|l| l.entry.clone()).collect();
     v.extend(reg.held.values().map(|h| LiveEntry {
         reconnecting: true,
         ..h.broadcast.entry.clone()
     }));
+    v
+}
+
+/// The broadcasts in progress, oldest first. In cluster mode, those of every instance that
+/// heartbeats one: a balancer may send this to any instance and the answer is the same. An
+/// instance that does not answer is left out (and logged), never failing the list.
+async fn list_streams(
+    State(shared): State<Arc<Shared>>,
+    service_kit::extract::Query(q): service_kit::extract::Query<StreamsQuery>,
+) -> Json<Vec<LiveEntry>> {
+    let mut v = local_streams(&shared);
+    if let (Scope::All, Some(cluster)) = (q.scope, &shared.cluster) {
+        let within = Duration::from_secs(shared.cfg.reaper_timeout_secs.max(1));
+        match cluster.other_origins(within).await {
+            Ok(origins) => {
+                let asks = origins.iter().map(|o| {
+                    let peer = shared.peer(o);
+                    async move {
+                        match peer {
+                            Ok(p) => p.streams_here().await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                });
+                for (origin, answer) in origins.iter().zip(futures::future::join_all(asks).await) {
+                    match answer {
+                        Ok(entries) => {
+                            for e in entries {
+                                if !v.iter().any(|mine| mine.video_id == e.video_id) {
+                                    v.push(e);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(%origin, error = %e, "an instance's broadcasts are left out of the list")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the other instances' broadcasts are left out of the list")
+            }
+        }
+    }
     v.sort_by_key(|e| e.started_at);
     Json(v)
 }

@@ -1116,13 +1116,27 @@ async fn two_ingest_instances_let_one_publisher_per_key_go_live() {
         "a second publisher of a live key is refused at another instance"
     );
     let streams_b = format!("http://{}/v1/streams", b.http_addr);
-    let listed: serde_json::Value = reqwest::get(&streams_b)
-        .await
+    let get_json = |url: String| async move {
+        reqwest::get(&url)
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    // B runs nothing itself, yet lists the broadcast A runs (asked of A), once
+    assert_eq!(
+        get_json(format!("{streams_b}?scope=local")).await,
+        serde_json::json!([])
+    );
+    let listed = get_json(streams_b.clone()).await;
+    let ids: Vec<&str> = listed
+        .as_array()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed, serde_json::json!([]));
+        .iter()
+        .filter_map(|e| e["video_id"].as_str())
+        .collect();
+    assert_eq!(ids, [video_id.as_str()], "{listed}");
     // its live edge, asked of the other instance (a balancer may send any request anywhere):
     // forwarded to the instance that runs the broadcast, blocking reloads included
     let http = reqwest::Client::new();

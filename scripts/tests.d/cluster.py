@@ -30,6 +30,8 @@ BASE = int(E["CAUDAL_CLUSTER_PORT_BASE"])
 USER_SVC = [f"http://127.0.0.1:{BASE + 2}", f"http://127.0.0.1:{BASE + 3}"]
 METADATA_SVC = [f"http://127.0.0.1:{BASE + 4}", f"http://127.0.0.1:{BASE + 5}"]
 RTMP = [BASE + 8, BASE + 9]
+INGEST_HTTP = [f"http://127.0.0.1:{BASE + 6}", f"http://127.0.0.1:{BASE + 7}"]
+INGEST_BALANCED = f"http://127.0.0.1:{E['CAUDAL_INGEST_HTTP_PORT']}"
 USER_METRICS = [int(E["CAUDAL_METRICS_BASE"]) + 2, BASE + 12]
 RTMP_BALANCED = int(E["CAUDAL_RTMP_PORT"])
 DEMO_KEY = E["DEMO_KEY"]
@@ -457,9 +459,45 @@ def replica_stopped():
     expect(after > before, "no read was counted as sent to the primary for the replica's sake")
 
 
+@check("broadcasts on both ingest instances: /v1/streams lists all of them wherever it is asked")
+def streams_listed_across_instances():
+    procs, owners = [], []
+    for i, port in enumerate(RTMP):
+        creator = signup(f"Streamer{i + 1}")
+        s, b = api("POST", BFF + "/v1/me/become-creator", creator["token"], {})
+        expect(s == 200, f"become-creator: {s} {b}")
+        s, key = api("POST", BFF + "/v1/studio/stream-keys", creator["token"], {})
+        expect(s == 201, f"stream key: {s} {key}")
+        owners.append(creator["id"])
+        # straight to one instance each, past the balancer
+        procs.append(publish(port, key["key"], 25, f"{STATE}/logs/streams-{port}.log"))
+    try:
+        for owner in owners:
+            live_video(owner)
+        for i, base in enumerate(INGEST_HTTP):
+            s, here = api("GET", f"{base}/v1/streams?scope=local")
+            expect(s == 200, f"{base}/v1/streams?scope=local: {s} {here}")
+            mine = {e["owner_id"] for e in here}
+            expect(owners[i] in mine and owners[1 - i] not in mine,
+                   f"instance {i + 1} lists {sorted(mine)} as its own; it runs {owners[i]}")
+        for base in INGEST_HTTP + [INGEST_BALANCED]:
+            s, listed = api("GET", f"{base}/v1/streams")
+            expect(s == 200, f"{base}/v1/streams: {s} {listed}")
+            got = {e["owner_id"] for e in listed}
+            expect(set(owners) <= got, f"{base}/v1/streams lists {sorted(got)}, not both of {owners}")
+            expect(len({e["video_id"] for e in listed}) == len(listed), f"{base}: a broadcast listed twice")
+        s, bad = api("GET", f"{INGEST_BALANCED}/v1/streams?scope=everywhere")
+        expect(s == 400, f"an unknown scope is answered {s}")
+        print(f"  both broadcasts listed through instance 1, instance 2 and the balancer")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 if __name__ == "__main__":
     for step in (read_your_writes, metadata_invalidation, one_publisher_per_key, garage_node_lost,
-                 kill_instances_under_load, replica_stopped):
+                 kill_instances_under_load, replica_stopped, streams_listed_across_instances):
         step()
     print(f"cluster: {results['passed']} passed, {results['failed']} failed")
     sys.exit(1 if results["failed"] else 0)
