@@ -1,6 +1,6 @@
 //! Calls to the two services bff assembles screens from, over service-clients' one HTTP
 //! stack ([`Transport`]): every call is bounded by a timeout (connect included), carries the
-//! request id, is counted in `bff_upstream_*`, and fails as an [`UpstreamError`] that keeps
+//! request id, is counted in `bff_upstream_*` ([`record`]), and fails as an [`UpstreamError`] that keeps
 //! what the service said (code, field, Retry-After) so bff can pass it on.
 //!
 //! user-svc's `/v1` routes are called with the viewer's own `Authorization` header: user-svc
@@ -35,7 +35,14 @@ pub fn transport(
     read_timeout: Duration,
     write_timeout: Duration,
 ) -> Result<Transport, BadUrl> {
-    Ok(Transport::new(service, base, read_timeout, write_timeout)?.with_metrics("bff_upstream"))
+    Ok(Transport::new(service, base, read_timeout, write_timeout)?.with_metrics(record))
+}
+
+/// Every call bff makes: `bff_upstream_requests_total{service,outcome}` and its duration.
+fn record(service: &'static str, outcome: &'static str, secs: f64) {
+    metrics::histogram!("bff_upstream_request_duration_seconds", "service" => service).record(secs);
+    metrics::counter!("bff_upstream_requests_total", "service" => service, "outcome" => outcome)
+        .increment(1);
 }
 
 // ---------------------------------------------------------------------------------------------

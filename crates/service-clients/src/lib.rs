@@ -13,7 +13,7 @@ pub mod metadata;
 pub mod transport;
 pub mod users;
 
-pub use transport::{bearer, BadUrl, Budget, Transport, REQUEST_ID};
+pub use transport::{bearer, BadUrl, Budget, Recorder, Transport, REQUEST_ID};
 
 /// How a call to another service failed: one type for every caller (bff, ingest, the
 /// transcoder).

@@ -44,9 +44,12 @@ pub struct Transport {
     http: Client,
     read_timeout: Duration,
     write_timeout: Duration,
-    /// `{prefix}_requests_total{service,outcome}` and `{prefix}_request_duration_seconds`.
-    metrics: Option<(String, String)>,
+    metrics: Option<Recorder>,
 }
+
+/// Records one call: the service, its outcome (`ok`, `client_error`, `server_error`,
+/// `timeout`, `unreachable`) and how long it took, in seconds. The caller names its metrics.
+pub type Recorder = fn(service: &'static str, outcome: &'static str, secs: f64);
 
 impl Transport {
     /// `base` is the service's root URL (`http://127.0.0.1:8082`, a path prefix allowed).
@@ -82,13 +85,9 @@ impl Transport {
         })
     }
 
-    /// Counts every call as `{prefix}_requests_total{service,outcome}` and times it in
-    /// `{prefix}_request_duration_seconds{service}`.
-    pub fn with_metrics(mut self, prefix: &str) -> Self {
-        self.metrics = Some((
-            format!("{prefix}_requests_total"),
-            format!("{prefix}_request_duration_seconds"),
-        ));
+    /// Counts and times every call with `record`.
+    pub fn with_metrics(mut self, record: Recorder) -> Self {
+        self.metrics = Some(record);
         self
     }
 
@@ -147,7 +146,7 @@ impl Transport {
             Ok::<_, reqwest::Error>((status, headers, body))
         })
         .await;
-        if let Some((total, duration)) = &self.metrics {
+        if let Some(record) = self.metrics {
             let outcome = match &res {
                 Err(_) => "timeout",
                 Ok(Err(_)) => "unreachable",
@@ -155,10 +154,7 @@ impl Transport {
                 Ok(Ok((s, _, _))) if s.is_client_error() => "client_error",
                 Ok(Ok(_)) => "server_error",
             };
-            metrics::histogram!(duration.clone(), "service" => service)
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!(total.clone(), "service" => service, "outcome" => outcome)
-                .increment(1);
+            record(service, outcome, started.elapsed().as_secs_f64());
         }
         match res {
             Err(_) => Err(ClientError::Unavailable {
