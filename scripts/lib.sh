@@ -7,6 +7,8 @@ CAUDAL_PIDS=()
 
 log() { printf '[caudal] %s\n' "$*" >&2; }
 die() { printf '[caudal] error: %s\n' "$*" >&2; exit 1; }
+# free space on the file system holding $1, e.g. "41G free of 252G"
+disk_free() { df -h --output=avail,size "$1" | awk 'NR==2 {print $1 " free of " $2}'; }
 
 APT_PACKAGES=(mariadb-server mariadb-client nginx libnginx-mod-rtmp libnginx-mod-http-js ffmpeg libavcodec-dev libavformat-dev
   libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev clang pkg-config

@@ -12,8 +12,12 @@ cleanup() { stop_all; rm -rf "$STATE"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# one build per run: incremental state would only cost disk (4.3 GB of it in a fresh run)
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+log "disk before the build: $(disk_free "$CAUDAL_ROOT")"
 log "building (one build for every test)"
 cargo build --workspace --all-targets --locked
+log "disk after the build: $(disk_free "$CAUDAL_ROOT"); target/ holds $(du -sh "$CAUDAL_ROOT/target" | cut -f1)"
 
 start_mariadb "$STATE/mysql" "$(free_port)"
 start_mongo "$STATE/mongo" "$(free_port)"
@@ -42,6 +46,7 @@ for extra in "$CAUDAL_ROOT"/scripts/tests.d/*.sh; do
 done
 summary=$(grep -E '^test result:' "$STATE/cargo-test.log" | awk '{p+=$4; f+=$6} END {printf "%d passed, %d failed", p, f}')
 echo "rust: $summary"
+log "disk at the end: $(disk_free "$CAUDAL_ROOT"); target/ holds $(du -sh "$CAUDAL_ROOT/target" | cut -f1)"
 # the names and panics of failed Rust tests last, where a truncated CI log still shows them
 if grep -qE '^test .* FAILED$' "$STATE/cargo-test.log"; then
   echo "failed Rust tests:"
