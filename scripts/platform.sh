@@ -30,8 +30,9 @@ platform_defaults() {
   : "${CAUDAL_EDGE_LIVE_COLLAPSE:=varnish}" "${CAUDAL_LIVE_CACHE_PORT:=8091}"
   # cluster mode (scripts/cluster.sh): two instances of bff, user-svc, metadata-svc and ingest
   # behind an nginx balancer on the public ports above, a 3-node Garage cluster, a MariaDB
-  # replica and Redis for shared state. The instances' own ports are CAUDAL_CLUSTER_PORT_BASE
-  # +0 to +28. Monitoring scrapes single instances, so it is off by default there.
+  # replica, three NATS servers and Redis for shared state. The instances' own ports are
+  # CAUDAL_CLUSTER_PORT_BASE +0 to +33. Monitoring scrapes single instances, so it is off by
+  # default there.
   : "${CAUDAL_CLUSTER:=off}" "${CAUDAL_CLUSTER_PORT_BASE:=18100}"
   : "${CAUDAL_MYSQL_REPLICA_PORT:=13307}" "${CAUDAL_REDIS_PORT:=16379}"
   export CAUDAL_CLUSTER CAUDAL_CLUSTER_PORT_BASE CAUDAL_MYSQL_REPLICA_PORT CAUDAL_REDIS_PORT
@@ -62,11 +63,11 @@ platform_free_ports() {
   CAUDAL_EDGE_STATUS_PORT=$((CAUDAL_METRICS_BASE + 4)) CAUDAL_EDGE_EXPORTER_PORT=$((CAUDAL_METRICS_BASE + 5))
   CAUDAL_EDGE_MTAIL_PORT=$((CAUDAL_METRICS_BASE + 6))
   CAUDAL_MYSQL_REPLICA_PORT=$(free_port) CAUDAL_REDIS_PORT=$(free_port)
-  # the cluster's instances: 29 free ports in a row
+  # the cluster's instances: 34 free ports in a row
   while :; do
     CAUDAL_CLUSTER_PORT_BASE=$(( $(free_port) / 100 * 100 + 40 ))
     ok=1
-    for ((i = 0; i < 29; i++)); do
+    for ((i = 0; i < 34; i++)); do
       (exec 3<>"/dev/tcp/127.0.0.1/$((CAUDAL_CLUSTER_PORT_BASE + i))") 2>/dev/null && ok=0 && break
     done
     [ "$ok" = 1 ] && [ "$CAUDAL_CLUSTER_PORT_BASE" -lt 65000 ] && break
@@ -98,8 +99,14 @@ start_platform() {
   fi
   start_mongo "$STATE/mongo" "$CAUDAL_MONGO_PORT"
   # the transcode job queue (bff enqueues finished uploads, the worker pulls them); its
-  # JetStream store in STATE/nats/js is kept between runs
-  start_nats "$STATE/nats" "$CAUDAL_NATS_PORT"
+  # JetStream store in STATE/nats/js is kept between runs. In a cluster, three servers keep
+  # three replicas of every job (STATE/nats-cluster).
+  if [ "$CAUDAL_CLUSTER" = on ]; then
+    start_nats_cluster "$STATE/nats-cluster" "$CAUDAL_NATS_PORT" "${CLUSTER_NATS_PORTS[@]}" "$CLUSTER_NATS_ROUTE_BASE"
+    export CAUDAL_INGEST_JOBS__REPLICAS=3 CAUDAL_BFF_UPLOADS__JOBS__REPLICAS=3 CAUDAL_WORKER_JOBS__REPLICAS=3
+  else
+    start_nats "$STATE/nats" "$CAUDAL_NATS_PORT"
+  fi
 
   # secrets made once and kept
   [ -s "$STATE/jwt-secret" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE/jwt-secret"
@@ -250,8 +257,10 @@ instance_metrics() {
   if [ "$2" = 1 ]; then echo $((CAUDAL_METRICS_BASE + $1)); else echo $((CAUDAL_CLUSTER_PORT_BASE + 10 + $1)); fi
 }
 
-# cluster_ports: the balancer's upstreams and the Garage nodes' ports, from CAUDAL_CLUSTER_PORT_BASE
-# (instances +0..+9, second instances' metrics +10..+13, Garage S3 +20..+22, RPC +23..+25, admin +26..+28)
+# cluster_ports: the balancer's upstreams, the Garage nodes' and the NATS servers' ports, from
+# CAUDAL_CLUSTER_PORT_BASE (instances +0..+9, second instances' metrics +10..+13, Garage S3
+# +20..+22, RPC +23..+25, admin +26..+28; NATS servers 2 and 3 +29/+30, the three's routes
+# +31..+33; NATS server 1 is on CAUDAL_NATS_PORT)
 cluster_ports() {
   local s i
   for s in BFF USER METADATA INGEST_HTTP RTMP; do
@@ -262,6 +271,8 @@ cluster_ports() {
   CLUSTER_GARAGE_S3=($((CAUDAL_CLUSTER_PORT_BASE + 20)) $((CAUDAL_CLUSTER_PORT_BASE + 21)) $((CAUDAL_CLUSTER_PORT_BASE + 22)))
   CLUSTER_GARAGE_RPC_BASE=$((CAUDAL_CLUSTER_PORT_BASE + 23))
   export CLUSTER_S3_UPSTREAMS="127.0.0.1:${CLUSTER_GARAGE_S3[0]} 127.0.0.1:${CLUSTER_GARAGE_S3[1]} 127.0.0.1:${CLUSTER_GARAGE_S3[2]}"
+  CLUSTER_NATS_PORTS=($((CAUDAL_CLUSTER_PORT_BASE + 29)) $((CAUDAL_CLUSTER_PORT_BASE + 30)))
+  CLUSTER_NATS_ROUTE_BASE=$((CAUDAL_CLUSTER_PORT_BASE + 31))
 }
 
 # start_monitoring STATE: the edge's exporters and Prometheus, on loopback. Prometheus's config

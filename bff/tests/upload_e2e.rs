@@ -36,7 +36,7 @@ fn jobs_config() -> jobs::JobsConfig {
         dead_letter_subject: format!("up{tag}.dead").to_lowercase(),
         ack_wait_secs: 10,
         max_deliver: 3,
-        replicas: 1,
+        ..jobs::JobsConfig::default()
     }
 }
 

@@ -219,22 +219,45 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// One broadcast of this instance, by video id (the studio's health panel).
+/// One broadcast by video id (the studio's health panel). In cluster mode a broadcast another
+/// instance runs is asked of that instance (its live origin is in Redis), so a balancer may
+/// send this to any instance; `?scope=local` answers for this instance only. 404: no
+/// instance runs it; 503: the instance that runs it did not answer.
 async fn one_stream(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path(video_id): axum::extract::Path<String>,
+    service_kit::extract::Query(q): service_kit::extract::Query<StreamsQuery>,
 ) -> Result<Json<LiveEntry>, axum::http::StatusCode> {
-    let reg = shared.registry.lock().expect("registry lock");
-    reg.live
-        .values()
-        .map(|l| l.entry.clone())
-        .chain(reg.held.values().map(|h| LiveEntry {
-            reconnecting: true,
-            ..h.broadcast.entry.clone()
-        }))
+    use axum::http::StatusCode;
+    if let Some(e) = local_streams(&shared)
+        .into_iter()
         .find(|e| e.video_id == video_id)
-        .map(Json)
-        .ok_or(axum::http::StatusCode::NOT_FOUND)
+    {
+        return Ok(Json(e));
+    }
+    let (Scope::All, Some(cluster)) = (q.scope, &shared.cluster) else {
+        return Err(StatusCode::NOT_FOUND);
+    };
+    let origin = match cluster.origin_of(&video_id).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Err(StatusCode::NOT_FOUND),
+        Err(e) => {
+            tracing::warn!(%video_id, error = %e, "cannot tell which instance runs the broadcast");
+            return Err(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    let peer = shared.peer(&origin).map_err(|e| {
+        tracing::warn!(%origin, error = %e, "an instance's origin is not a URL");
+        StatusCode::SERVICE_UNAVAILABLE
+    })?;
+    match peer.stream_here(&video_id).await {
+        Ok(Some(e)) => Ok(Json(e)),
+        Ok(None) => Err(StatusCode::NOT_FOUND),
+        Err(e) => {
+            tracing::warn!(%origin, %video_id, error = %e, "the instance running the broadcast did not answer");
+            Err(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
 }
 
 impl Shared {
@@ -254,7 +277,7 @@ impl Shared {
     }
 }
 
-/// Which broadcasts `GET /v1/streams` lists.
+/// Which broadcasts `GET /v1/streams` (and `/v1/streams/{id}`) answers for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Scope {

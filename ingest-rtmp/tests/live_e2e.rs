@@ -1137,6 +1137,13 @@ async fn two_ingest_instances_let_one_publisher_per_key_go_live() {
         .filter_map(|e| e["video_id"].as_str())
         .collect();
     assert_eq!(ids, [video_id.as_str()], "{listed}");
+    // and answers for it by id (asked of A), but not with scope=local
+    let one = get_json(format!("{streams_b}/{video_id}")).await;
+    assert_eq!(one["video_id"], video_id.as_str(), "{one}");
+    let here = reqwest::get(format!("{streams_b}/{video_id}?scope=local"))
+        .await
+        .unwrap();
+    assert_eq!(here.status(), reqwest::StatusCode::NOT_FOUND);
     // its live edge, asked of the other instance (a balancer may send any request anywhere):
     // forwarded to the instance that runs the broadcast, blocking reloads included
     let http = reqwest::Client::new();
@@ -2009,7 +2016,7 @@ fn recording_jobs() -> jobs::JobsConfig {
         dead_letter_subject: "recartwork.dead".into(),
         ack_wait_secs: 10,
         max_deliver: 3,
-        replicas: 1,
+        ..jobs::JobsConfig::default()
     }
 }
 

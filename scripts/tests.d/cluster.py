@@ -2,13 +2,15 @@
 """Cluster mode under faults (issue 14), against the real processes that
 scripts/tests.d/cluster.sh started with CAUDAL_CLUSTER=on: two instances of bff, user-svc,
 metadata-svc and ingest behind the nginx balancer, three Garage nodes (replication 3), a
-MariaDB primary with a GTID replica, Redis for shared state.
+MariaDB primary with a GTID replica, three NATS servers (the job queue), Redis for shared
+state.
 
 Each check prints PASS or FAIL with its figures; the last line is
 "cluster: N passed, M failed". Order matters: the broadcast of the Garage check is the video
 the load check sells.
 """
 
+import base64
 import json
 import os
 import re
@@ -472,8 +474,7 @@ def streams_listed_across_instances():
         # straight to one instance each, past the balancer
         procs.append(publish(port, key["key"], 25, f"{STATE}/logs/streams-{port}.log"))
     try:
-        for owner in owners:
-            live_video(owner)
+        videos = [live_video(owner)["id"] for owner in owners]
         for i, base in enumerate(INGEST_HTTP):
             s, here = api("GET", f"{base}/v1/streams?scope=local")
             expect(s == 200, f"{base}/v1/streams?scope=local: {s} {here}")
@@ -489,15 +490,76 @@ def streams_listed_across_instances():
         s, bad = api("GET", f"{INGEST_BALANCED}/v1/streams?scope=everywhere")
         expect(s == 400, f"an unknown scope is answered {s}")
         print(f"  both broadcasts listed through instance 1, instance 2 and the balancer")
+        # one broadcast by id: any instance answers for the one that runs it
+        for i, vid in enumerate(videos):
+            for base in INGEST_HTTP + [INGEST_BALANCED]:
+                s, one = api("GET", f"{base}/v1/streams/{vid}")
+                expect(s == 200 and one.get("owner_id") == owners[i],
+                       f"{base}/v1/streams/{vid} (run by instance {i + 1}): {s} {one}")
+            s, _ = api("GET", f"{INGEST_HTTP[i]}/v1/streams/{vid}?scope=local")
+            expect(s == 200, f"instance {i + 1} does not answer for its own broadcast: {s}")
+            s, _ = api("GET", f"{INGEST_HTTP[1 - i]}/v1/streams/{vid}?scope=local")
+            expect(s == 404, f"instance {2 - i} answers {s} for instance {i + 1}'s broadcast with scope=local")
+        s, _ = api("GET", f"{INGEST_BALANCED}/v1/streams/no-such-video")
+        expect(s == 404, f"an unknown broadcast is answered {s}")
+        print(f"  each broadcast answered by id through instance 1, instance 2 and the balancer")
     finally:
         for p in procs:
             p.kill()
             p.wait()
 
 
+@check("a NATS server killed (SIGKILL): an upload is still queued and transcoded (the job queue "
+       "keeps three replicas)")
+def nats_server_lost():
+    creator = signup("Uploader")
+    s, b = api("POST", BFF + "/v1/me/become-creator", creator["token"], {})
+    expect(s == 200, f"become-creator: {s} {b}")
+    clip = f"{STATE}/upload.mp4"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=4",
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=4",
+                    "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-c:a", "aac", "-shortest", clip],
+                   check=True)
+    body = open(clip, "rb").read()
+    pid = int(E["CAUDAL_NATS_PID_1"])
+    kill(pid)
+    killed = time.time()
+    print(f"  killed nats-server 1 (pid {pid}); uploading {len(body)} bytes through the balancer")
+    try:
+        meta = "title " + base64.b64encode(b"after a NATS server was lost").decode()
+        tus = {"Tus-Resumable": "1.0.0", "Authorization": "Bearer " + creator["token"]}
+        req = urllib.request.Request(BFF + "/v1/uploads", method="POST", data=b"", headers={
+            **tus, "Upload-Length": str(len(body)), "Upload-Metadata": meta})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            expect(r.status == 201, f"POST /v1/uploads: {r.status}")
+            location = r.headers["Location"]
+        vid = location.rstrip("/").rsplit("/", 1)[-1]
+        req = urllib.request.Request(urllib.parse.urljoin(BFF, location), method="PATCH", data=body, headers={
+            **tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            expect(r.status == 204, f"PATCH: {r.status}")
+        sent = time.time()
+        deadline = sent + 180
+        status = None
+        while time.time() < deadline:
+            s, v = api("GET", f"{METADATA}/internal/v1/videos/{vid}")
+            status = v.get("status") if s == 200 else s
+            if status in ("ready", "failed"):
+                break
+            time.sleep(1)
+        expect(status == "ready", f"video {vid} is {status} {time.time() - sent:.0f} s after its last byte: {v}")
+        print(f"  video {vid} ready {time.time() - sent:.1f} s after its last byte "
+              f"({sent - killed:.1f} s after the kill)")
+    finally:
+        subprocess.run(["bash", "-c", f'source "{E["CAUDAL_ROOT"]}/scripts/lib.sh"; source "{E["CAUDAL_ROOT"]}/scripts/cluster.sh"; '
+                        f'start_nats_node "{STATE}/nats-cluster" 1; disown -a'], check=True)
+
+
 if __name__ == "__main__":
     for step in (read_your_writes, metadata_invalidation, one_publisher_per_key, garage_node_lost,
-                 kill_instances_under_load, replica_stopped, streams_listed_across_instances):
+                 kill_instances_under_load, replica_stopped, streams_listed_across_instances,
+                 nats_server_lost):
         step()
     print(f"cluster: {results['passed']} passed, {results['failed']} failed")
     sys.exit(1 if results["failed"] else 0)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Cluster tests (issue 14): the local stack in cluster mode (CAUDAL_CLUSTER=on: two instances
 # of every service behind the nginx balancer, three Garage nodes, a MariaDB GTID replica,
-# Redis) on free loopback ports, then scripts/tests.d/cluster.py breaks parts of it: a second
+# three NATS servers, Redis) on free loopback ports, then scripts/tests.d/cluster.py breaks parts of it: a second
 # publisher of a live key, a Garage node killed mid-broadcast, a bff and a user-svc killed
-# under load, the replica stopped. Uses the debug build that scripts/test.sh made. Last line:
-# "cluster: N passed, M failed"; exits non-zero on failure.
+# under load, the replica stopped, a NATS server killed before an upload. Uses the debug build
+# that scripts/test.sh made. Last line: "cluster: N passed, M failed"; exits non-zero on
+# failure.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$CAUDAL_ROOT/scripts/platform.sh"
@@ -19,6 +20,7 @@ cleanup() {
   stop_all
   # a Garage node the test restarted is not among this shell's children
   pkill -f "$STATE/garage/" 2>/dev/null || true
+  pkill -f "$STATE/nats-cluster/" 2>/dev/null || true
   cp -r "$STATE/logs" "$ARTIFACTS/" 2>/dev/null || true
   rm -rf "$STATE"
 }

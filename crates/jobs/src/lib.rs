@@ -93,6 +93,10 @@ pub struct JobsConfig {
     /// Copies JetStream keeps of each stream (1 to 5): 1 on one server, 3 on a three-server
     /// cluster, so that losing a server loses no job.
     pub replicas: usize,
+    /// An enqueue that fails is tried again for this long (0: once). A cluster that lost the
+    /// server leading the stream elects another within seconds, and answers nothing until
+    /// then; a job sent twice is dropped as a duplicate by its id.
+    pub enqueue_retry_secs: u64,
 }
 
 impl Default for JobsConfig {
@@ -106,6 +110,7 @@ impl Default for JobsConfig {
             max_deliver: 3,
             dead_letter_subject: "caudal.jobs_dead".into(),
             replicas: 1,
+            enqueue_retry_secs: 10,
         }
     }
 }
@@ -370,14 +375,30 @@ impl Queue {
             id: id.into(),
             source,
         };
-        let ack = self
-            .inner
-            .js
-            .publish_with_headers(subject, headers, payload.into())
-            .await
-            .map_err(|err| failed(Box::new(err)))?
-            .await
-            .map_err(|err| failed(Box::new(err)))?;
+        let payload = bytes::Bytes::from(payload);
+        let give_up =
+            std::time::Instant::now() + Duration::from_secs(self.inner.cfg.enqueue_retry_secs);
+        let mut attempt = 1u32;
+        let ack = loop {
+            let sent = async {
+                self.inner
+                    .js
+                    .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                    .await
+                    .map_err(BoxError::from)?
+                    .await
+                    .map_err(BoxError::from)
+            };
+            match sent.await {
+                Ok(ack) => break ack,
+                Err(err) if std::time::Instant::now() < give_up => {
+                    tracing::warn!(kind, id, attempt, error = %err, "job not enqueued; trying again");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(err) => return Err(failed(err)),
+            }
+        };
         if ack.duplicate {
             tracing::debug!(kind, id, "job already enqueued, duplicate dropped");
         } else {
@@ -561,6 +582,7 @@ mod tests {
         assert_eq!(cfg.stream, "CAUDAL_JOBS");
         assert_eq!(cfg.ack_wait_secs, 30);
         assert_eq!(cfg.replicas, 1);
+        assert_eq!(cfg.enqueue_retry_secs, 10);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The job queue on a three-server NATS cluster that this test starts itself (nats-server from
 //! PATH, as scripts/lib.sh installs it): the config names all three servers, the streams keep
-//! three replicas, and a job enqueued before one server is killed is still delivered.
+//! three replicas, and when the server leading the stream is killed, a job enqueued before is
+//! still delivered and a job enqueued right after is taken.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -107,19 +108,50 @@ async fn three_servers_three_replicas_and_a_server_lost() {
         .await
         .expect("enqueue");
 
-    // one server goes, whichever it is: the job is on the other two
-    let lost = &mut cluster.servers[0];
-    lost.kill().expect("kill");
-    lost.wait().expect("wait");
+    // the server leading the work stream goes: the job is on the other two, and a job
+    // enqueued at once is taken once they have elected a new leader (enqueue tries again)
+    let info = js
+        .get_stream(&cfg.stream)
+        .await
+        .expect("stream")
+        .get_info()
+        .await
+        .expect("info");
+    let leader = info
+        .cluster
+        .and_then(|c| c.leader)
+        .expect("the stream has a leader");
+    let lost = (0..3)
+        .find(|i| leader == format!("caudal-test-{i}"))
+        .unwrap_or_else(|| panic!("leader {leader} is none of the three servers"));
+    let server = &mut cluster.servers[lost];
+    server.kill().expect("kill");
+    server.wait().expect("wait");
+    queue
+        .enqueue("transcode", "video-after", &"later")
+        .await
+        .expect("a job enqueued right after the stream's leader was lost");
+    let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let job = loop {
+    while got.len() < 2 {
         match queue.next(Duration::from_secs(2)).await {
-            Ok(Some(job)) => break job,
+            Ok(Some(job)) => {
+                got.push((
+                    job.id().to_string(),
+                    job.decode::<String>().expect("decode"),
+                ));
+                job.done().await.expect("done");
+            }
             Ok(None) | Err(_) if Instant::now() < deadline => continue,
-            other => panic!("the job was not delivered after a server was lost: {other:?}"),
+            other => panic!("jobs delivered after a server was lost: {got:?}, then {other:?}"),
         }
-    };
-    assert_eq!(job.id(), "video-r3");
-    assert_eq!(job.decode::<String>().expect("decode"), "payload");
-    job.done().await.expect("done");
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("video-after".to_string(), "later".to_string()),
+            ("video-r3".to_string(), "payload".to_string())
+        ]
+    );
 }

@@ -77,10 +77,21 @@ impl IngestClient {
         self.t.json(req, Budget::Read).await
     }
 
-    /// The broadcast of `video_id` if this instance runs it; `None` if it does not.
+    /// The broadcast of `video_id` if it runs (in cluster mode, on any instance); `None` if
+    /// it does not.
     pub async fn stream(&self, video_id: &str) -> Result<Option<LiveEntry>, ClientError> {
         self.t
             .json_or_none(self.t.get(&["v1", "streams", video_id]), Budget::Read)
             .await
+    }
+
+    /// The broadcast of `video_id` if this instance runs it itself (`?scope=local`): what
+    /// one instance asks the instance that runs it.
+    pub async fn stream_here(&self, video_id: &str) -> Result<Option<LiveEntry>, ClientError> {
+        let req = self
+            .t
+            .get(&["v1", "streams", video_id])
+            .query(&[("scope", "local")]);
+        self.t.json_or_none(req, Budget::Read).await
     }
 }

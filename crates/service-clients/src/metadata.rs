@@ -347,14 +347,7 @@ impl MetadataClient {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<VideoPage, ClientError> {
-        let mut query = vec![("limit", limit.to_string())];
-        if let Some(c) = cursor {
-            query.push(("cursor", c.to_string()));
-        }
-        let req = self
-            .get(&["internal", "v1", "creators", owner, "videos"])
-            .query(&query);
-        self.t.json(req, Budget::Read).await
+        self.creator_page(owner, cursor, limit, &[]).await
     }
 
     /// `owner`'s public videos a viewer can watch or wait for (live, recorded, ready),
@@ -365,13 +358,23 @@ impl MetadataClient {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<VideoPage, ClientError> {
-        let mut query = vec![
-            ("limit", limit.to_string()),
-            ("visibility", "public".to_string()),
-            ("status", "live,recorded,ready".to_string()),
-        ];
+        let only = [("visibility", "public"), ("status", "live,recorded,ready")];
+        self.creator_page(owner, cursor, limit, &only).await
+    }
+
+    /// One page of `GET /internal/v1/creators/{owner}/videos`, narrowed by `filters`.
+    async fn creator_page(
+        &self,
+        owner: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        filters: &[(&str, &str)],
+    ) -> Result<VideoPage, ClientError> {
+        let limit = limit.to_string();
+        let mut query: Vec<(&str, &str)> = vec![("limit", &limit)];
+        query.extend_from_slice(filters);
         if let Some(c) = cursor {
-            query.push(("cursor", c.to_string()));
+            query.push(("cursor", c));
         }
         let req = self
             .get(&["internal", "v1", "creators", owner, "videos"])
