@@ -202,6 +202,41 @@ else:
 PY
 }
 
+# free_block COUNT: prints the first of COUNT ports in a row, each free and below the
+# ephemeral range as free_port's, none handed out before by free_port or free_block in this
+# shell; all COUNT are handed out (no later free_port picks one of them)
+free_block() {
+  CAUDAL_PORTS_FILE="${CAUDAL_PORTS_FILE:-${TMPDIR:-/tmp}/caudal-ports.$$}" COUNT="$1" python3 - <<'PY'
+import os, random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+path, count = os.environ["CAUDAL_PORTS_FILE"], int(os.environ["COUNT"])
+try:
+    given = set(open(path).read().split())
+except OSError:
+    given = set()
+def free(p):
+    if str(p) in given:
+        return False
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(500):
+    base = random.randrange(max(1024, lo - 12000), lo - 20 - count)
+    if all(free(p) for p in range(base, base + count)):
+        with open(path, "a") as f:
+            f.write("".join(f"{p}\n" for p in range(base, base + count)))
+        print(base)
+        break
+else:
+    raise SystemExit(f"no {count} free ports in a row below the ephemeral range")
+PY
+}
+
 # start_bg NAME LOGFILE CMD...: runs a command in the background, remembered for stop_all; its
 # pid in CAUDAL_PID_<NAME> (non-alphanumerics as _), for tests that stop one process
 start_bg() {

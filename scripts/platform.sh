@@ -49,29 +49,13 @@ platform_free_ports() {
   CAUDAL_METADATA_PORT=$(free_port) CAUDAL_BFF_PORT=$(free_port) CAUDAL_EDGE_PORT=$(free_port)
   CAUDAL_PROMETHEUS_PORT=$(free_port) CAUDAL_NATS_PORT=$(free_port) CAUDAL_LIVE_CACHE_PORT=$(free_port)
   # eight metrics ports from the base (four services, then the edge's stub_status, nginx
-  # exporter and mtail, then the transcode worker): free, and none of them one of the ports above
-  local taken=" $CAUDAL_MYSQL_PORT $CAUDAL_MONGO_PORT $CAUDAL_S3_PORT $CAUDAL_RTMP_PORT $CAUDAL_INGEST_HTTP_PORT $CAUDAL_USER_PORT $CAUDAL_METADATA_PORT $CAUDAL_BFF_PORT $CAUDAL_EDGE_PORT $CAUDAL_PROMETHEUS_PORT $CAUDAL_NATS_PORT $CAUDAL_LIVE_CACHE_PORT " i ok
-  while :; do
-    CAUDAL_METRICS_BASE=$(( $(free_port) / 10 * 10 ))
-    ok=1
-    for i in 0 1 2 3 4 5 6 7; do
-      [[ "$taken" == *" $((CAUDAL_METRICS_BASE + i)) "* ]] && ok=0
-      (exec 3<>"/dev/tcp/127.0.0.1/$((CAUDAL_METRICS_BASE + i))") 2>/dev/null && ok=0
-    done
-    [ "$ok" = 1 ] && break
-  done
+  # exporter and mtail, then the transcode worker), and the cluster's 34: blocks of free ports
+  # that none of the ports above (handed out, not listening yet) falls into
+  CAUDAL_METRICS_BASE=$(free_block 8)
   CAUDAL_EDGE_STATUS_PORT=$((CAUDAL_METRICS_BASE + 4)) CAUDAL_EDGE_EXPORTER_PORT=$((CAUDAL_METRICS_BASE + 5))
   CAUDAL_EDGE_MTAIL_PORT=$((CAUDAL_METRICS_BASE + 6))
   CAUDAL_MYSQL_REPLICA_PORT=$(free_port) CAUDAL_REDIS_PORT=$(free_port)
-  # the cluster's instances: 34 free ports in a row
-  while :; do
-    CAUDAL_CLUSTER_PORT_BASE=$(( $(free_port) / 100 * 100 + 40 ))
-    ok=1
-    for ((i = 0; i < 34; i++)); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$((CAUDAL_CLUSTER_PORT_BASE + i))") 2>/dev/null && ok=0 && break
-    done
-    [ "$ok" = 1 ] && [ "$CAUDAL_CLUSTER_PORT_BASE" -lt 65000 ] && break
-  done
+  CAUDAL_CLUSTER_PORT_BASE=$(free_block 34)
   platform_defaults
 }
 
